@@ -1,0 +1,100 @@
+"""Operational endpoints: health, readiness, and the router's own view of policy and decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from router.api.auth import authenticate
+from router.api.body import parse_request
+from router.components import Components
+from router.types import RequestContext
+
+ops = APIRouter()
+router_api = APIRouter(prefix="/v1/router", dependencies=[Depends(authenticate)])
+
+
+def _components(request: Request) -> Components:
+    return request.app.state.components
+
+
+@ops.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers. Says nothing about the models."""
+    return {"status": "ok"}
+
+
+@ops.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: 200 once the local model is loaded and can take requests, else 503 with the reason."""
+    c = _components(request)
+    local = c.local_backend
+    ready = local.ready
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "starting",
+        "local_model": {"name": local.name, **local.stats()},
+        "policy": c.pipeline.router.policy.version,
+    }
+    if (reason := local.unavailable_reason()) is not None:
+        body["status"] = "failed"
+        body["error"] = reason
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str = "auto"
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+@router_api.post("/explain")
+async def explain(request: Request) -> dict[str, Any]:
+    """Which route a request would take and why, without calling any model."""
+    c = _components(request)
+    body = await parse_request(request, ExplainRequest, c.config.server.max_body_bytes)
+    ctx = c.pipeline.prepare(
+        RequestContext(
+            request_id=request.state.request_id,
+            kind="chat",
+            requested_model=body.model,
+            messages=tuple(body.messages),
+            headers={k.lower(): v for k, v in body.headers.items()},
+        )
+    )
+    return explanation_dict(c, ctx)
+
+
+def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
+    explanation = c.pipeline.router.explain(ctx)
+    d = explanation.decision
+    return {
+        "route": d.route,
+        "model": d.model,
+        "reason": d.reason,
+        "rule": d.rule,
+        "fallbacks": list(d.fallbacks),
+        "allow_cloud": d.allow_cloud,
+        "prompt_tokens": ctx.prompt_tokens,
+        "requested_model": ctx.requested_model,
+        "requested_target": explanation.requested_target,
+        "rules": [{"rule": t.rule, "matched": t.matched, "why_not": t.why_not} for t in explanation.match.trace],
+        "policy": c.pipeline.router.policy.version,
+    }
+
+
+@router_api.get("/policy")
+async def policy(request: Request) -> dict[str, Any]:
+    c = _components(request)
+    engine = c.pipeline.router.policy
+    return {
+        "source": engine.source,
+        "version": engine.version,
+        "sha256": engine.digest,
+        "default": engine.policy.default.model_dump(),
+        "rules": [rule.model_dump(by_alias=True, exclude_none=True) for rule in engine.policy.rules],
+    }

@@ -1,0 +1,87 @@
+"""The app factory: builds the object graph once, starts the backends in the lifespan, mounts the routes.
+
+Config and policy are validated here, before the server binds a port, so a bad file stops start-up
+with its file name and line. Models load in the background: `/healthz` answers at once, `/readyz` says
+503 until the local model is loaded, and requests that arrive meanwhile wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from router.api import RequestIdMiddleware, install_error_handlers, openai_api, ops, router_api
+from router.api.auth import hash_key
+from router.backends import build_backend
+from router.components import Components
+from router.config import DEFAULT_POLICY_FILE, Settings, load_gateway_config, parse_api_keys
+from router.pipeline import Pipeline
+from router.policy import load_policy
+from router.resilience import Executor
+from router.routing import Router
+from router.tokens import TokenCounter
+
+log = logging.getLogger(__name__)
+
+
+def build_components(settings: Settings) -> Components:
+    """Everything the gateway needs, built once; raises `ConfigError` for a bad config or policy file."""
+    config = load_gateway_config(settings.config)
+    policy_path = settings.policy or DEFAULT_POLICY_FILE
+    policy = load_policy(policy_path, config.models)
+    backends = {name: build_backend(name, spec, settings.model_dir) for name, spec in config.models.items()}
+    local = backends[config.routes.local]
+    tokens = TokenCounter(getattr(local, "count_tokens", None))
+    pipeline = Pipeline(
+        router=Router(config, policy),
+        executor=Executor(backends, config.server.request_timeout_s),
+        tokens=tokens,
+    )
+    api_keys = {hash_key(key): tenant for key, tenant in parse_api_keys(settings.api_keys).items()}
+    return Components(settings, config, backends, pipeline, policy_path, api_keys)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    components: Components = app.state.components
+    log.info(
+        "policy %s (version %s), local model %s, cloud model %s",
+        components.policy_path,
+        components.pipeline.router.policy.version,
+        components.config.routes.local,
+        components.config.routes.cloud or "none",
+    )
+    for backend in components.backends.values():
+        if (reason := backend.unavailable_reason()) is not None:
+            log.warning("model %s cannot answer as configured: %s", backend.name, reason)
+    starting = [
+        asyncio.create_task(backend.start(), name=f"start-{name}") for name, backend in components.backends.items()
+    ]
+    try:
+        yield
+    finally:
+        for task in starting:
+            task.cancel()
+        await asyncio.gather(*starting, return_exceptions=True)
+        await asyncio.gather(*(b.close() for b in components.backends.values()), return_exceptions=True)
+
+
+def create_app(settings: Settings | None = None, components: Components | None = None) -> FastAPI:
+    components = components or build_components(settings or Settings())
+    app = FastAPI(
+        title="hybrid-router",
+        summary="OpenAI-compatible gateway: local model first, cloud when the policy says so.",
+        version="0.1.0",
+        lifespan=_lifespan,
+    )
+    app.state.components = components
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(openai_api)
+    app.include_router(router_api)
+    app.include_router(ops)
+    return app

@@ -1,0 +1,34 @@
+"""The `Backend` protocol: what the pipeline needs from anything that can answer a request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, runtime_checkable
+
+from router.types import Completion, RequestContext, Route, StreamDelta
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    """The configured model name (what `x-router-model` says)."""
+    tier: Route
+
+    async def start(self) -> None:
+        """Load or connect; called once from the app's lifespan, may run in the background."""
+
+    async def close(self) -> None: ...
+
+    @property
+    def ready(self) -> bool:
+        """True once the backend can answer (a local model is loaded)."""
+
+    def unavailable_reason(self) -> str | None:
+        """Why this backend can never answer as configured (e.g. no API key), or None."""
+
+    async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion: ...
+
+    def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
+        """Yield deltas; the last carries `finish_reason`, and usage where the upstream reports it."""
+
+    def stats(self) -> dict[str, Any]: ...

@@ -1,0 +1,244 @@
+"""Backends reached through litellm: any cloud provider, or a pool of OpenAI-compatible local servers.
+
+litellm is imported once, on a worker thread at start-up (it costs seconds), never per request. Clients
+can never steer where a call goes: only OpenAI's own request parameters are passed as litellm keyword
+arguments; every other unknown field rides in `extra_body`, which litellm forwards to the provider's
+request body without interpreting it (so a client's `api_base` or `api_key` field reaches nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from router.config import LiteLLMModel, OpenAICompatibleModel, read_secret_env
+from router.errors import (
+    InvalidRequest,
+    RateLimited,
+    RouterError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from router.types import Completion, RequestContext, StreamDelta, Usage
+
+log = logging.getLogger(__name__)
+
+# OpenAI request parameters that litellm understands and translates for each provider.
+OPENAI_PARAMS = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "functions",
+        "function_call",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "modalities",
+        "audio",
+        "prediction",
+        "reasoning_effort",
+        "service_tier",
+        "store",
+        "web_search_options",
+        "verbosity",
+    }
+)
+
+
+def _import_litellm() -> Any:
+    # Never reach for the network to refresh the price map at import.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+def split_passthrough(passthrough: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(OpenAI parameters for litellm, everything else for the provider's request body)."""
+    known = {k: v for k, v in passthrough.items() if k in OPENAI_PARAMS}
+    extra = {k: v for k, v in passthrough.items() if k not in OPENAI_PARAMS}
+    return known, extra
+
+
+def map_litellm_error(litellm: Any, exc: Exception, model: str) -> RouterError:
+    """One place that turns litellm's exceptions into the gateway's error hierarchy."""
+    message = str(getattr(exc, "message", None) or exc)
+    if isinstance(exc, litellm.Timeout):
+        return UpstreamTimeout(f"{model} did not answer in time: {message}")
+    if isinstance(exc, litellm.ContextWindowExceededError):
+        return InvalidRequest(f"{model}: {message}", code="context_length_exceeded")
+    if isinstance(exc, litellm.RateLimitError):
+        headers = {}
+        response = getattr(exc, "response", None)
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after:
+            headers["Retry-After"] = retry_after
+        return RateLimited(f"{model} is rate limiting: {message}", headers=headers)
+    if isinstance(exc, litellm.UnsupportedParamsError | litellm.BadRequestError):
+        return InvalidRequest(f"{model} rejected the request: {message}")
+    if isinstance(exc, litellm.ServiceUnavailableError):
+        return UpstreamUnavailable(f"{model} is unavailable: {message}")
+    if isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError):
+        return UpstreamError(f"{model} refused the gateway's credentials: {message}", code="upstream_auth_failed")
+    if isinstance(exc, litellm.APIConnectionError):
+        return UpstreamError(f"cannot reach {model}: {message}", code="upstream_unreachable")
+    return UpstreamError(f"{model} failed: {message}")
+
+
+class LiteLLMBackend:
+    def __init__(self, name: str, spec: LiteLLMModel | OpenAICompatibleModel) -> None:
+        self.name = name
+        self.tier = spec.tier
+        self._spec = spec
+        if isinstance(spec, OpenAICompatibleModel):
+            self._model = f"openai/{spec.model}"
+            self._bases = itertools.cycle(spec.api_base)
+            self._pool_size = len(spec.api_base)
+            # A local OpenAI-compatible server usually needs no key, but litellm's client insists on one.
+            self._api_key = read_secret_env(spec.api_key_env) or "sk-no-key-required"
+        else:
+            self._model = spec.model
+            self._bases = itertools.cycle([spec.api_base])
+            self._pool_size = 1
+            self._api_key = read_secret_env(spec.api_key_env)
+        self._litellm: Any = None
+        self._import: asyncio.Task[Any] | None = None
+        self._served = 0
+        self._failed = 0
+
+    async def start(self) -> None:
+        self._import = asyncio.create_task(asyncio.to_thread(_import_litellm))
+        self._litellm = await self._import
+
+    async def close(self) -> None:
+        if self._import is not None and not self._import.done():
+            self._import.cancel()
+
+    @property
+    def ready(self) -> bool:
+        return self._litellm is not None
+
+    def unavailable_reason(self) -> str | None:
+        spec = self._spec
+        if isinstance(spec, LiteLLMModel) and spec.api_key_env and not self._api_key and spec.api_base is None:
+            return f"no API key: set {spec.api_key_env} to use {self.name}"
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "engine": self._spec.engine,
+            "ready": self.ready,
+            "upstreams": self._pool_size,
+            "served": self._served,
+            "failed": self._failed,
+            "available": self.unavailable_reason() is None,
+        }
+
+    async def _lib(self) -> Any:
+        if self._litellm is None:
+            if self._import is None:
+                self._import = asyncio.create_task(asyncio.to_thread(_import_litellm))
+            self._litellm = await self._import
+        return self._litellm
+
+    def _kwargs(self, ctx: RequestContext, max_tokens: int | None, stream: bool) -> dict[str, Any]:
+        known, extra = split_passthrough(ctx.passthrough)
+        params = {k: v for k, v in ctx.params.items() if k != "max_tokens"}
+        kwargs: dict[str, Any] = {
+            "model": self._model,
+            "api_base": next(self._bases),
+            "timeout": self._spec.timeout_s,
+            "stream": stream,
+            **params,
+            **known,
+        }
+        if self._api_key:
+            kwargs["api_key"] = self._api_key
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        if extra:
+            kwargs["extra_body"] = extra
+        if stream:
+            # Always ask for usage: the gateway needs it even when the client did not.
+            kwargs["stream_options"] = {"include_usage": True}
+        if ctx.kind == "chat":
+            kwargs["messages"] = [dict(m) for m in ctx.messages]
+        else:
+            kwargs["prompt"] = ctx.prompt
+        return kwargs
+
+    async def _call(self, ctx: RequestContext, max_tokens: int | None, stream: bool) -> Any:
+        litellm = await self._lib()
+        call = litellm.acompletion if ctx.kind == "chat" else litellm.atext_completion
+        try:
+            return await call(**self._kwargs(ctx, max_tokens, stream))
+        except RouterError:
+            raise
+        except Exception as exc:
+            self._failed += 1
+            raise map_litellm_error(litellm, exc, self.name) from exc
+
+    async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion:
+        response = await self._call(ctx, max_tokens, stream=False)
+        choice = response.choices[0]
+        usage = getattr(response, "usage", None)
+        if ctx.kind == "chat":
+            message = choice.message.model_dump(exclude_none=True)
+            content = message.pop("content", None)
+            message.pop("role", None)
+        else:
+            content, message = choice.text, {}
+        self._served += 1
+        return Completion(
+            content=content,
+            finish_reason=choice.finish_reason,
+            usage=Usage(
+                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            ),
+            model=getattr(response, "model", None) or self.name,
+            message_extra=message,
+        )
+
+    async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
+        litellm = await self._lib()
+        response = await self._call(ctx, max_tokens, stream=True)
+        try:
+            async for chunk in response:
+                usage = getattr(chunk, "usage", None)
+                for choice in chunk.choices or []:
+                    if ctx.kind == "chat":
+                        delta = choice.delta.model_dump(exclude_none=True) if choice.delta else {}
+                        content = delta.pop("content", None)
+                        delta.pop("role", None)
+                        extra = {k: v for k, v in delta.items() if k in ("tool_calls", "function_call", "refusal")}
+                    else:
+                        content, extra = getattr(choice, "text", None), {}
+                    if content or extra or choice.finish_reason:
+                        yield StreamDelta(
+                            content=content or None,
+                            finish_reason=choice.finish_reason,
+                            delta_extra=extra,
+                            model=getattr(chunk, "model", None),
+                        )
+                if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
+                    yield StreamDelta(
+                        usage=Usage(
+                            prompt_tokens=usage.prompt_tokens or 0,
+                            completion_tokens=usage.completion_tokens or 0,
+                        )
+                    )
+        except RouterError:
+            raise
+        except Exception as exc:
+            self._failed += 1
+            raise map_litellm_error(litellm, exc, self.name) from exc
+        self._served += 1

@@ -1,0 +1,278 @@
+"""The in-process local backend: a GGUF model run by llama-cpp-python.
+
+A llama context generates one request at a time, so the backend owns a small pool of contexts
+(`instances`) and a dedicated thread per context; requests wait for a free context in a bounded queue
+(`max_queue`) and get 503 + Retry-After when it is full. Generation runs off the event loop. A client
+that goes away sets a cancel flag that llama's own per-token `stopping_criteria` hook reads, so the
+context is free again after at most one more token, not after `max_tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
+from router.backends.model_files import default_gguf_path
+from router.config import LlamaCppModel
+from router.errors import InvalidRequest, Overloaded, UpstreamUnavailable
+from router.types import Completion, RequestContext, StreamDelta, Usage
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+Emit = Callable[[StreamDelta], None]
+
+
+class _Progress:
+    """llama's stopping criterion: counts sampled tokens and stops when the request is cancelled."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self.sampled = 0
+
+    def __call__(self, input_ids: Any, logits: Any) -> bool:
+        self.sampled += 1
+        return self.cancel.is_set()
+
+
+class LlamaCppBackend:
+    def __init__(self, name: str, spec: LlamaCppModel, model_dir: Path) -> None:
+        self.name = name
+        self.tier = spec.tier
+        self._spec = spec
+        self._model_dir = model_dir
+        self._executor = ThreadPoolExecutor(max_workers=spec.instances, thread_name_prefix=f"llama-{name}")
+        self._pool: asyncio.Queue[Llama] | None = None
+        self._loaded = asyncio.Event()
+        self._load_error: BaseException | None = None
+        self._render: Callable[[Sequence[Mapping[str, Any]]], ChatPrompt] | None = None
+        self._tokenizer: Llama | None = None
+        self._waiting = 0
+        self._cancelled = 0
+        self._abandoned_tokens = 0
+        self._served = 0
+        self._stats_lock = threading.Lock()
+        self.model_path: Path | None = spec.model_path
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await asyncio.to_thread(self._load)
+        except Exception as exc:
+            # Not re-raised: the server stays up and says why in /readyz and in every local answer.
+            self._load_error = exc
+            log.error("local model %s failed to load: %s", self.name, exc)
+        finally:
+            self._loaded.set()
+
+    def _load(self) -> None:
+        from llama_cpp import Llama
+
+        path = self._spec.model_path or default_gguf_path(self._model_dir)
+        self.model_path = path
+        if not path.exists():
+            raise FileNotFoundError(f"model file {path} does not exist")
+        threads = self._spec.n_threads or max(1, (os.cpu_count() or 1) // self._spec.instances)
+        instances = [
+            Llama(
+                model_path=str(path),
+                n_ctx=self._spec.n_ctx,
+                n_threads=threads,
+                n_batch=self._spec.n_batch,
+                verbose=False,
+            )
+            for _ in range(self._spec.instances)
+        ]
+        first = instances[0]
+        if self._spec.chat_format == "gguf":
+            eos = first.detokenize([first.token_eos()]).decode("utf-8", "ignore")
+            bos = first.detokenize([first.token_bos()]).decode("utf-8", "ignore")
+            self._render = gguf_template_renderer(first.metadata, eos, bos)
+        elif self._spec.chat_format in FORMATS:
+            self._render = FORMATS[self._spec.chat_format]
+        else:
+            raise ValueError(f"unknown chat_format `{self._spec.chat_format}`; expected one of {[*FORMATS, 'gguf']}")
+        # Tokenizing for counts and context checks must not wait for a busy generation context,
+        # so a vocabulary-only instance (no weights in use, a few MB) serves it.
+        self._tokenizer = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        pool: asyncio.Queue[Llama] = asyncio.Queue()
+        for llama in instances:
+            pool.put_nowait(llama)
+        self._pool = pool
+        log.info("local model %s loaded from %s (%d instance(s))", self.name, path, len(instances))
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def ready(self) -> bool:
+        return self._pool is not None
+
+    def unavailable_reason(self) -> str | None:
+        if self._load_error is not None:
+            return f"local model failed to load: {self._load_error}"
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        free = self._pool.qsize() if self._pool is not None else 0
+        return {
+            "engine": "llama-cpp",
+            "ready": self.ready,
+            "instances": self._spec.instances,
+            "busy": self._spec.instances - free if self.ready else 0,
+            "waiting": self._waiting,
+            "max_queue": self._spec.max_queue,
+            "served": self._served,
+            "cancelled": self._cancelled,
+            "abandoned_tokens": self._abandoned_tokens,
+        }
+
+    # -- tokens ------------------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int | None:
+        """Exact token count with this model's vocabulary, or None before the model has loaded."""
+        if self._tokenizer is None:
+            return None
+        return len(self._tokenizer.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _prepare(self, ctx: RequestContext, max_tokens: int | None) -> tuple[list[int], dict[str, Any]]:
+        assert self._tokenizer is not None and self._render is not None
+        stops: list[str] = []
+        if ctx.kind == "chat":
+            rendered = self._render(ctx.messages)
+            text, stops = rendered.text, list(rendered.stop)
+        else:
+            text = ctx.prompt or ""
+        tokens = self._tokenizer.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        room = self._spec.n_ctx - len(tokens)
+        if room < 1:
+            raise InvalidRequest(
+                f"This model's maximum context length is {self._spec.n_ctx} tokens; the prompt has {len(tokens)}.",
+                param="messages" if ctx.kind == "chat" else "prompt",
+                code="context_length_exceeded",
+            )
+        params = ctx.params
+        if params.get("n", 1) != 1:
+            raise InvalidRequest("The local model answers with one choice; n must be 1.", param="n")
+        user_stop = params.get("stop")
+        stops += [user_stop] if isinstance(user_stop, str) else list(user_stop or [])
+        wanted = max_tokens or self._spec.default_max_tokens
+        kwargs: dict[str, Any] = {
+            "max_tokens": min(wanted, room),
+            "temperature": params.get("temperature", self._spec.default_temperature),
+            "top_p": params.get("top_p", 1.0),
+            "stop": stops,
+            "seed": params.get("seed"),
+            "presence_penalty": params.get("presence_penalty", 0.0),
+            "frequency_penalty": params.get("frequency_penalty", 0.0),
+        }
+        if params.get("logit_bias"):
+            try:
+                kwargs["logit_bias"] = {int(k): float(v) for k, v in params["logit_bias"].items()}
+            except ValueError as exc:
+                raise InvalidRequest("logit_bias keys must be token ids", param="logit_bias") from exc
+        return tokens, kwargs
+
+    # -- generation --------------------------------------------------------------------------------
+
+    def _generate(
+        self, llama: Llama, tokens: list[int], kwargs: dict[str, Any], cancel: threading.Event, emit: Emit
+    ) -> tuple[str | None, Usage]:
+        """Runs on a generation thread. Emits text as it comes; returns the finish reason and usage."""
+        from llama_cpp import StoppingCriteriaList
+
+        progress = _Progress(cancel)
+        finish: str | None = None
+        for chunk in llama.create_completion(
+            prompt=tokens, stream=True, stopping_criteria=StoppingCriteriaList([progress]), **kwargs
+        ):
+            choice = chunk["choices"][0]
+            if choice["text"]:
+                emit(StreamDelta(content=choice["text"]))
+            finish = choice["finish_reason"] or finish
+        if cancel.is_set():
+            with self._stats_lock:
+                self._abandoned_tokens += progress.sampled
+        # llama counts the end-of-turn token it sampled last; OpenAI's usage does not.
+        completion_tokens = max(0, progress.sampled - (1 if finish == "stop" else 0))
+        return finish, Usage(prompt_tokens=len(tokens), completion_tokens=completion_tokens)
+
+    async def _acquire(self) -> Llama:
+        await self._loaded.wait()
+        if self._pool is None:
+            raise UpstreamUnavailable(self.unavailable_reason() or "the local model is not loaded")
+        if self._pool.empty() and self._waiting >= self._spec.max_queue:
+            raise Overloaded(
+                f"The local model is busy ({self._waiting} requests waiting); retry shortly.",
+                headers={"Retry-After": "1"},
+            )
+        self._waiting += 1
+        try:
+            return await self._pool.get()
+        finally:
+            self._waiting -= 1
+
+    def _start_generation(
+        self, ctx: RequestContext, max_tokens: int | None, llama: Llama, emit: Emit, cancel: threading.Event
+    ) -> asyncio.Future[tuple[str | None, Usage]]:
+        pool = self._pool
+        assert pool is not None
+        try:
+            tokens, kwargs = self._prepare(ctx, max_tokens)
+        except BaseException:
+            pool.put_nowait(llama)
+            raise
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, self._generate, llama, tokens, kwargs, cancel, emit)
+        # The context goes back to the pool when its thread is done, never earlier, even if the
+        # request that started it was cancelled.
+        future.add_done_callback(lambda _: pool.put_nowait(llama))
+        return future
+
+    async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion:
+        llama = await self._acquire()
+        parts: list[str] = []
+        cancel = threading.Event()
+        future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel)
+        try:
+            finish, usage = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancel.set()
+            self._cancelled += 1
+            raise
+        self._served += 1
+        return Completion(content="".join(parts), finish_reason=finish or "stop", usage=usage, model=self.name)
+
+    async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
+        llama = await self._acquire()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(delta: StreamDelta) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, delta)
+
+        future = self._start_generation(ctx, max_tokens, llama, emit, cancel)
+        future.add_done_callback(lambda _: queue.put_nowait(_DONE))
+        try:
+            while (item := await queue.get()) is not _DONE:
+                yield item
+            finish, usage = future.result()
+            self._served += 1
+            yield StreamDelta(finish_reason=finish or "stop", usage=usage, model=self.name)
+        finally:
+            if not future.done():
+                cancel.set()
+                self._cancelled += 1
+                log.info("local generation on %s cancelled: the client went away", self.name)

@@ -1,0 +1,164 @@
+"""The `router` command: serve, explain a routing decision, check a policy file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from router.config import Settings, load_gateway_config
+from router.errors import ConfigError
+from router.tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from router.components import Components
+
+app = typer.Typer(help="hybrid-router: an OpenAI-compatible gateway, local model first.", no_args_is_help=True)
+policy_app = typer.Typer(help="Work with routing policy files.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Gateway YAML (default: embedded defaults).")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy YAML (default: the packaged policy).")]
+
+
+def _settings(config: Path | None, policy: Path | None, **overrides: object) -> Settings:
+    values = {k: v for k, v in {"config": config, "policy": policy, **overrides}.items() if v is not None}
+    return Settings(**values)
+
+
+def _fail(error: ConfigError) -> None:
+    typer.secho(str(error), fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
+    config: ConfigOpt = None,
+    policy: PolicyOpt = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    from router.app import create_app
+
+    settings = _settings(config, policy, host=host, port=port, log_level=log_level)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        application = create_app(settings)
+    except ConfigError as error:
+        _fail(error)
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def route(
+    text: Annotated[str, typer.Argument(help="The prompt (the last user message).")],
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show every rule and why it did or did not match.")
+    ] = False,
+    model: Annotated[str, typer.Option(help="The model name the client would send.")] = "auto",
+    header: Annotated[list[str] | None, typer.Option(help="A request header, `name: value`; repeatable.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+    config: ConfigOpt = None,
+    policy: PolicyOpt = None,
+) -> None:
+    """Print where a prompt would be routed and why. Calls no model."""
+    from router.api.ops import explanation_dict
+    from router.app import build_components
+    from router.types import RequestContext
+
+    try:
+        components = build_components(_settings(config, policy))
+    except ConfigError as error:
+        _fail(error)
+    headers = {}
+    for item in header or []:
+        name, _, value = item.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    tokens = _token_counter(components)
+    messages = ({"role": "user", "content": text},)
+    ctx = RequestContext(
+        request_id=uuid.uuid4().hex,
+        kind="chat",
+        requested_model=model,
+        messages=messages,
+        headers=headers,
+        prompt_tokens=tokens.count_messages(messages),
+    )
+    result = explanation_dict(components, ctx)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"route:   {result['route']}  (model {result['model']})")
+    typer.echo(f"reason:  {result['reason']}")
+    typer.echo(f"tokens:  {result['prompt_tokens']} prompt tokens")
+    if result["fallbacks"]:
+        typer.echo(f"fallback: {', '.join(result['fallbacks'])}")
+    if not result["allow_cloud"]:
+        typer.echo("pinned:  never leaves the local model")
+    if explain:
+        typer.echo(f"policy:  {components.policy_path} (version {result['policy']})")
+        for trace in result["rules"]:
+            mark = "MATCH" if trace["matched"] else "skip "
+            why = "" if trace["matched"] else f"  ({trace['why_not']})"
+            typer.echo(f"  {mark} {trace['rule']}{why}")
+        if result["reason"] != (result["rule"] or ""):
+            typer.echo(f"  -> {result['reason']}: requested model `{result['requested_model']}`")
+
+
+def _token_counter(components: Components) -> TokenCounter:
+    """Exact counts from the local GGUF's vocabulary (weights are not loaded), else the estimate."""
+    from router.backends.model_files import default_gguf_path
+    from router.config import LlamaCppModel
+    from router.tokens import gguf_vocab_counter
+
+    config = components.config
+    spec = config.models[config.routes.local]
+    if not isinstance(spec, LlamaCppModel):
+        return TokenCounter()
+    try:
+        path = spec.model_path or default_gguf_path(components.settings.model_dir)
+        return TokenCounter(gguf_vocab_counter(str(path)))
+    except Exception:  # no GGUF at hand: estimate; the decision is still shown
+        return TokenCounter()
+
+
+@policy_app.command("check")
+def policy_check(
+    file: Annotated[Path, typer.Argument(help="The policy YAML to validate.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Validate a policy file; exit 0 if it is valid, 2 with file:line errors if not."""
+    from router.policy import load_policy
+
+    try:
+        gateway = load_gateway_config(config)
+        engine = load_policy(file, gateway.models)
+    except ConfigError as error:
+        _fail(error)
+    rules = engine.policy.rules
+    typer.echo(
+        f"{file}: OK, {len(rules)} rule(s), default route `{engine.policy.default.route}`, version {engine.version}"
+    )
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

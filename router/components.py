@@ -1,0 +1,27 @@
+"""The object graph the app factory builds once and the HTTP layer reads: one holder, no globals."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from router.backends import Backend
+from router.config import GatewayConfig, Settings
+from router.pipeline import Pipeline
+
+
+@dataclass
+class Components:
+    settings: Settings
+    config: GatewayConfig
+    backends: Mapping[str, Backend]
+    pipeline: Pipeline
+    policy_path: Path
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    """sha256(key) → tenant; empty means no authentication."""
+    startup_errors: list[str] = field(default_factory=list)
+
+    @property
+    def local_backend(self) -> Backend:
+        return self.backends[self.config.routes.local]

@@ -1,0 +1,175 @@
+"""Settings from the environment and the gateway's YAML configuration.
+
+Two layers, both pydantic: `Settings` reads `ROUTER_*` environment variables (where the files are, where
+Redis is, which keys are accepted); `GatewayConfig` is the YAML file that says which models exist, what
+`local` and `cloud` mean, and the server's limits. Every default lives here, in the models, and nothing
+else in the package reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from router.errors import ConfigError
+from router.yamlfile import load_yaml_file
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_POLICY_FILE = PACKAGE_DIR / "policies" / "default.yaml"
+DEFAULT_LOCAL_MODEL = "gemma-3-270m"
+DEFAULT_CLOUD_MODEL = "gpt-4o-mini"
+
+
+class Settings(BaseSettings):
+    """Process settings from the environment (prefix `ROUTER_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore")
+
+    config: Path | None = Field(None, description="Gateway YAML file; unset means the embedded defaults.")
+    policy: Path | None = Field(None, description="Routing policy YAML; unset means the packaged default policy.")
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("ROUTER_REDIS_URL", "REDIS_URL"),
+        description="Redis for shared state; unset means the in-memory stores.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    api_keys: str | None = Field(
+        None, description="Comma-separated `name:key` or `key` entries; when set, every request needs one."
+    )
+    model_dir: Path = Field(
+        Path.home() / ".cache" / "hybrid-router" / "models",
+        description="Where packaged model files are assembled once.",
+    )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LlamaCppModel(_Strict):
+    """A GGUF model run in-process by llama-cpp-python."""
+
+    engine: Literal["llama-cpp"] = "llama-cpp"
+    tier: Literal["local", "cloud"] = "local"
+    model_path: Path | None = Field(
+        None, description="GGUF file; unset means the Gemma 3 270M GGUF shipped by the PyPI package."
+    )
+    chat_format: str = Field(
+        "gemma",
+        description="llama-cpp-python chat format; Gemma's GGUF has no chat template in its metadata.",
+    )
+    n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads per instance; unset means all cores.")
+    n_batch: int = Field(512, ge=1)
+    instances: int = Field(1, ge=1, le=64, description="Model contexts generating in parallel.")
+    max_queue: int = Field(32, ge=0, description="Requests that may wait for a free instance before 503.")
+    default_max_tokens: int = Field(512, ge=1, description="Completion cap when the client sends none.")
+    default_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature when the client sends none.")
+
+
+class OpenAICompatibleModel(_Strict):
+    """A pool of OpenAI-compatible servers (llama-server, vLLM, Ollama) reached through litellm."""
+
+    engine: Literal["openai-compatible"]
+    tier: Literal["local", "cloud"] = "local"
+    model: str = Field(description="Model name the upstream servers know.")
+    api_base: list[str] = Field(min_length=1, description="One or more base URLs, ending in /v1.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the upstream key.")
+    timeout_s: float = Field(120.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_base_is_a_list(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("api_base"), str):
+            return {**data, "api_base": [data["api_base"]]}
+        return data
+
+
+class LiteLLMModel(_Strict):
+    """A cloud model called through `litellm.acompletion` (any provider litellm supports)."""
+
+    engine: Literal["litellm"] = "litellm"
+    tier: Literal["local", "cloud"] = "cloud"
+    model: str = Field(description="litellm model string, e.g. `openai/gpt-4o-mini` or `anthropic/claude-3-5-haiku`.")
+    api_base: str | None = Field(None, description="Override the provider's URL (a proxy, Azure, a stand-in).")
+    api_key_env: str | None = Field(
+        None,
+        description="Environment variable with the key; unset lets litellm read the provider's usual one.",
+    )
+    timeout_s: float = Field(120.0, gt=0)
+
+
+ModelSpec = Annotated[LlamaCppModel | OpenAICompatibleModel | LiteLLMModel, Field(discriminator="engine")]
+
+
+class RoutesConfig(_Strict):
+    local: str = Field(DEFAULT_LOCAL_MODEL, description="The model that `route: local` means.")
+    cloud: str | None = Field(DEFAULT_CLOUD_MODEL, description="The model that `route: cloud` means.")
+
+
+class ServerConfig(_Strict):
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    unknown_models: Literal["route", "reject"] = Field(
+        "route",
+        description="`route`: a model name the gateway does not know is routed by the policy (drop-in); "
+        "`reject`: it gets 404 model_not_found.",
+    )
+    request_timeout_s: float = Field(300.0, gt=0, description="Upper bound on one request, start to end.")
+
+
+def _default_models() -> dict[str, LlamaCppModel | OpenAICompatibleModel | LiteLLMModel]:
+    return {
+        DEFAULT_LOCAL_MODEL: LlamaCppModel(),
+        DEFAULT_CLOUD_MODEL: LiteLLMModel(model="openai/gpt-4o-mini", api_key_env="OPENAI_API_KEY"),
+    }
+
+
+class GatewayConfig(_Strict):
+    """The gateway YAML: models, what the routes mean, aliases and server limits."""
+
+    models: dict[str, ModelSpec] = Field(default_factory=_default_models)
+    routes: RoutesConfig = Field(default_factory=RoutesConfig)
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra model names clients may send, each mapped to `auto`, `local`, `cloud` or a model.",
+    )
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> GatewayConfig:
+        if self.routes.local not in self.models:
+            raise ValueError(f"routes.local names `{self.routes.local}`, which is not under models")
+        if self.routes.cloud is not None and self.routes.cloud not in self.models:
+            raise ValueError(f"routes.cloud names `{self.routes.cloud}`, which is not under models")
+        targets = {"auto", "local", "cloud", *self.models}
+        for alias, target in self.aliases.items():
+            if target not in targets:
+                raise ValueError(f"alias `{alias}` points to `{target}`, which is not auto, local, cloud or a model")
+        return self
+
+
+def load_gateway_config(path: Path | None) -> GatewayConfig:
+    """The embedded defaults, or the YAML file at `path` validated with line numbers."""
+    if path is None:
+        return GatewayConfig()
+    return load_yaml_file(GatewayConfig, path, ConfigError)
+
+
+def parse_api_keys(raw: str | None) -> dict[str, str]:
+    """`name:key,key2` → {key: tenant}; a bare key's tenant is `key-<n>`."""
+    keys: dict[str, str] = {}
+    for n, entry in enumerate(filter(None, (part.strip() for part in (raw or "").split(","))), start=1):
+        tenant, sep, key = entry.partition(":")
+        keys[key if sep else tenant] = tenant if sep else f"key-{n}"
+    return keys
+
+
+def read_secret_env(name: str | None) -> str | None:
+    """Read a provider key named in config. The one place, besides `Settings`, that reads the environment."""
+    return os.environ.get(name) if name else None

@@ -1,0 +1,99 @@
+"""The gateway's error hierarchy.
+
+Every failure a client can see is one of these. Each carries what OpenAI's error envelope needs
+(HTTP status, `type`, `code`, `param`), so `api/errors.py` maps all of them in one place and callers
+can catch at the level they care about (`UpstreamError` for any upstream trouble, say).
+"""
+
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    """Base of every error the gateway turns into an OpenAI-style error response."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+
+class InvalidRequest(RouterError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class AuthenticationFailed(RouterError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(RouterError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(RouterError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(RouterError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class Overloaded(RouterError):
+    """A backend's queue is full: answered at once with `Retry-After` rather than queued without bound."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "overloaded"
+
+
+class UpstreamError(RouterError):
+    """A model upstream failed or answered with an error that is not the client's fault."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status_code = 503
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"
+
+
+class ConfigError(RouterError):
+    """A configuration or policy file is invalid; the message names the file, the line and what was expected."""
+
+    status_code = 500
+    error_type = "server_error"
+    code = "config_error"
+
+
+class PolicyError(ConfigError):
+    code = "policy_error"

@@ -1,0 +1,89 @@
+"""Turn the policy (and, later, the classifier) into one `Decision` per request.
+
+Order of authority, stated once here and in the README:
+1. the first policy rule that matches (a policy can overrule what the client asked for: privacy first);
+2. otherwise an explicit model the client asked for (`local`, `cloud`, a configured model or alias);
+3. otherwise (`auto`, or a model name the gateway does not know) the policy's default route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.config import GatewayConfig
+from router.errors import ModelNotFound
+from router.policy import PolicyEngine, PolicyMatch
+from router.types import Decision, RequestContext, Route
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    decision: Decision
+    match: PolicyMatch
+    requested_target: str | None
+
+
+class Router:
+    def __init__(self, config: GatewayConfig, policy: PolicyEngine) -> None:
+        self._config = config
+        self.policy = policy
+
+    def use_policy(self, policy: PolicyEngine) -> None:
+        """Swap in a new policy; requests already decided keep the one they saw."""
+        self.policy = policy
+
+    def requested_target(self, model: str) -> str | None:
+        """What a requested model name means: `auto`, `local`, `cloud`, a configured model, or None (unknown)."""
+        if model in (AUTO, "local", "cloud") or model in self._config.models:
+            return model
+        return self._config.aliases.get(model)
+
+    def model_for(self, target: str) -> tuple[Route, str]:
+        """The route and configured model that a target (`local`, `cloud` or a model name) stands for."""
+        if target == "local":
+            return "local", self._config.routes.local
+        if target == "cloud":
+            cloud = self._config.routes.cloud
+            # No cloud model configured: the decision stays `cloud` and execution falls back to local,
+            # so the response says plainly that it wanted the cloud and could not have it.
+            return "cloud", cloud if cloud is not None else self._config.routes.local
+        return self._config.models[target].tier, target
+
+    def decide(self, ctx: RequestContext) -> Decision:
+        return self.explain(ctx).decision
+
+    def explain(self, ctx: RequestContext) -> Explanation:
+        requested = self.requested_target(ctx.requested_model)
+        if requested is None and self._config.server.unknown_models == "reject":
+            raise ModelNotFound(
+                f"The model `{ctx.requested_model}` does not exist on this gateway; "
+                f"use `auto`, `local`, `cloud` or one of: {', '.join(self._config.models)}",
+                param="model",
+            )
+        policy = self.policy
+        match = policy.evaluate(ctx)
+        if match.rule is not None:
+            target, reason, rule = match.rule.route, match.rule.name, match.rule
+        elif requested not in (None, AUTO):
+            target, reason, rule = requested, "requested-model", None
+        else:
+            target, reason, rule = policy.policy.default.route, "default", None
+        route, model = self.model_for(target)
+        pinned = rule is not None and rule.pin
+        decision = Decision(
+            route=route,
+            model=model,
+            reason=reason,
+            rule=rule.name if rule else None,
+            fallbacks=() if pinned else self._fallbacks(route, model),
+            allow_cloud=not (pinned and route == "local"),
+            max_tokens_cap=rule.max_tokens if rule else None,
+        )
+        return Explanation(decision, match, requested)
+
+    def _fallbacks(self, route: Route, model: str) -> tuple[str, ...]:
+        """The other tier's default model: cloud→local and local→cloud."""
+        other = self._config.routes.local if route == "cloud" else self._config.routes.cloud
+        return (other,) if other is not None and other != model else ()

@@ -1,0 +1,37 @@
+"""Count prompt tokens for policy rules and limits, before any model is called.
+
+With a GGUF local model we count with its own vocabulary (exact for the local route); otherwise, or
+before the model has loaded, we estimate at four characters a token, the usual rule of thumb for
+English text with BPE vocabularies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from router.types import content_text
+
+ExactCounter = Callable[[str], int | None]
+
+
+class TokenCounter:
+    def __init__(self, exact: ExactCounter | None = None) -> None:
+        self._exact = exact
+
+    def count(self, text: str) -> int:
+        if self._exact is not None and (n := self._exact(text)) is not None:
+            return n
+        return math.ceil(len(text) / 4)
+
+    def count_messages(self, messages: tuple[Mapping[str, Any], ...]) -> int:
+        return sum(self.count(content_text(m.get("content"))) for m in messages)
+
+
+def gguf_vocab_counter(model_path: str) -> ExactCounter:
+    """An exact counter from a GGUF file's vocabulary only (no weights are loaded)."""
+    from llama_cpp import Llama
+
+    vocab = Llama(model_path=model_path, vocab_only=True, verbose=False)
+    return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))

@@ -1,0 +1,132 @@
+"""Plain data that travels between the stages of the request path.
+
+`RequestContext` goes in, `Decision` says where it goes and why, `Completion` / `StreamDelta` come back.
+All frozen: a stage returns new data, it never mutates what it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Route = Literal["local", "cloud"]
+RequestKind = Literal["chat", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """One client request, normalised: what the router, the backends and the ledger need to know."""
+
+    request_id: str
+    kind: RequestKind
+    requested_model: str
+    messages: tuple[Mapping[str, Any], ...]
+    """Chat messages; a text completion's prompt is carried as one user message for the policy."""
+    prompt: str | None = None
+    """The raw prompt of a text completion (None for chat)."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Generation parameters the gateway understands (max_tokens, temperature, top_p, stop, seed, ...)."""
+    passthrough: Mapping[str, Any] = field(default_factory=dict)
+    """Fields the gateway does not use; sent to the cloud untouched."""
+    stream: bool = False
+    include_usage: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Request headers, lower-cased names."""
+    tenant: str | None = None
+    prompt_tokens: int = 0
+    """Prompt size in tokens, counted once by the gateway's tokenizer for rules and limits."""
+
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                return content_text(message.get("content"))
+        return ""
+
+    def all_text(self) -> str:
+        return "\n".join(content_text(m.get("content")) for m in self.messages)
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content, whether a string or a list of OpenAI content parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return str(content)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where a request goes and why; travels to the end so headers, logs and ledger tell one story."""
+
+    route: Route
+    model: str
+    """Name of the configured model that serves it."""
+    reason: str
+    """Rule name, `requested-model`, `default`, and later `classifier` or `cascade`."""
+    rule: str | None = None
+    fallbacks: tuple[str, ...] = ()
+    """Configured models to try, in order, if `model` cannot answer before its first byte."""
+    allow_cloud: bool = True
+    """False when a rule pins the request to local: nothing may then reach a cloud model."""
+    max_tokens_cap: int | None = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_openai(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished answer from a backend."""
+
+    content: str | None
+    finish_reason: str | None
+    usage: Usage
+    model: str
+    """The model name the upstream reported (what the client sees in `model`)."""
+    message_extra: Mapping[str, Any] = field(default_factory=dict)
+    """Other fields of the assistant message (tool_calls, refusal...), passed back as they came."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    """One piece of a streamed answer."""
+
+    content: str | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    delta_extra: Mapping[str, Any] = field(default_factory=dict)
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What the pipeline tells the API about how a request was answered (becomes x-router-* headers)."""
+
+    decision: Decision
+    model: str
+    route: Route
+    fallback: str | None = None
+    """e.g. `cloud->local`, when the answer came from a fallback model."""
+    fallback_reason: str | None = None
+    cache: str = "bypass"

@@ -1,0 +1,112 @@
+"""Fixtures: the real default GGUF, a stand-in cloud (llama.cpp's OpenAI server), and real gateways."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from router.backends.model_files import default_gguf_path
+from router.config import Settings
+from tests.servers import free_port, gateway_args, running
+
+HERE = Path(__file__).parent
+TEST_POLICY = HERE / "policies" / "test.yaml"
+CLOUD_MODEL = "gpt-4o-mini"
+CLOUD_KEY_ENV = "HYBRID_ROUTER_TEST_CLOUD_KEY"
+API_KEY = "sk-router-test-key"
+
+
+@dataclass(frozen=True)
+class Gateway:
+    url: str
+    log: Path
+
+    @property
+    def v1(self) -> str:
+        return f"{self.url}/v1"
+
+    def stats(self) -> dict:
+        return httpx.get(f"{self.url}/readyz", timeout=10).json()["local_model"]
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    return default_gguf_path(Settings().model_dir)
+
+
+@pytest.fixture(scope="session")
+def stand_in_cloud(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenAI-compatible server on 127.0.0.1 that answers as `gpt-4o-mini`."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("cloud") / "cloud.log"
+    args = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(gguf_path), "--model_alias", CLOUD_MODEL, "--chat_format", "gemma",
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
+    ]  # fmt: skip
+    with running(args, f"http://127.0.0.1:{port}/v1/models", log):
+        yield f"http://127.0.0.1:{port}/v1"
+
+
+def write_config(path: Path, cloud_base: str, **server: object) -> Path:
+    config = {
+        "models": {
+            "gemma-3-270m": {"engine": "llama-cpp", "n_ctx": 2048, "n_threads": 1, "default_max_tokens": 64},
+            CLOUD_MODEL: {
+                "engine": "litellm",
+                "model": f"openai/{CLOUD_MODEL}",
+                "api_base": cloud_base,
+                "api_key_env": CLOUD_KEY_ENV,
+                "timeout_s": 120,
+            },
+            # A cloud model nobody gave a key for: choosing it must fall back to local.
+            "keyless-cloud": {
+                "engine": "litellm",
+                "model": "openai/gpt-4.1",
+                "api_key_env": "NO_SUCH_KEY_ENV",
+            },
+        },
+        "routes": {"local": "gemma-3-270m", "cloud": CLOUD_MODEL},
+        "aliases": {"my-fast-model": "local"},
+        "server": {"max_body_bytes": 64 * 1024, **server},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def gateway(stand_in_cloud: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The gateway as users run it: `router serve` in its own process, embedded local model, open access."""
+    tmp = tmp_path_factory.mktemp("gateway")
+    config = write_config(tmp / "router.yaml", stand_in_cloud)
+    port = free_port()
+    log = tmp / "gateway.log"
+    with running(
+        gateway_args(port, config, TEST_POLICY),
+        f"http://127.0.0.1:{port}/readyz",
+        log,
+        env={CLOUD_KEY_ENV: "sk-stand-in", "NO_SUCH_KEY_ENV": ""},
+    ):
+        yield Gateway(f"http://127.0.0.1:{port}", log)
+
+
+@pytest.fixture(scope="session")
+def strict_gateway(stand_in_cloud: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway with API keys and `unknown_models: reject`."""
+    tmp = tmp_path_factory.mktemp("strict")
+    config = write_config(tmp / "router.yaml", stand_in_cloud, unknown_models="reject")
+    port = free_port()
+    log = tmp / "gateway.log"
+    with running(
+        gateway_args(port, config, TEST_POLICY),
+        f"http://127.0.0.1:{port}/healthz",
+        log,
+        env={CLOUD_KEY_ENV: "sk-stand-in", "ROUTER_API_KEYS": f"team-a:{API_KEY}"},
+    ):
+        yield Gateway(f"http://127.0.0.1:{port}", log)

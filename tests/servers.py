@@ -1,0 +1,71 @@
+"""Start real servers on 127.0.0.1 for the tests, and stop exactly the processes we started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+STARTUP_TIMEOUT_S = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(url: str, process: subprocess.Popen[bytes], log: Path, accept: tuple[int, ...] = (200,)) -> None:
+    """Poll `url` until it answers with an accepted status; fail with the server's log if it dies."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code in accept:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-4000:]}")
+
+
+@contextmanager
+def running(
+    args: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    try:
+        wait_until(ready_url, process, log)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def gateway_args(port: int, config: Path, policy: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "router", "serve",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--config", str(config), "--policy", str(policy),
+    ]  # fmt: skip
