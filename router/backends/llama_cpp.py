@@ -34,15 +34,23 @@ Emit = Callable[[StreamDelta], None]
 
 
 class _Progress:
-    """llama's stopping criterion: counts sampled tokens and stops when the request is cancelled."""
+    """llama's stopping criterion: counts sampled tokens and stops when the request is cancelled.
+
+    llama-cpp-python calls it once after every sampled token and once more when its loop ends, so the
+    number of tokens sampled is one less than the number of calls.
+    """
 
     def __init__(self, cancel: threading.Event) -> None:
         self.cancel = cancel
-        self.sampled = 0
+        self._calls = 0
 
     def __call__(self, input_ids: Any, logits: Any) -> bool:
-        self.sampled += 1
+        self._calls += 1
         return self.cancel.is_set()
+
+    @property
+    def sampled(self) -> int:
+        return max(0, self._calls - 1)
 
 
 class LlamaCppBackend:
