@@ -7,8 +7,11 @@ English text with BPE vocabularies.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Mapping
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from router.types import content_text
@@ -33,5 +36,20 @@ def gguf_vocab_counter(model_path: str) -> ExactCounter:
     """An exact counter from a GGUF file's vocabulary only (no weights are loaded)."""
     from llama_cpp import Llama
 
-    vocab = Llama(model_path=model_path, vocab_only=True, verbose=False)
+    with quiet_stderr():  # llama.cpp warns about the context it does not need for a vocabulary
+        vocab = Llama(model_path=model_path, vocab_only=True, verbose=False)
     return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence C-level writes to stderr (file descriptor 2) for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

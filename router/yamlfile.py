@@ -32,18 +32,26 @@ def _index_lines(node: yaml.Node, path: LinePath, lines: dict[LinePath, int]) ->
             _index_lines(item, (*path, i), lines)
 
 
-def _line_for(loc: tuple[Any, ...], lines: dict[LinePath, int]) -> int | None:
-    """The line of the longest prefix of `loc` that exists in the file (a missing key has no line)."""
-    path = tuple(part for part in loc if isinstance(part, str | int))
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get(())
+def _locate(loc: tuple[Any, ...], lines: dict[LinePath, int]) -> tuple[int | None, str]:
+    """The line to point at for a pydantic error location, and the location as the file spells it.
+
+    Parts of `loc` that are not keys of the file (a discriminated union's tag, say) are skipped, except
+    the last: a missing key has no line of its own, so we point at its parent and still name it.
+    """
+    path: LinePath = ()
+    named: list[str] = []
+    for i, part in enumerate(loc):
+        if not isinstance(part, str | int):
+            continue
+        if (*path, part) in lines:
+            path = (*path, part)
+            named.append(str(part))
+        elif i == len(loc) - 1:
+            named.append(str(part))
+    return lines.get(path, lines.get(())), ".".join(named) or "(top level)"
 
 
-def _describe(error: dict[str, Any]) -> str:
-    loc = ".".join(str(part) for part in error["loc"]) or "(top level)"
+def _describe(error: dict[str, Any], loc: str) -> str:
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key (check its spelling; see the schema for the keys allowed here)"
@@ -52,17 +60,18 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{loc}: {message}"
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, dict[LinePath, int]]:
+def parse_yaml(text: str, source: str, error_type: type[ConfigError] = ConfigError) -> tuple[Any, dict[LinePath, int]]:
     """Parse YAML text; return the data and a map from key paths to 1-based line numbers."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise ConfigError(f"{where}: invalid YAML: {exc.problem}") from exc
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        context = f" ({exc.context})" if exc.context else ""
+        raise error_type(f"{where}: invalid YAML: {exc.problem}{context}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: invalid YAML: {exc}") from exc
+        raise error_type(f"{source}: invalid YAML: {exc}") from exc
     lines: dict[LinePath, int] = {}
     if node is not None:
         _index_lines(node, (), lines)
@@ -77,7 +86,7 @@ def validate_yaml(
     context: dict[str, Any] | None = None,
 ) -> ModelT:
     """Parse and validate YAML text against `model`, raising `error_type` with file:line for every problem."""
-    data, lines = parse_yaml(text, source)
+    data, lines = parse_yaml(text, source, error_type)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -87,9 +96,9 @@ def validate_yaml(
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            line = _line_for(error["loc"], lines)
+            line, loc = _locate(error["loc"], lines)
             where = f"{source}:{line}" if line else source
-            problems.append(f"{where}: {_describe(error)}")
+            problems.append(f"{where}: {_describe(error, loc)}")
         raise error_type("\n".join(problems)) from exc
 
 

@@ -22,6 +22,7 @@ from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_re
 from router.backends.model_files import default_gguf_path
 from router.config import LlamaCppModel
 from router.errors import InvalidRequest, Overloaded, UpstreamUnavailable
+from router.tokens import quiet_stderr
 from router.types import Completion, RequestContext, StreamDelta, Usage
 
 if TYPE_CHECKING:
@@ -113,7 +114,8 @@ class LlamaCppBackend:
             raise ValueError(f"unknown chat_format `{self._spec.chat_format}`; expected one of {[*FORMATS, 'gguf']}")
         # Tokenizing for counts and context checks must not wait for a busy generation context,
         # so a vocabulary-only instance (no weights in use, a few MB) serves it.
-        self._tokenizer = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        with quiet_stderr():
+            self._tokenizer = Llama(model_path=str(path), vocab_only=True, verbose=False)
         pool: asyncio.Queue[Llama] = asyncio.Queue()
         for llama in instances:
             pool.put_nowait(llama)

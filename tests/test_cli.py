@@ -1,0 +1,56 @@
+"""The `router` command: policy check and explain, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def router(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router", *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+
+
+def test_policy_check_accepts_a_valid_file() -> None:
+    result = router("policy", "check", "policies/privacy-first.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "OK, 3 rule(s)" in result.stdout
+
+
+def test_policy_check_refuses_an_invalid_file_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("default:\n  route: local\nrules:\n  - name: r\n    when: {keyword: [x]}\n    route: cloud\n")
+    result = router("policy", "check", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:5: rules.0.when.keyword: unknown key" in result.stderr
+
+
+def test_serve_refuses_to_start_with_an_invalid_policy(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("default:\n  route: mainframe\n")
+    result = router("serve", "--port", "1", "--policy", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:2: default.route: Value error, unknown route `mainframe`" in result.stderr
+
+
+def test_route_explain_shows_the_decision_without_calling_a_model() -> None:
+    result = router("route", "--explain", "Prove that sqrt(2) is irrational")
+    assert result.returncode == 0, result.stderr
+    assert "route:   cloud" in result.stdout
+    assert "reason:  hard-reasoning" in result.stdout
+    assert "skip  long-prompt" in result.stdout
+
+
+def test_route_json_with_headers_and_another_policy() -> None:
+    result = router(
+        "route", "--json", "--policy", "policies/cost-saver.yaml", "--header", "x-team: research", "summarise this"
+    )
+    decision = json.loads(result.stdout)
+    assert decision["reason"] == "research-team"
+    assert decision["route"] == "cloud"
+    assert decision["prompt_tokens"] > 0

@@ -1,0 +1,91 @@
+"""Routing's order of authority: a matching rule, then an explicit model, then the policy default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from router.config import GatewayConfig
+from router.errors import ModelNotFound
+from router.policy import parse_policy
+from router.routing import Router
+from router.types import RequestContext
+
+CONFIG = GatewayConfig.model_validate(
+    {
+        "models": {
+            "small": {"engine": "llama-cpp"},
+            "big": {"engine": "litellm", "model": "openai/gpt-4o"},
+            "pool": {"engine": "openai-compatible", "model": "qwen", "api_base": "http://127.0.0.1:1/v1"},
+        },
+        "routes": {"local": "small", "cloud": "big"},
+        "aliases": {"gpt-4o-mini": "cloud", "fast": "pool"},
+    }
+)
+POLICY = parse_policy(
+    """
+default: {route: local}
+rules:
+  - {name: private, when: {keywords: [secret]}, route: local, pin: true}
+  - {name: research, when: {headers: {x-team: research}}, route: cloud, max_tokens: 100}
+""",
+    "p",
+    CONFIG.models,
+)
+
+
+def ctx(text: str = "hi", model: str = "auto", **kw: Any) -> RequestContext:
+    return RequestContext("t", "chat", model, ({"role": "user", "content": text},), **kw)
+
+
+def decide(context: RequestContext, config: GatewayConfig = CONFIG):
+    return Router(config, POLICY).decide(context)
+
+
+def test_auto_takes_the_default_route() -> None:
+    d = decide(ctx())
+    assert (d.route, d.model, d.reason, d.rule) == ("local", "small", "default", None)
+    assert d.fallbacks == ("big",)
+
+
+def test_unknown_model_takes_the_default_route() -> None:
+    assert decide(ctx(model="llama-70b")).reason == "default"
+
+
+def test_unknown_model_is_rejected_when_configured() -> None:
+    strict = CONFIG.model_copy(update={"server": CONFIG.server.model_copy(update={"unknown_models": "reject"})})
+    with pytest.raises(ModelNotFound):
+        decide(ctx(model="llama-70b"), strict)
+    assert decide(ctx(model="local"), strict).route == "local"
+
+
+def test_explicit_models_and_aliases() -> None:
+    cloud = decide(ctx(model="cloud"))
+    assert (cloud.route, cloud.model, cloud.reason) == ("cloud", "big", "requested-model")
+    assert cloud.fallbacks == ("small",)
+    alias = decide(ctx(model="gpt-4o-mini"))
+    assert (alias.route, alias.model) == ("cloud", "big")
+    pool = decide(ctx(model="fast"))
+    assert (pool.route, pool.model) == ("local", "pool")
+
+
+def test_a_matching_rule_overrules_the_requested_model() -> None:
+    d = decide(ctx("my secret plan", model="cloud"))
+    assert (d.route, d.reason, d.rule) == ("local", "private", "private")
+
+
+def test_pinned_local_rule_forbids_the_cloud_and_fallbacks() -> None:
+    d = decide(ctx("secret"))
+    assert d.allow_cloud is False
+    assert d.fallbacks == ()
+
+
+def test_rule_caps_max_tokens() -> None:
+    assert decide(ctx(headers={"x-team": "research"})).max_tokens_cap == 100
+
+
+def test_cloud_route_without_a_cloud_model_stays_cloud_and_falls_back() -> None:
+    no_cloud = CONFIG.model_copy(update={"routes": CONFIG.routes.model_copy(update={"cloud": None})})
+    d = decide(ctx(model="cloud"), no_cloud)
+    assert d.route == "cloud" and d.model == "small"
