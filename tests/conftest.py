@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,8 @@ def write_config(path: Path, cloud_base: str, **server: object) -> Path:
                 "api_key_env": CLOUD_KEY_ENV,
                 "timeout_s": 120,
             },
+            # The local tier as a pool of OpenAI-compatible servers (here: one, the stand-in).
+            "local-pool": {"engine": "openai-compatible", "model": CLOUD_MODEL, "api_base": [cloud_base]},
             # A cloud model nobody gave a key for: choosing it must fall back to local.
             "keyless-cloud": {
                 "engine": "litellm",
@@ -80,33 +83,28 @@ def write_config(path: Path, cloud_base: str, **server: object) -> Path:
     return path
 
 
+@contextmanager
+def start_gateway(tmp: Path, cloud_base: str, env: dict[str, str], ready: str, **server: object) -> Iterator[Gateway]:
+    config = write_config(tmp / "router.yaml", cloud_base, **server)
+    port = free_port()
+    log = tmp / "gateway.log"
+    with running(gateway_args(port, config, TEST_POLICY), f"http://127.0.0.1:{port}{ready}", log, env=env):
+        yield Gateway(f"http://127.0.0.1:{port}", log)
+
+
 @pytest.fixture(scope="session")
 def gateway(stand_in_cloud: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """The gateway as users run it: `router serve` in its own process, embedded local model, open access."""
-    tmp = tmp_path_factory.mktemp("gateway")
-    config = write_config(tmp / "router.yaml", stand_in_cloud)
-    port = free_port()
-    log = tmp / "gateway.log"
-    with running(
-        gateway_args(port, config, TEST_POLICY),
-        f"http://127.0.0.1:{port}/readyz",
-        log,
-        env={CLOUD_KEY_ENV: "sk-stand-in", "NO_SUCH_KEY_ENV": ""},
-    ):
-        yield Gateway(f"http://127.0.0.1:{port}", log)
+    env = {CLOUD_KEY_ENV: "sk-stand-in", "NO_SUCH_KEY_ENV": ""}
+    with start_gateway(tmp_path_factory.mktemp("gateway"), stand_in_cloud, env, "/readyz") as gw:
+        yield gw
 
 
 @pytest.fixture(scope="session")
 def strict_gateway(stand_in_cloud: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway with API keys and `unknown_models: reject`."""
-    tmp = tmp_path_factory.mktemp("strict")
-    config = write_config(tmp / "router.yaml", stand_in_cloud, unknown_models="reject")
-    port = free_port()
-    log = tmp / "gateway.log"
-    with running(
-        gateway_args(port, config, TEST_POLICY),
-        f"http://127.0.0.1:{port}/healthz",
-        log,
-        env={CLOUD_KEY_ENV: "sk-stand-in", "ROUTER_API_KEYS": f"team-a:{API_KEY}"},
-    ):
-        yield Gateway(f"http://127.0.0.1:{port}", log)
+    env = {CLOUD_KEY_ENV: "sk-stand-in", "ROUTER_API_KEYS": f"team-a:{API_KEY}"}
+    with start_gateway(
+        tmp_path_factory.mktemp("strict"), stand_in_cloud, env, "/healthz", unknown_models="reject"
+    ) as gw:
+        yield gw

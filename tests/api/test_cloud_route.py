@@ -81,3 +81,12 @@ def test_cloud_model_without_a_key_falls_back_to_local(client: openai.OpenAI) ->
     assert raw.headers["x-router-fallback"] == "cloud->local"
     assert "NO_SUCH_KEY_ENV" in raw.headers["x-router-fallback-reason"]
     assert raw.parse().usage.completion_tokens > 0
+
+
+def test_openai_compatible_local_pool_answers_as_the_local_tier(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(model="local-pool", messages=QUESTION, max_tokens=4)
+    assert raw.headers["x-router-route"] == "local"
+    assert raw.headers["x-router-model"] == "local-pool"
+    assert raw.parse().usage.completion_tokens > 0
+    chunks = list(client.chat.completions.create(model="local-pool", messages=QUESTION, max_tokens=4, stream=True))
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
