@@ -19,9 +19,11 @@ from router.api.auth import hash_key
 from router.backends import build_backend
 from router.components import Components
 from router.config import DEFAULT_POLICY_FILE, Settings, load_gateway_config, parse_api_keys
-from router.pipeline import Pipeline
+from router.metrics import Metrics
+from router.pipeline import LogRecorder, Pipeline
 from router.policy import load_policy
-from router.resilience import Executor
+from router.redis_client import RedisGuard, connect
+from router.resilience import BreakerStore, Executor, MemoryBreakerStore, RedisBreakerStore, build_guards
 from router.routing import Router
 from router.tokens import TokenCounter
 
@@ -35,14 +37,23 @@ def build_components(settings: Settings) -> Components:
     policy = load_policy(policy_path, config.models)
     backends = {name: build_backend(name, spec, settings.model_dir) for name, spec in config.models.items()}
     local = backends[config.routes.local]
-    tokens = TokenCounter(getattr(local, "count_tokens", None))
+    metrics = Metrics()
+    redis = None
+    breaker_store: BreakerStore = MemoryBreakerStore()
+    if settings.redis_url:
+        redis = RedisGuard(connect(settings.redis_url), on_error=lambda what: metrics.redis_errors.labels(what).inc())
+        breaker_store = RedisBreakerStore(redis)
     pipeline = Pipeline(
         router=Router(config, policy),
-        executor=Executor(backends, config.server.request_timeout_s),
-        tokens=tokens,
+        executor=Executor(backends, build_guards(config, breaker_store, metrics), metrics),
+        tokens=TokenCounter(getattr(local, "count_tokens", None)),
+        request_timeout_s=config.server.request_timeout_s,
+        recorder=LogRecorder(metrics),
     )
     api_keys = {hash_key(key): tenant for key, tenant in parse_api_keys(settings.api_keys).items()}
-    return Components(settings, config, backends, pipeline, policy_path, api_keys)
+    return Components(
+        settings, config, backends, pipeline, policy_path, metrics=metrics, redis=redis, api_keys=api_keys
+    )
 
 
 @contextlib.asynccontextmanager
@@ -68,6 +79,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*starting, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in components.backends.values()), return_exceptions=True)
+        if components.redis is not None:
+            await components.redis.close()
 
 
 def create_app(settings: Settings | None = None, components: Components | None = None) -> FastAPI:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from router.backends import Backend
 from router.config import GatewayConfig, Settings
+from router.metrics import Metrics
 from router.pipeline import Pipeline
+from router.redis_client import RedisGuard
 
 
 @dataclass
@@ -18,9 +20,11 @@ class Components:
     backends: Mapping[str, Backend]
     pipeline: Pipeline
     policy_path: Path
+    metrics: Metrics
+    redis: RedisGuard | None = None
+    """Shared state, when `ROUTER_REDIS_URL` is set; every store falls back to memory while it is down."""
     api_keys: Mapping[str, str] = field(default_factory=dict)
     """sha256(key) → tenant; empty means no authentication."""
-    startup_errors: list[str] = field(default_factory=list)
 
     @property
     def local_backend(self) -> Backend:

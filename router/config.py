@@ -52,7 +52,37 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LlamaCppModel(_Strict):
+class Timeouts(_Strict):
+    connect_s: float = Field(5.0, gt=0, description="Connecting to the upstream.")
+    first_token_s: float = Field(60.0, gt=0, description="From the call to the first streamed token (or queue wait).")
+    total_s: float = Field(300.0, gt=0, description="One attempt, start to end.")
+
+
+class RetryPolicy(_Strict):
+    attempts: int = Field(3, ge=1, le=10, description="Attempts in all, the first included.")
+    backoff_initial_s: float = Field(0.25, ge=0, description="First backoff; doubles each retry, with jitter.")
+    backoff_max_s: float = Field(4.0, ge=0)
+    max_retry_after_s: float = Field(
+        10.0, ge=0, description="Honour an upstream's Retry-After up to this; a longer one falls back at once."
+    )
+
+
+class BreakerPolicy(_Strict):
+    enabled: bool = True
+    consecutive_failures: int = Field(5, ge=1, description="Open after this many failures in a row...")
+    failure_rate: float = Field(0.5, gt=0, le=1, description="...or when this share of the recent calls failed,")
+    window: int = Field(20, ge=2, description="counting the last `window` calls on this replica,")
+    min_calls: int = Field(10, ge=1, description="once there are at least this many.")
+    cooldown_s: float = Field(30.0, gt=0, description="How long it stays open before one probe call may try.")
+
+
+class _ModelSpec(_Strict):
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    retries: RetryPolicy = Field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+
+
+class LlamaCppModel(_ModelSpec):
     """A GGUF model run in-process by llama-cpp-python."""
 
     engine: Literal["llama-cpp"] = "llama-cpp"
@@ -69,11 +99,22 @@ class LlamaCppModel(_Strict):
     n_batch: int = Field(512, ge=1)
     instances: int = Field(1, ge=1, le=64, description="Model contexts generating in parallel.")
     max_queue: int = Field(32, ge=0, description="Requests that may wait for a free instance before 503.")
+    max_queue_wait_s: float = Field(
+        30.0, gt=0, description="A request that waited this long for an instance is handed to the fallback."
+    )
+    retries: RetryPolicy = Field(
+        default_factory=lambda: RetryPolicy(attempts=1), description="A local failure is rarely transient."
+    )
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the client sends none.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature when the client sends none.")
 
 
-class OpenAICompatibleModel(_Strict):
+class _RemoteSpec(_ModelSpec):
+    max_concurrency: int = Field(64, ge=1, description="Calls in flight to this model at once.")
+    max_queue: int = Field(256, ge=0, description="Calls that may wait for a slot before 503 + Retry-After.")
+
+
+class OpenAICompatibleModel(_RemoteSpec):
     """A pool of OpenAI-compatible servers (llama-server, vLLM, Ollama) reached through litellm."""
 
     engine: Literal["openai-compatible"]
@@ -81,7 +122,6 @@ class OpenAICompatibleModel(_Strict):
     model: str = Field(description="Model name the upstream servers know.")
     api_base: list[str] = Field(min_length=1, description="One or more base URLs, ending in /v1.")
     api_key_env: str | None = Field(None, description="Environment variable holding the upstream key.")
-    timeout_s: float = Field(120.0, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -91,7 +131,7 @@ class OpenAICompatibleModel(_Strict):
         return data
 
 
-class LiteLLMModel(_Strict):
+class LiteLLMModel(_RemoteSpec):
     """A cloud model called through `litellm.acompletion` (any provider litellm supports)."""
 
     engine: Literal["litellm"] = "litellm"
@@ -102,7 +142,6 @@ class LiteLLMModel(_Strict):
         None,
         description="Environment variable with the key; unset lets litellm read the provider's usual one.",
     )
-    timeout_s: float = Field(120.0, gt=0)
 
 
 ModelSpec = Annotated[LlamaCppModel | OpenAICompatibleModel | LiteLLMModel, Field(discriminator="engine")]
@@ -120,7 +159,12 @@ class ServerConfig(_Strict):
         description="`route`: a model name the gateway does not know is routed by the policy (drop-in); "
         "`reject`: it gets 404 model_not_found.",
     )
-    request_timeout_s: float = Field(300.0, gt=0, description="Upper bound on one request, start to end.")
+    request_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Deadline of one request, all attempts and fallbacks included; a client may "
+        "ask for less with the `x-router-timeout` header (seconds).",
+    )
 
 
 def _default_models() -> dict[str, LlamaCppModel | OpenAICompatibleModel | LiteLLMModel]:

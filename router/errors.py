@@ -14,6 +14,8 @@ class RouterError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     code: str | None = "internal_error"
+    retryable: bool = False
+    """Whether trying the same upstream again may succeed (timeouts, 5xx, 429; never a 4xx)."""
 
     def __init__(
         self,
@@ -59,6 +61,15 @@ class RateLimited(RouterError):
     status_code = 429
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    retryable = True
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """The upstream's Retry-After, in seconds, when it sent one as a number."""
+        try:
+            return float(self.headers["Retry-After"])
+        except (KeyError, ValueError):
+            return None
 
 
 class Overloaded(RouterError):
@@ -75,11 +86,26 @@ class UpstreamError(RouterError):
     status_code = 502
     error_type = "upstream_error"
     code = "upstream_error"
+    retryable = True
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused the gateway itself (bad key, unknown model): retrying cannot help."""
+
+    code = "upstream_rejected"
+    retryable = False
 
 
 class UpstreamUnavailable(UpstreamError):
     status_code = 503
     code = "upstream_unavailable"
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """The backend's circuit breaker is open: it is skipped at once instead of being called."""
+
+    code = "circuit_open"
+    retryable = False
 
 
 class UpstreamTimeout(UpstreamError):

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from router.metrics import Metrics
 from router.resilience import Executor
 from router.routing import Router
 from router.tokens import TokenCounter
@@ -35,7 +36,10 @@ class RecordStage(Protocol):
 
 
 class LogRecorder:
-    """Until the ledger lands: one structured log line per request."""
+    """Until the ledger lands: one structured log line and the request metrics per request."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
 
     async def record(
         self,
@@ -45,6 +49,9 @@ class LogRecorder:
         latency_ms: float,
         status: int,
     ) -> None:
+        if self._metrics is not None:
+            self._metrics.requests.labels(served.route, served.model, str(status)).inc()
+            self._metrics.latency.labels(served.route).observe(latency_ms / 1000)
         usage = completion.usage if completion else None
         log.info(
             "request_id=%s route=%s model=%s reason=%s fallback=%s status=%d latency_ms=%.1f "
@@ -73,11 +80,13 @@ class Pipeline:
         router: Router,
         executor: Executor,
         tokens: TokenCounter,
+        request_timeout_s: float,
         recorder: RecordStage | None = None,
     ) -> None:
         self.router = router
         self._executor = executor
         self._tokens = tokens
+        self._request_timeout_s = request_timeout_s
         self._recorder = recorder or LogRecorder()
 
     def prepare(self, ctx: RequestContext) -> RequestContext:
@@ -86,6 +95,11 @@ class Pipeline:
 
     def decide(self, ctx: RequestContext) -> Decision:
         return self.router.decide(ctx)
+
+    def _deadline(self, ctx: RequestContext, started: float) -> float:
+        """The request's deadline on the monotonic clock: the server's bound, or the client's if sooner."""
+        budget = self._request_timeout_s if ctx.timeout_s is None else min(ctx.timeout_s, self._request_timeout_s)
+        return started + budget
 
     @staticmethod
     def _max_tokens(ctx: RequestContext, decision: Decision) -> int | None:
@@ -98,14 +112,18 @@ class Pipeline:
     async def complete(self, ctx: RequestContext) -> tuple[Completion, Served]:
         started = time.perf_counter()
         decision = self.decide(ctx)
-        completion, served = await self._executor.complete(ctx, decision, self._max_tokens(ctx, decision))
+        completion, served = await self._executor.complete(
+            ctx, decision, self._max_tokens(ctx, decision), self._deadline(ctx, started)
+        )
         await self._recorder.record(ctx, served, completion, (time.perf_counter() - started) * 1000, 200)
         return completion, served
 
     async def stream(self, ctx: RequestContext) -> StreamResult:
         started = time.perf_counter()
         decision = self.decide(ctx)
-        deltas, served = await self._executor.stream(ctx, decision, self._max_tokens(ctx, decision))
+        deltas, served = await self._executor.stream(
+            ctx, decision, self._max_tokens(ctx, decision), self._deadline(ctx, started)
+        )
         return StreamResult(served, self._observe(ctx, served, deltas, started))
 
     async def _observe(

@@ -34,6 +34,8 @@ class RequestContext:
     headers: Mapping[str, str] = field(default_factory=dict)
     """Request headers, lower-cased names."""
     tenant: str | None = None
+    timeout_s: float | None = None
+    """The client's own deadline for this request (`x-router-timeout`), if it set one."""
     prompt_tokens: int = 0
     """Prompt size in tokens, counted once by the gateway's tokenizer for rules and limits."""
 

@@ -64,7 +64,6 @@ def write_config(path: Path, cloud_base: str, **server: object) -> Path:
                 "model": f"openai/{CLOUD_MODEL}",
                 "api_base": cloud_base,
                 "api_key_env": CLOUD_KEY_ENV,
-                "timeout_s": 120,
             },
             # The local tier as a pool of OpenAI-compatible servers (here: one, the stand-in).
             "local-pool": {"engine": "openai-compatible", "model": CLOUD_MODEL, "api_base": [cloud_base]},

@@ -15,7 +15,7 @@ from router.api.body import parse_request
 from router.api.errors import sse_error_event
 from router.api.formatting import DONE, ChunkWriter, completion_body, router_headers
 from router.components import Components
-from router.errors import ModelNotFound, RouterError
+from router.errors import InvalidRequest, ModelNotFound, RouterError
 from router.pipeline import StreamResult
 from router.schemas import ChatCompletionRequest, TextCompletionRequest
 from router.types import RequestContext
@@ -28,6 +28,20 @@ api = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
 
 def components(request: Request) -> Components:
     return request.app.state.components
+
+
+def _client_timeout(request: Request) -> float | None:
+    """`x-router-timeout: SECONDS`: the client's deadline for this request, if sooner than the server's."""
+    raw = request.headers.get("x-router-timeout")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise InvalidRequest("x-router-timeout must be a number of seconds above 0.", param="x-router-timeout")
+    return value
 
 
 def _headers(request: Request) -> dict[str, str]:
@@ -98,6 +112,7 @@ def _context(request: Request, body: Any, kind: str, messages: tuple[Any, ...], 
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
         headers=_headers(request),
         tenant=getattr(request.state, "tenant", None),
+        timeout_s=_client_timeout(request),
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.api.auth import authenticate
@@ -37,11 +38,18 @@ async def readyz(request: Request) -> JSONResponse:
         "status": "ready" if ready else "starting",
         "local_model": {"name": local.name, **local.stats()},
         "policy": c.pipeline.router.policy.version,
+        "shared_state": "none" if c.redis is None else ("redis" if c.redis.available else "redis-unreachable"),
     }
     if (reason := local.unavailable_reason()) is not None:
         body["status"] = "failed"
         body["error"] = reason
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@ops.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of the gateway's metrics."""
+    return Response(_components(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 class ExplainRequest(BaseModel):

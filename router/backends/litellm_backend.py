@@ -9,18 +9,23 @@ request body without interpreting it (so a client's `api_base` or `api_key` fiel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import httpx
+
 from router.config import LiteLLMModel, OpenAICompatibleModel, read_secret_env
 from router.errors import (
     InvalidRequest,
+    Overloaded,
     RateLimited,
     RouterError,
     UpstreamError,
+    UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
@@ -87,10 +92,41 @@ def map_litellm_error(litellm: Any, exc: Exception, model: str) -> RouterError:
     if isinstance(exc, litellm.ServiceUnavailableError):
         return UpstreamUnavailable(f"{model} is unavailable: {message}")
     if isinstance(exc, litellm.AuthenticationError | litellm.PermissionDeniedError):
-        return UpstreamError(f"{model} refused the gateway's credentials: {message}", code="upstream_auth_failed")
+        return UpstreamRejected(f"{model} refused the gateway's credentials: {message}", code="upstream_auth_failed")
+    if isinstance(exc, litellm.NotFoundError):
+        return UpstreamRejected(
+            f"{model} does not know the configured model: {message}", code="upstream_model_not_found"
+        )
     if isinstance(exc, litellm.APIConnectionError):
         return UpstreamError(f"cannot reach {model}: {message}", code="upstream_unreachable")
     return UpstreamError(f"{model} failed: {message}")
+
+
+class _Admission:
+    """At most `limit` calls in flight and `max_queue` waiting; beyond that, 503 + Retry-After at once."""
+
+    def __init__(self, name: str, limit: int, max_queue: int) -> None:
+        self._name = name
+        self._slots = asyncio.Semaphore(limit)
+        self._max_queue = max_queue
+        self.waiting = 0
+        self.in_flight = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._slots.locked() and self.waiting >= self._max_queue:
+            raise Overloaded(f"{self._name} has too many calls in flight; retry shortly.", headers={"Retry-After": "1"})
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
 
 
 class LiteLLMBackend:
@@ -109,6 +145,7 @@ class LiteLLMBackend:
             self._bases = itertools.cycle([spec.api_base])
             self._pool_size = 1
             self._api_key = read_secret_env(spec.api_key_env)
+        self._admission = _Admission(name, spec.max_concurrency, spec.max_queue)
         self._litellm: Any = None
         self._import: asyncio.Task[Any] | None = None
         self._served = 0
@@ -139,6 +176,8 @@ class LiteLLMBackend:
             "upstreams": self._pool_size,
             "served": self._served,
             "failed": self._failed,
+            "in_flight": self._admission.in_flight,
+            "waiting": self._admission.waiting,
             "available": self.unavailable_reason() is None,
         }
 
@@ -155,7 +194,9 @@ class LiteLLMBackend:
         kwargs: dict[str, Any] = {
             "model": self._model,
             "api_base": next(self._bases),
-            "timeout": self._spec.timeout_s,
+            "timeout": httpx.Timeout(self._spec.timeouts.total_s, connect=self._spec.timeouts.connect_s),
+            # Retries are the executor's job (with backoff, breakers and a deadline), not the SDK's.
+            "max_retries": 0,
             "stream": stream,
             **params,
             **known,
@@ -187,7 +228,8 @@ class LiteLLMBackend:
             raise map_litellm_error(litellm, exc, self.name) from exc
 
     async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion:
-        response = await self._call(ctx, max_tokens, stream=False)
+        async with self._admission.slot():
+            response = await self._call(ctx, max_tokens, stream=False)
         choice = response.choices[0]
         usage = getattr(response, "usage", None)
         if ctx.kind == "chat":
@@ -209,6 +251,11 @@ class LiteLLMBackend:
         )
 
     async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
+        async with self._admission.slot():
+            async for delta in self._stream(ctx, max_tokens):
+                yield delta
+
+    async def _stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
         litellm = await self._lib()
         response = await self._call(ctx, max_tokens, stream=True)
         try:

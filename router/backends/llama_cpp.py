@@ -229,7 +229,13 @@ class LlamaCppBackend:
             )
         self._waiting += 1
         try:
-            return await self._pool.get()
+            async with asyncio.timeout(self._spec.max_queue_wait_s):
+                return await self._pool.get()
+        except TimeoutError:
+            raise Overloaded(
+                f"The local model is busy: no instance was free within {self._spec.max_queue_wait_s:g} s.",
+                headers={"Retry-After": "1"},
+            ) from None
         finally:
             self._waiting -= 1
 
