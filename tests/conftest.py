@@ -14,7 +14,7 @@ import yaml
 
 from router.backends.model_files import default_gguf_path
 from router.config import Settings
-from tests.servers import free_port, gateway_args, running
+from tests.servers import RedisServer, free_port, gateway_args, running
 
 HERE = Path(__file__).parent
 TEST_POLICY = HERE / "policies" / "test.yaml"
@@ -107,3 +107,14 @@ def strict_gateway(stand_in_cloud: str, tmp_path_factory: pytest.TempPathFactory
         tmp_path_factory.mktemp("strict"), stand_in_cloud, env, "/healthz", unknown_models="reject"
     ) as gw:
         yield gw
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real Redis of the tests' own (never the machine's shared one: some tests stop it)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

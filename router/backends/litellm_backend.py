@@ -73,6 +73,18 @@ def split_passthrough(passthrough: Mapping[str, Any]) -> tuple[dict[str, Any], d
     return known, extra
 
 
+def _is_connection_failure(exc: BaseException) -> bool:
+    """litellm reports a refused connection as an InternalServerError; the cause chain tells the truth."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, httpx.ConnectError | httpx.ConnectTimeout | ConnectionError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def map_litellm_error(litellm: Any, exc: Exception, model: str) -> RouterError:
     """One place that turns litellm's exceptions into the gateway's error hierarchy."""
     message = str(getattr(exc, "message", None) or exc)
@@ -82,8 +94,11 @@ def map_litellm_error(litellm: Any, exc: Exception, model: str) -> RouterError:
         return InvalidRequest(f"{model}: {message}", code="context_length_exceeded")
     if isinstance(exc, litellm.RateLimitError):
         headers = {}
-        response = getattr(exc, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
+        # litellm keeps the upstream's own headers here; `exc.response` is often a stand-in without them.
+        upstream = getattr(exc, "litellm_response_headers", None) or getattr(
+            getattr(exc, "response", None), "headers", None
+        )
+        retry_after = upstream.get("retry-after") if upstream is not None else None
         if retry_after:
             headers["Retry-After"] = retry_after
         return RateLimited(f"{model} is rate limiting: {message}", headers=headers)
@@ -97,7 +112,7 @@ def map_litellm_error(litellm: Any, exc: Exception, model: str) -> RouterError:
         return UpstreamRejected(
             f"{model} does not know the configured model: {message}", code="upstream_model_not_found"
         )
-    if isinstance(exc, litellm.APIConnectionError):
+    if isinstance(exc, litellm.APIConnectionError) or _is_connection_failure(exc):
         return UpstreamError(f"cannot reach {model}: {message}", code="upstream_unreachable")
     return UpstreamError(f"{model} failed: {message}")
 

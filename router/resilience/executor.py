@@ -144,7 +144,7 @@ class Executor:
                 log.warning("request %s: %s could not answer: %s", ctx.request_id, name, exc.message)
                 continue
             return result, self._served(decision, backend, failures)
-        raise _exhausted(failures)
+        raise _exhausted(decision, failures)
 
     async def _attempts(
         self,
@@ -237,13 +237,15 @@ async def _close(deltas: AsyncIterator[StreamDelta]) -> None:
         await aclose()
 
 
-def _exhausted(failures: list[tuple[str, RouterError]]) -> RouterError:
+def _exhausted(decision: Decision, failures: list[tuple[str, RouterError]]) -> RouterError:
     """The error for a request no model could answer: the primary's failure, with the whole story.
 
     A request pinned to local whose local model is saturated gets that 503 (with Retry-After), not a
     502: the status says what the client can do about it.
     """
     story = "; ".join(f"{name}: {error.message}" for name, error in failures)
+    if not decision.allow_cloud:
+        story += f" (the policy rule `{decision.rule}` pins this request to local: no cloud model was tried)"
     if not failures:
         return UpstreamUnavailable("No model is configured for this request.")
     attempted = [error for _, error in failures if error.code not in ("pinned_local", "not_configured")]

@@ -1,0 +1,149 @@
+"""A fault-injecting stand-in cloud: a real OpenAI-compatible HTTP server the tests steer.
+
+Run as `python -m tests.faulty_cloud --port P`. `POST /control` sets how the next requests fail:
+    {"mode": "ok" | "error500" | "rate_limit" | "bad_request" | "slow_first_byte" | "hang" | "drop_mid_stream",
+     "times": N (then back to ok; omit for "until told otherwise"), "retry_after": S, "delay_s": S}
+`GET /calls` returns how many completion calls arrived and when (server clock), `POST /reset` clears
+both. Answers are canned and instant, so timing is the server's choice, not a model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+ANSWER = ["Hello", " from", " the", " stand-in", " cloud."]
+
+
+class Faults:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.mode = "ok"
+        self.times: int | None = None
+        self.retry_after = 1.0
+        self.delay_s = 5.0
+        self.calls: list[float] = []
+
+    def next_mode(self) -> str:
+        self.calls.append(time.monotonic())
+        mode = self.mode
+        if self.times is not None:
+            self.times -= 1
+            if self.times <= 0:
+                self.mode, self.times = "ok", None
+        return mode
+
+
+faults = Faults()
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> bytes:
+    body: dict[str, Any] = {
+        "id": "chatcmpl-faulty",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    if usage:
+        body["usage"] = usage
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+USAGE = {"prompt_tokens": 7, "completion_tokens": len(ANSWER), "total_tokens": 7 + len(ANSWER)}
+
+
+async def completions(request: Request) -> Response:
+    body = await request.json()
+    model = body.get("model", "faulty")
+    mode = faults.next_mode()
+    if mode == "error500":
+        return _error(500, "injected internal error")
+    if mode == "rate_limit":
+        return _error(429, "injected rate limit", {"Retry-After": f"{faults.retry_after:g}"})
+    if mode == "bad_request":
+        return _error(400, "injected bad request")
+    if mode == "hang":
+        await asyncio.sleep(3600)
+    if mode == "slow_first_byte":
+        await asyncio.sleep(faults.delay_s)
+    if body.get("stream"):
+        return StreamingResponse(_stream(model, mode == "drop_mid_stream"), media_type="text/event-stream")
+    message = {"role": "assistant", "content": "".join(ANSWER)}
+    return JSONResponse(
+        {
+            "id": "chatcmpl-faulty",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": USAGE,
+        }
+    )
+
+
+async def _stream(model: str, drop: bool):
+    yield _chunk(model, {"role": "assistant", "content": ""})
+    for i, piece in enumerate(ANSWER):
+        if drop and i == 2:
+            raise ConnectionResetError("injected: connection dropped mid-stream")
+        yield _chunk(model, {"content": piece})
+        await asyncio.sleep(0.01)
+    yield _chunk(model, {}, finish="stop")
+    yield _chunk(model, {}, usage=USAGE)
+    yield b"data: [DONE]\n\n"
+
+
+async def control(request: Request) -> Response:
+    body = await request.json()
+    faults.mode = body.get("mode", "ok")
+    faults.times = body.get("times")
+    faults.retry_after = float(body.get("retry_after", faults.retry_after))
+    faults.delay_s = float(body.get("delay_s", faults.delay_s))
+    return JSONResponse({"mode": faults.mode})
+
+
+async def calls(request: Request) -> Response:
+    return JSONResponse({"count": len(faults.calls), "at": faults.calls})
+
+
+async def reset(request: Request) -> Response:
+    faults.reset()
+    return JSONResponse({"ok": True})
+
+
+async def models(request: Request) -> Response:
+    return JSONResponse({"object": "list", "data": [{"id": "faulty", "object": "model", "owned_by": "tests"}]})
+
+
+app = Starlette(
+    routes=[
+        Route("/v1/chat/completions", completions, methods=["POST"]),
+        Route("/v1/models", models),
+        Route("/control", control, methods=["POST"]),
+        Route("/calls", calls),
+        Route("/reset", reset, methods=["POST"]),
+    ]
+)
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")

@@ -1,0 +1,113 @@
+"""A fault-injecting cloud, and a gateway whose cloud models all point at it (breakers shared in Redis)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import CLOUD_KEY_ENV, HERE, Gateway
+from tests.servers import RedisServer, free_port, gateway_args, running
+
+RESILIENCE_POLICY = HERE / "policies" / "resilience.yaml"
+FAST_BACKOFF = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "max_retry_after_s": 5}
+
+
+@dataclass
+class FaultyCloud:
+    url: str
+
+    @property
+    def v1(self) -> str:
+        return f"{self.url}/v1"
+
+    def set(self, mode: str, times: int | None = None, **options: float) -> None:
+        httpx.post(f"{self.url}/control", json={"mode": mode, "times": times, **options}).raise_for_status()
+
+    def calls(self) -> list[float]:
+        return httpx.get(f"{self.url}/calls").json()["at"]
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/reset").raise_for_status()
+
+
+def faulty_cloud_args(port: int) -> list[str]:
+    return [sys.executable, "-m", "tests.faulty_cloud", "--port", str(port)]
+
+
+@pytest.fixture(scope="session")
+def faulty_cloud_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def faulty_cloud_session(faulty_cloud_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyCloud]:
+    log = tmp_path_factory.mktemp("faulty") / "faulty.log"
+    url = f"http://127.0.0.1:{faulty_cloud_port}"
+    with running(faulty_cloud_args(faulty_cloud_port), f"{url}/v1/models", log):
+        yield FaultyCloud(url)
+
+
+@pytest.fixture()
+def faulty_cloud(faulty_cloud_session: FaultyCloud) -> Iterator[FaultyCloud]:
+    faulty_cloud_session.reset()
+    yield faulty_cloud_session
+    faulty_cloud_session.reset()
+
+
+def resilient_config(path: Path, cloud_v1: str) -> Path:
+    remote = {"engine": "litellm", "api_key_env": CLOUD_KEY_ENV}
+    config = {
+        "models": {
+            "gemma-3-270m": {
+                "engine": "llama-cpp",
+                "n_ctx": 2048,
+                "n_threads": 1,
+                "default_max_tokens": 8,
+                "max_queue": 0,  # a busy local model hands over at once: saturation is easy to cause
+            },
+            "flaky": {
+                **remote,
+                "model": "openai/flaky",
+                "api_base": cloud_v1,
+                "timeouts": {"connect_s": 1, "first_token_s": 1.5, "total_s": 2},
+                "retries": {"attempts": 3, **FAST_BACKOFF},
+                "breaker": {"consecutive_failures": 1000, "min_calls": 1000},
+            },
+            "fragile": {
+                **remote,
+                "model": "openai/fragile",
+                "api_base": cloud_v1,
+                "retries": {"attempts": 1},
+                "breaker": {"consecutive_failures": 3, "cooldown_s": 1.5, "min_calls": 1000},
+            },
+            "dead": {
+                **remote,
+                "model": "openai/dead",
+                "api_base": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
+                "retries": {"attempts": 2, **FAST_BACKOFF},
+                "breaker": {"consecutive_failures": 1000, "min_calls": 1000},
+            },
+        },
+        "routes": {"local": "gemma-3-270m", "cloud": "flaky"},
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def resilient_gateway(
+    faulty_cloud_session: FaultyCloud, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    tmp = tmp_path_factory.mktemp("resilient")
+    config = resilient_config(tmp / "router.yaml", faulty_cloud_session.v1)
+    port = free_port()
+    log = tmp / "gateway.log"
+    env = {CLOUD_KEY_ENV: "sk-faulty", "ROUTER_REDIS_URL": redis_server.url}
+    with running(gateway_args(port, config, RESILIENCE_POLICY), f"http://127.0.0.1:{port}/readyz", log, env=env):
+        yield Gateway(f"http://127.0.0.1:{port}", log)
