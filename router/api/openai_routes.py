@@ -48,18 +48,28 @@ def _headers(request: Request) -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"}
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
 async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it if the client disconnects first (so a local generation stops)."""
     task = asyncio.ensure_future(work)
+    gone = asyncio.Event()
 
     async def watch() -> None:
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        gone.set()
         task.cancel()
 
     watcher = asyncio.create_task(watch())
     try:
         return await task
+    except asyncio.CancelledError:
+        if gone.is_set():
+            raise ClientGone from None
+        raise
     finally:
         watcher.cancel()
 
@@ -70,7 +80,7 @@ async def _respond(request: Request, ctx: RequestContext) -> Response:
     if not ctx.stream:
         try:
             completion, served = await _until_disconnect(request, pipeline.complete(ctx))
-        except asyncio.CancelledError:
+        except ClientGone:
             return Response(status_code=499)  # nobody is listening; this only reaches the access log
         return JSONResponse(completion_body(ctx, completion), headers=router_headers(served, ctx.request_id))
     result = await pipeline.stream(ctx)

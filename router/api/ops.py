@@ -30,16 +30,21 @@ async def healthz() -> dict[str, str]:
 
 @ops.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: 200 once the local model is loaded and can take requests, else 503 with the reason."""
+    """Readiness: 200 once every usable model is loaded (local model, cloud client), else 503 and why."""
     c = _components(request)
     local = c.local_backend
-    ready = local.ready
+    # Every model that can answer as configured must be ready: a cloud model whose key is missing
+    # does not hold readiness back (its requests fall back), but one still starting up does.
+    waiting_for = [b.name for b in c.backends.values() if not b.ready and b.unavailable_reason() is None]
+    ready = not waiting_for
     body: dict[str, Any] = {
         "status": "ready" if ready else "starting",
         "local_model": {"name": local.name, **local.stats()},
         "policy": c.pipeline.router.policy.version,
         "shared_state": "none" if c.redis is None else ("redis" if c.redis.available else "redis-unreachable"),
     }
+    if waiting_for:
+        body["starting"] = waiting_for
     if (reason := local.unavailable_reason()) is not None:
         body["status"] = "failed"
         body["error"] = reason

@@ -63,6 +63,8 @@ def _import_litellm() -> Any:
 
     litellm.suppress_debug_info = True
     litellm.telemetry = False
+    # One INFO line per call from litellm is noise next to our own per-request line.
+    logging.getLogger("LiteLLM").setLevel(logging.WARNING)
     return litellm
 
 
@@ -162,13 +164,25 @@ class LiteLLMBackend:
             self._api_key = read_secret_env(spec.api_key_env)
         self._admission = _Admission(name, spec.max_concurrency, spec.max_queue)
         self._litellm: Any = None
+        self._warm = False
         self._import: asyncio.Task[Any] | None = None
         self._served = 0
         self._failed = 0
 
     async def start(self) -> None:
-        self._import = asyncio.create_task(asyncio.to_thread(_import_litellm))
-        self._litellm = await self._import
+        litellm = await self._lib()
+        # litellm's first call pays for lazy imports and client set-up (seconds on two cores); pay it
+        # here, with a mocked answer that never leaves the process, instead of in a client's request.
+        try:
+            await litellm.acompletion(
+                model=self._model,
+                messages=[{"role": "user", "content": "warm-up"}],
+                mock_response="ok",
+                api_key="warm-up",
+            )
+        except Exception as exc:  # a model string litellm cannot mock still works for real calls
+            log.info("warm-up of %s skipped: %s", self.name, exc)
+        self._warm = True
 
     async def close(self) -> None:
         if self._import is not None and not self._import.done():
@@ -176,7 +190,7 @@ class LiteLLMBackend:
 
     @property
     def ready(self) -> bool:
-        return self._litellm is not None
+        return self._warm
 
     def unavailable_reason(self) -> str | None:
         spec = self._spec
@@ -200,7 +214,8 @@ class LiteLLMBackend:
         if self._litellm is None:
             if self._import is None:
                 self._import = asyncio.create_task(asyncio.to_thread(_import_litellm))
-            self._litellm = await self._import
+            # Shielded: a request that times out while waiting must not cancel the import for everyone.
+            self._litellm = await asyncio.shield(self._import)
         return self._litellm
 
     def _kwargs(self, ctx: RequestContext, max_tokens: int | None, stream: bool) -> dict[str, Any]:

@@ -101,7 +101,14 @@ class RedisBreakerStore:
                 count, _ = await pipe.incr(key).expire(key, 3600).execute()
             return int(count)
 
-        return await self._guard.run("breaker", call, lambda: self._local.add_failure(name))
+        # Written through to the local store too, so that a Redis outage continues from what this
+        # replica knew instead of from zero.
+        local_count = await self._local.add_failure(name)
+
+        async def fallback() -> int:
+            return local_count
+
+        return await self._guard.run("breaker", call, fallback)
 
     async def reset(self, name: str) -> None:
         async def call(r: Any) -> None:

@@ -1,0 +1,157 @@
+"""Bounded load while the cloud and Redis die and come back: every request must be accounted for.
+
+Starts its own Redis, fault-injecting stand-in cloud and gateway on 127.0.0.1, sends requests at a
+fixed concurrency for a fixed time (it stops by itself), and meanwhile kills the cloud (SIGKILL),
+restarts it, stops Redis and restarts it. Each request ends as one of:
+  answered    200, by the cloud or (fallback) by the local model
+  clear error an OpenAI-style error with a status, within the request's deadline
+  lost        anything else: a hang past the deadline, a dropped connection, a malformed reply
+and `lost` must be 0.
+
+    python -m bench.resilience_load [--duration 30] [--concurrency 32] [--deadline 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import CLOUD_KEY_ENV
+from tests.resilience.conftest import RESILIENCE_POLICY, faulty_cloud_args, resilient_config
+from tests.servers import RedisServer, free_port, gateway_args, running
+
+
+async def _one(client: httpx.AsyncClient, url: str, deadline_s: float, n: int) -> str:
+    body = {
+        "model": "cloud",
+        "messages": [{"role": "user", "content": f"Say hi ({n})."}],
+        "max_tokens": 4,
+        "stream": n % 4 == 0,  # a quarter of the traffic streams
+    }
+    started = time.monotonic()
+    try:
+        response = await client.post(url, json=body, headers={"x-router-timeout": str(deadline_s)})
+    except httpx.HTTPError as exc:
+        return f"lost:{type(exc).__name__}"
+    elapsed = time.monotonic() - started
+    if elapsed > deadline_s + 2.0:  # a little slack for the client and the event loop
+        return "lost:past-deadline"
+    if response.status_code == 200:
+        text = response.text
+        if body["stream"]:
+            if '"error"' in text:
+                return "clear-error:stream-error-event"
+            if not text.rstrip().endswith("data: [DONE]"):
+                return "lost:truncated-stream"
+        route = response.headers.get("x-router-route", "?")
+        fallback = response.headers.get("x-router-fallback")
+        return f"answered:{route}" + (f" ({fallback})" if fallback else "")
+    try:
+        error = response.json()["error"]
+        assert error["message"] and "type" in error
+    except (ValueError, KeyError, AssertionError, TypeError):
+        return f"lost:malformed-{response.status_code}"
+    return f"clear-error:{response.status_code} {error.get('code')}"
+
+
+async def _load(url: str, duration_s: float, concurrency: int, deadline_s: float) -> collections.Counter[str]:
+    outcomes: collections.Counter[str] = collections.Counter()
+    stop_at = time.monotonic() + duration_s
+    counter = iter(range(10**9))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=deadline_s + 30, limits=limits) as client:
+
+        async def worker() -> None:
+            while time.monotonic() < stop_at:
+                outcomes[await _one(client, url, deadline_s, next(counter))] += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return outcomes
+
+
+def _chaos(cloud: dict[str, Any], redis: RedisServer, duration_s: float, events: list[str]) -> None:
+    """Kill and restart the cloud, then stop and restart Redis, at fixed fractions of the run."""
+    started = time.monotonic()
+
+    def at(fraction: float) -> None:
+        time.sleep(max(0.0, started + duration_s * fraction - time.monotonic()))
+
+    at(0.15)
+    cloud["process"].send_signal(signal.SIGKILL)
+    cloud["process"].wait()
+    events.append(f"{time.monotonic() - started:5.1f}s cloud killed")
+    at(0.35)
+    cloud["process"] = subprocess.Popen(cloud["args"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    events.append(f"{time.monotonic() - started:5.1f}s cloud restarted")
+    at(0.5)
+    redis.stop()
+    events.append(f"{time.monotonic() - started:5.1f}s redis stopped")
+    at(0.7)
+    redis.start()
+    events.append(f"{time.monotonic() - started:5.1f}s redis restarted")
+
+
+def run(
+    duration_s: float = 30.0, concurrency: int = 32, deadline_s: float = 10.0, log_dir: Path | None = None
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = log_dir or Path(tmp_dir)
+        tmp.mkdir(parents=True, exist_ok=True)
+        redis = RedisServer(tmp)
+        redis.start()
+        cloud_port = free_port()
+        cloud = {"args": faulty_cloud_args(cloud_port)}
+        cloud["process"] = subprocess.Popen(cloud["args"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        config = resilient_config(tmp / "router.yaml", f"http://127.0.0.1:{cloud_port}/v1")
+        port = free_port()
+        env = {CLOUD_KEY_ENV: "sk-faulty", "ROUTER_REDIS_URL": redis.url}
+        try:
+            with running(
+                gateway_args(port, config, RESILIENCE_POLICY), f"http://127.0.0.1:{port}/readyz", tmp / "gw.log", env
+            ):
+                events: list[str] = []
+                loop = asyncio.new_event_loop()
+                chaos = loop.run_in_executor(None, _chaos, cloud, redis, duration_s, events)
+                outcomes = loop.run_until_complete(
+                    _load(f"http://127.0.0.1:{port}/v1/chat/completions", duration_s, concurrency, deadline_s)
+                )
+                loop.run_until_complete(chaos)
+                loop.close()
+        finally:
+            cloud["process"].kill()
+            redis.stop()
+    total = sum(outcomes.values())
+    lost = sum(n for kind, n in outcomes.items() if kind.startswith("lost"))
+    return {"total": total, "lost": lost, "outcomes": dict(outcomes.most_common()), "events": events}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--deadline", type=float, default=10.0)
+    parser.add_argument("--log-dir", type=Path, help="Keep the gateway's log and config here.")
+    args = parser.parse_args()
+    result = run(args.duration, args.concurrency, args.deadline, args.log_dir)
+    for event in result["events"]:
+        print("event ", event)
+    for kind, n in result["outcomes"].items():
+        print(f"{n:6d}  {kind}")
+    print(f"total {result['total']}, lost {result['lost']}")
+    print(json.dumps(result))
+    sys.exit(1 if result["lost"] else 0)
+
+
+if __name__ == "__main__":
+    main()
