@@ -38,6 +38,7 @@ format: install-dev
 	$(BIN)/ruff check --fix router tests bench
 
 test: lint
+	scripts/ensure-redis-server
 	$(BIN)/pytest $(ARGS)
 
 clean:

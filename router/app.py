@@ -64,7 +64,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         components.policy_path,
         components.pipeline.router.policy.version,
         components.config.routes.local,
-        components.config.routes.cloud or "none",
+        ", ".join(components.config.routes.cloud) or "none",
     )
     for backend in components.backends.values():
         if (reason := backend.unavailable_reason()) is not None:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from router.errors import ConfigError
@@ -149,7 +149,18 @@ ModelSpec = Annotated[LlamaCppModel | OpenAICompatibleModel | LiteLLMModel, Fiel
 
 class RoutesConfig(_Strict):
     local: str = Field(DEFAULT_LOCAL_MODEL, description="The model that `route: local` means.")
-    cloud: str | None = Field(DEFAULT_CLOUD_MODEL, description="The model that `route: cloud` means.")
+    cloud: list[str] = Field(
+        default_factory=lambda: [DEFAULT_CLOUD_MODEL],
+        description="The model that `route: cloud` means; a list is tried in order (later ones are fallbacks). "
+        "Empty or null: no cloud.",
+    )
+
+    @field_validator("cloud", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
 
 
 class ServerConfig(_Strict):
@@ -189,8 +200,9 @@ class GatewayConfig(_Strict):
     def _names_resolve(self) -> GatewayConfig:
         if self.routes.local not in self.models:
             raise ValueError(f"routes.local names `{self.routes.local}`, which is not under models")
-        if self.routes.cloud is not None and self.routes.cloud not in self.models:
-            raise ValueError(f"routes.cloud names `{self.routes.cloud}`, which is not under models")
+        for cloud in self.routes.cloud:
+            if cloud not in self.models:
+                raise ValueError(f"routes.cloud names `{cloud}`, which is not under models")
         targets = {"auto", "local", "cloud", *self.models}
         for alias, target in self.aliases.items():
             if target not in targets:

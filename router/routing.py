@@ -40,16 +40,28 @@ class Router:
             return model
         return self._config.aliases.get(model)
 
-    def model_for(self, target: str) -> tuple[Route, str]:
-        """The route and configured model that a target (`local`, `cloud` or a model name) stands for."""
+    def models_for(self, target: str) -> tuple[Route, list[str]]:
+        """The route and the configured models, in order, that a target stands for."""
+        routes = self._config.routes
         if target == "local":
-            return "local", self._config.routes.local
+            return "local", [routes.local]
         if target == "cloud":
-            cloud = self._config.routes.cloud
             # No cloud model configured: the decision stays `cloud` and execution falls back to local,
             # so the response says plainly that it wanted the cloud and could not have it.
-            return "cloud", cloud if cloud is not None else self._config.routes.local
-        return self._config.models[target].tier, target
+            return "cloud", list(routes.cloud) or [routes.local]
+        return self._config.models[target].tier, [target]
+
+    def _chain(self, targets: str | list[str], pinned: bool) -> tuple[Route, str, tuple[str, ...]]:
+        """(route, model, fallbacks): the listed targets in order, then the other tier unless pinned."""
+        listed = [targets] if isinstance(targets, str) else targets
+        route, models = self.models_for(listed[0])
+        for target in listed[1:]:
+            models += self.models_for(target)[1]
+        if not pinned:
+            other = [self._config.routes.local] if route == "cloud" else list(self._config.routes.cloud)
+            models += other
+        ordered = list(dict.fromkeys(models))  # de-duplicated, order kept
+        return route, ordered[0], tuple(ordered[1:])
 
     def decide(self, ctx: RequestContext) -> Decision:
         return self.explain(ctx).decision
@@ -70,20 +82,15 @@ class Router:
             target, reason, rule = requested, "requested-model", None
         else:
             target, reason, rule = policy.policy.default.route, "default", None
-        route, model = self.model_for(target)
         pinned = rule is not None and rule.pin
+        route, model, fallbacks = self._chain(target, pinned)
         decision = Decision(
             route=route,
             model=model,
             reason=reason,
             rule=rule.name if rule else None,
-            fallbacks=() if pinned else self._fallbacks(route, model),
+            fallbacks=fallbacks,
             allow_cloud=not (pinned and route == "local"),
             max_tokens_cap=rule.max_tokens if rule else None,
         )
         return Explanation(decision, match, requested)
-
-    def _fallbacks(self, route: Route, model: str) -> tuple[str, ...]:
-        """The other tier's default model: cloud→local and local→cloud."""
-        other = self._config.routes.local if route == "cloud" else self._config.routes.cloud
-        return (other,) if other is not None and other != model else ()

@@ -52,4 +52,4 @@ def test_api_keys_parse_with_and_without_tenants() -> None:
 
 def test_the_example_config_is_valid() -> None:
     config = load_gateway_config(Path(__file__).resolve().parents[1] / "router.example.yaml")
-    assert config.routes.cloud == "gpt-4o-mini"
+    assert config.routes.cloud == ["gpt-4o-mini"]

@@ -86,6 +86,25 @@ def test_rule_caps_max_tokens() -> None:
 
 
 def test_cloud_route_without_a_cloud_model_stays_cloud_and_falls_back() -> None:
-    no_cloud = CONFIG.model_copy(update={"routes": CONFIG.routes.model_copy(update={"cloud": None})})
+    no_cloud = CONFIG.model_copy(update={"routes": CONFIG.routes.model_copy(update={"cloud": []})})
     d = decide(ctx(model="cloud"), no_cloud)
     assert d.route == "cloud" and d.model == "small"
+
+
+def test_ordered_cloud_models_are_tried_in_turn_then_local() -> None:
+    config = CONFIG.model_copy(
+        update={
+            "models": {**CONFIG.models, "big2": CONFIG.models["big"]},
+            "routes": CONFIG.routes.model_copy(update={"cloud": ["big", "big2"]}),
+        }
+    )
+    d = decide(ctx(model="cloud"), config)
+    assert (d.model, d.fallbacks) == ("big", ("big2", "small"))
+    local = decide(ctx(), config)
+    assert (local.model, local.fallbacks) == ("small", ("big", "big2"))
+
+
+def test_a_rule_may_list_its_models_in_order() -> None:
+    policy = parse_policy("rules:\n  - {name: r, when: {keywords: [x]}, route: [pool, cloud]}\n", "p", CONFIG.models)
+    d = Router(CONFIG, policy).decide(ctx("x"))
+    assert (d.route, d.model, d.fallbacks) == ("local", "pool", ("big",))

@@ -124,7 +124,9 @@ class Rule(_Strict):
     name: str = Field(pattern=RULE_NAME, description="Shown in x-router-reason, logs and the dashboard.")
     description: str | None = None
     when: Condition
-    route: str = Field(description="`local`, `cloud`, or the name of a configured model.")
+    route: str | list[str] = Field(
+        description="`local`, `cloud`, or a configured model's name; or an ordered list of them, tried in turn."
+    )
     pin: bool = Field(
         False,
         description="Never fall back to another route. A pinned local rule keeps requests off the cloud "
@@ -139,7 +141,7 @@ class Rule(_Strict):
 
 
 class DefaultAction(_Strict):
-    route: str = Field("local", description="Where requests go when no rule matches.")
+    route: str | list[str] = Field("local", description="Where requests go when no rule matches.")
 
     @field_validator("route")
     @classmethod
@@ -147,12 +149,16 @@ class DefaultAction(_Strict):
         return _check_target(value, info)
 
 
-def _check_target(value: str, info: ValidationInfo) -> str:
+def _check_target(value: str | list[str], info: ValidationInfo) -> str | list[str]:
     known = (info.context or {}).get("models")
-    if value in BUILTIN_TARGETS or known is None or value in known:
-        return value
-    choices = ", ".join([*BUILTIN_TARGETS, *sorted(known)])
-    raise ValueError(f"unknown route `{value}`; expected one of: {choices}")
+    targets = [value] if isinstance(value, str) else value
+    if not targets:
+        raise ValueError("a route list needs at least one entry")
+    for target in targets:
+        if target not in BUILTIN_TARGETS and known is not None and target not in known:
+            choices = ", ".join([*BUILTIN_TARGETS, *sorted(known)])
+            raise ValueError(f"unknown route `{target}`; expected one of: {choices}")
+    return value
 
 
 class Policy(_Strict):

@@ -238,10 +238,10 @@ async def _close(deltas: AsyncIterator[StreamDelta]) -> None:
 
 
 def _exhausted(decision: Decision, failures: list[tuple[str, RouterError]]) -> RouterError:
-    """The error for a request no model could answer: the primary's failure, with the whole story.
+    """The error for a request no model could answer, with the whole story in its message.
 
-    A request pinned to local whose local model is saturated gets that 503 (with Retry-After), not a
-    502: the status says what the client can do about it.
+    A request whose last resort was saturated gets that 503 with Retry-After rather than the first
+    model's 502: the status says what the client can do about it.
     """
     story = "; ".join(f"{name}: {error.message}" for name, error in failures)
     if not decision.allow_cloud:
@@ -249,6 +249,9 @@ def _exhausted(decision: Decision, failures: list[tuple[str, RouterError]]) -> R
     if not failures:
         return UpstreamUnavailable("No model is configured for this request.")
     attempted = [error for _, error in failures if error.code not in ("pinned_local", "not_configured")]
-    primary = attempted[0] if attempted else failures[0][1]
+    # An error that says when to come back (a saturated model's 503, a 429) is the most useful one to
+    # report; otherwise the first model's failure, which is why the chain was walked at all.
+    with_retry_after = [error for error in attempted if "Retry-After" in error.headers]
+    primary = (with_retry_after or attempted or [failures[0][1]])[0]
     error = type(primary)(f"No model could answer this request: {story}", headers=primary.headers, code=primary.code)
     return error

@@ -43,3 +43,32 @@ def test_missing_key_makes_the_model_unavailable_with_the_reason(monkeypatch) ->
     monkeypatch.delenv("ABSENT_KEY", raising=False)
     backend = LiteLLMBackend("c", LiteLLMModel(model="openai/gpt-4o", api_key_env="ABSENT_KEY"))
     assert backend.unavailable_reason() == "no API key: set ABSENT_KEY to use c"
+
+
+async def test_calls_beyond_the_concurrency_and_queue_limits_are_shed_at_once() -> None:
+    import asyncio
+
+    import pytest
+
+    from router.backends.litellm_backend import _Admission
+    from router.errors import Overloaded
+
+    admission = _Admission("c", limit=1, max_queue=1)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with admission.slot():
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    assert (admission.in_flight, admission.waiting) == (1, 1)
+    with pytest.raises(Overloaded) as shed:
+        async with admission.slot():
+            pass
+    assert shed.value.headers == {"Retry-After": "1"}
+    release.set()
+    await asyncio.gather(holder, waiter)
+    assert (admission.in_flight, admission.waiting) == (0, 0)
