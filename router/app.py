@@ -17,10 +17,12 @@ from fastapi import FastAPI
 from router.api import RequestIdMiddleware, install_error_handlers, openai_api, ops, router_api
 from router.api.auth import hash_key
 from router.backends import build_backend
+from router.backends.litellm_backend import import_litellm
 from router.components import Components
 from router.config import DEFAULT_POLICY_FILE, Settings, load_gateway_config, parse_api_keys
+from router.ledger import Ledger, LedgerStore, Pricer, RedisLedgerStore, SqliteLedgerStore
 from router.metrics import Metrics
-from router.pipeline import LogRecorder, Pipeline
+from router.pipeline import Pipeline, RequestRecorder
 from router.policy import load_policy
 from router.redis_client import RedisGuard, connect
 from router.resilience import BreakerStore, Executor, MemoryBreakerStore, RedisBreakerStore, build_guards
@@ -40,20 +42,38 @@ def build_components(settings: Settings) -> Components:
     metrics = Metrics()
     redis = None
     breaker_store: BreakerStore = MemoryBreakerStore()
+    ledger_path = config.ledger.path or settings.model_dir.parent / "ledger.sqlite"
+    ledger_store: LedgerStore = SqliteLedgerStore(ledger_path, config.ledger.retention_days)
     if settings.redis_url:
         redis = RedisGuard(connect(settings.redis_url), on_error=lambda what: metrics.redis_errors.labels(what).inc())
         breaker_store = RedisBreakerStore(redis)
+        ledger_store = RedisLedgerStore(redis, ledger_store, retention_days=config.ledger.retention_days)
+    ledger = Ledger(ledger_store, config.ledger)
     pipeline = Pipeline(
         router=Router(config, policy),
         executor=Executor(backends, build_guards(config, breaker_store, metrics), metrics),
         tokens=TokenCounter(getattr(local, "count_tokens", None)),
         request_timeout_s=config.server.request_timeout_s,
-        recorder=LogRecorder(metrics),
+        recorder=RequestRecorder(ledger, metrics),
     )
     api_keys = {hash_key(key): tenant for key, tenant in parse_api_keys(settings.api_keys).items()}
     return Components(
-        settings, config, backends, pipeline, policy_path, metrics=metrics, redis=redis, api_keys=api_keys
+        settings,
+        config,
+        backends,
+        pipeline,
+        policy_path,
+        metrics=metrics,
+        ledger=ledger,
+        redis=redis,
+        api_keys=api_keys,
     )
+
+
+async def _start_pricing(components: Components) -> None:
+    """Prices come from litellm's cost map: import it off the event loop, then price requests."""
+    litellm = await asyncio.to_thread(import_litellm)
+    components.ledger.use_pricer(Pricer(components.config, litellm))
 
 
 @contextlib.asynccontextmanager
@@ -72,6 +92,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     starting = [
         asyncio.create_task(backend.start(), name=f"start-{name}") for name, backend in components.backends.items()
     ]
+    starting.append(asyncio.create_task(_start_pricing(components), name="start-pricing"))
+    components.ledger.start()
     try:
         yield
     finally:
@@ -79,6 +101,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*starting, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in components.backends.values()), return_exceptions=True)
+        await components.ledger.close()
         if components.redis is not None:
             await components.redis.close()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from router.backends import Backend
 from router.config import GatewayConfig, Settings
+from router.ledger import Ledger
 from router.metrics import Metrics
 from router.pipeline import Pipeline
 from router.redis_client import RedisGuard
@@ -21,6 +22,7 @@ class Components:
     pipeline: Pipeline
     policy_path: Path
     metrics: Metrics
+    ledger: Ledger
     redis: RedisGuard | None = None
     """Shared state, when `ROUTER_REDIS_URL` is set; every store falls back to memory while it is down."""
     api_keys: Mapping[str, str] = field(default_factory=dict)

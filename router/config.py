@@ -76,7 +76,18 @@ class BreakerPolicy(_Strict):
     cooldown_s: float = Field(30.0, gt=0, description="How long it stays open before one probe call may try.")
 
 
+class Price(_Strict):
+    """A model's price, when litellm's cost map does not know it (or for a local model's own costs)."""
+
+    input_per_1k_usd: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens.")
+    output_per_1k_usd: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens.")
+    per_second_usd: float = Field(0.0, ge=0, description="USD per second of serving (energy, hardware share).")
+
+
 class _ModelSpec(_Strict):
+    price: Price | None = Field(
+        None, description="Overrides litellm's prices; a local model without one costs nothing."
+    )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
@@ -178,6 +189,20 @@ class ServerConfig(_Strict):
     )
 
 
+class LedgerConfig(_Strict):
+    reference_model: str | None = Field(
+        None,
+        description="The cloud model every request is also priced at (the counterfactual); "
+        "default: the first of routes.cloud.",
+    )
+    path: Path | None = Field(
+        None, description="SQLite file that keeps the history across restarts (default: in the model cache folder)."
+    )
+    tenant_header: str = Field("x-team", description="Header that names the tenant when no API key does.")
+    max_tenants: int = Field(200, ge=1, description="Distinct tenants tracked; the rest are counted as `other`.")
+    retention_days: int = Field(400, ge=1, description="Day buckets kept; hour buckets 31 days, minute 2 days.")
+
+
 def _default_models() -> dict[str, LlamaCppModel | OpenAICompatibleModel | LiteLLMModel]:
     return {
         DEFAULT_LOCAL_MODEL: LlamaCppModel(),
@@ -195,6 +220,7 @@ class GatewayConfig(_Strict):
         description="Extra model names clients may send, each mapped to `auto`, `local`, `cloud` or a model.",
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> GatewayConfig:
@@ -203,6 +229,8 @@ class GatewayConfig(_Strict):
         for cloud in self.routes.cloud:
             if cloud not in self.models:
                 raise ValueError(f"routes.cloud names `{cloud}`, which is not under models")
+        if self.ledger.reference_model is not None and self.ledger.reference_model not in self.models:
+            raise ValueError(f"ledger.reference_model names `{self.ledger.reference_model}`, which is not under models")
         targets = {"auto", "local", "cloud", *self.models}
         for alias, target in self.aliases.items():
             if target not in targets:

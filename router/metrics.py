@@ -1,32 +1,66 @@
 """Prometheus metrics, in one registry the app factory owns (no module-level globals).
 
 Labels are bounded: route, model (configured names), rule names from the policy, and small fixed
-vocabularies for reasons and states. Never prompt text or user ids.
+vocabularies for reasons, kinds and states. Never prompt text or user ids.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+if TYPE_CHECKING:
+    from router.ledger import CostRecord
+    from router.types import Served, Usage
+
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+        self.registry = r = CollectorRegistry()
         self.requests = Counter(
             "router_requests",
-            "Requests answered, by route and model that served them",
-            ["route", "model", "status"],
+            "Requests, by the route and model that served them, the rule that sent them there, and status",
+            ["route", "model", "rule", "status"],
             registry=r,
         )
         self.latency = Histogram(
             "router_request_duration_seconds",
             "Request latency, start to last byte",
             ["route"],
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            buckets=LATENCY_BUCKETS_S,
             registry=r,
+        )
+        self.ttft = Histogram(
+            "router_time_to_first_token_seconds",
+            "Time to the first token (to the whole answer when not streamed)",
+            ["route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "router_tokens", "Tokens, by route, model and kind", ["route", "model", "kind"], registry=r
+        )
+        self.cost = Counter("router_cost_usd", "What answers cost as served, in USD", ["route", "model"], registry=r)
+        self.counterfactual = Counter(
+            "router_counterfactual_cost_usd",
+            "What answers would have cost on the reference cloud model, in USD",
+            ["route"],
+            registry=r,
+        )
+        self.savings = Counter("router_savings_usd", "Counterfactual minus actual cost, in USD", ["route"], registry=r)
+        self.escalations = Counter(
+            "router_escalations", "Requests sent to the cloud, by the reason that sent them", ["reason"], registry=r
+        )
+        self.cache_hits = Counter("router_cache_hits", "Answers served from the cache, by kind", ["kind"], registry=r)
+        self.local_queue = Gauge(
+            "router_local_queue_depth", "Requests waiting for a local model instance", ["model"], registry=r
+        )
+        self.local_busy = Gauge(
+            "router_local_busy_instances", "Local model instances generating", ["model"], registry=r
         )
         self.fallbacks = Counter(
             "router_fallbacks",
@@ -57,6 +91,31 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def observe_request(
+        self,
+        served: Served,
+        status: int,
+        latency_ms: float,
+        ttft_ms: float | None,
+        usage: Usage | None,
+        record: CostRecord | None,
+    ) -> None:
+        route, model = served.route, served.model
+        self.requests.labels(route, model, served.decision.reason, str(status)).inc()
+        self.latency.labels(route).observe(latency_ms / 1000)
+        if ttft_ms is not None:
+            self.ttft.labels(route).observe(ttft_ms / 1000)
+        if served.decision.route == "cloud":
+            self.escalations.labels(served.decision.reason).inc()
+        if usage is not None:
+            self.tokens.labels(route, model, "prompt").inc(usage.prompt_tokens)
+            self.tokens.labels(route, model, "completion").inc(usage.completion_tokens)
+        if record is not None:
+            self.cost.labels(route, model).inc(record.cost_usd)
+            self.counterfactual.labels(route).inc(record.counterfactual_usd)
+            # A Prometheus counter only goes up: a fallback that cost more than the reference adds 0.
+            self.savings.labels(route).inc(max(0.0, record.savings_usd))
 
 
 def failure_reason(code: str | None) -> str:

@@ -132,3 +132,6 @@ class Served:
     """e.g. `cloud->local`, when the answer came from a fallback model."""
     fallback_reason: str | None = None
     cache: str = "bypass"
+    cost_usd: float | None = None
+    """What the answer cost, once priced (non-streamed answers: it goes into x-router-cost-usd)."""
+    saved_usd: float | None = None

@@ -77,6 +77,7 @@ def write_config(path: Path, cloud_base: str, **server: object) -> Path:
         "routes": {"local": "gemma-3-270m", "cloud": CLOUD_MODEL},
         "aliases": {"my-fast-model": "local"},
         "server": {"max_body_bytes": 64 * 1024, **server},
+        "ledger": {"path": str(path.parent / "ledger.sqlite")},
     }
     path.write_text(yaml.safe_dump(config))
     return path

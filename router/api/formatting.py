@@ -18,6 +18,9 @@ def router_headers(served: Served, request_id: str) -> dict[str, str]:
         "x-router-model": served.model,
         "x-router-reason": served.decision.reason,
     }
+    if served.cost_usd is not None:
+        headers["x-router-cost-usd"] = f"{served.cost_usd:.8f}"
+        headers["x-router-saved-usd"] = f"{served.saved_usd or 0.0:.8f}"
     if served.fallback:
         headers["x-router-fallback"] = served.fallback
         if served.fallback_reason:

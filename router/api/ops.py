@@ -36,6 +36,8 @@ async def readyz(request: Request) -> JSONResponse:
     # Every model that can answer as configured must be ready: a cloud model whose key is missing
     # does not hold readiness back (its requests fall back), but one still starting up does.
     waiting_for = [b.name for b in c.backends.values() if not b.ready and b.unavailable_reason() is None]
+    if not c.ledger.ready:
+        waiting_for.append("pricing")
     ready = not waiting_for
     body: dict[str, Any] = {
         "status": "ready" if ready else "starting",
@@ -54,7 +56,20 @@ async def readyz(request: Request) -> JSONResponse:
 @ops.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus exposition of the gateway's metrics."""
-    return Response(_components(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    c = _components(request)
+    for backend in c.backends.values():
+        stats = backend.stats()
+        if stats.get("engine") == "llama-cpp":  # queue gauges are read when scraped, not kept up to date
+            c.metrics.local_queue.labels(backend.name).set(stats["waiting"])
+            c.metrics.local_busy.labels(backend.name).set(stats["busy"])
+    return Response(c.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router_api.get("/stats")
+async def stats(request: Request, window: str = "24h") -> dict[str, Any]:
+    """The savings story for a window (`15m`, `1h`, `24h`, `7d`...): what the dashboard shows."""
+    c = _components(request)
+    return await c.ledger.stats(window)
 
 
 class ExplainRequest(BaseModel):

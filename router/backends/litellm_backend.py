@@ -56,7 +56,7 @@ OPENAI_PARAMS = frozenset(
 )
 
 
-def _import_litellm() -> Any:
+def import_litellm() -> Any:
     # Never reach for the network to refresh the price map at import.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
@@ -213,7 +213,7 @@ class LiteLLMBackend:
     async def _lib(self) -> Any:
         if self._litellm is None:
             if self._import is None:
-                self._import = asyncio.create_task(asyncio.to_thread(_import_litellm))
+                self._import = asyncio.create_task(asyncio.to_thread(import_litellm))
             # Shielded: a request that times out while waiting must not cancel the import for everyone.
             self._litellm = await asyncio.shield(self._import)
         return self._litellm

@@ -95,6 +95,7 @@ def resilient_config(path: Path, cloud_v1: str) -> Path:
             },
         },
         "routes": {"local": "gemma-3-270m", "cloud": "flaky"},
+        "ledger": {"path": str(path.parent / "ledger.sqlite"), "reference_model": "flaky"},
     }
     path.write_text(yaml.safe_dump(config))
     return path
