@@ -20,6 +20,7 @@ from router.backends import build_backend
 from router.backends.litellm_backend import import_litellm
 from router.components import Components
 from router.config import DEFAULT_POLICY_FILE, Settings, load_gateway_config, parse_api_keys
+from router.dashboard import dashboard
 from router.ledger import Ledger, LedgerStore, Pricer, RedisLedgerStore, SqliteLedgerStore
 from router.metrics import Metrics
 from router.pipeline import Pipeline, RequestRecorder
@@ -120,4 +121,5 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.include_router(openai_api)
     app.include_router(router_api)
     app.include_router(ops)
+    app.include_router(dashboard)
     return app

@@ -119,3 +119,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def ledger_gateway(stand_in_cloud: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway of the module's own, so that no other test's requests are in its ledger."""
+    env = {CLOUD_KEY_ENV: "sk-stand-in"}
+    with start_gateway(tmp_path_factory.mktemp("ledger"), stand_in_cloud, env, "/readyz") as gw:
+        yield gw

@@ -92,10 +92,13 @@ def summarize(
     series_rows: dict[int, list[Row]] = defaultdict(list)
     for row in rows:
         series_rows[row.bucket].append(row)
+    # Dense: every bucket of the window, zeros included, so a chart spans the window it claims to.
+    size = GRANULARITIES[granularity]
+    first, last = int(since // size) * size, int(until // size) * size
     series = []
-    for bucket in sorted(series_rows):
-        values = _sum(series_rows[bucket])
-        per_route = _group(series_rows[bucket], "route")
+    for bucket in range(first, last + 1, size):
+        values = _sum(series_rows.get(bucket, []))
+        per_route = _group(series_rows.get(bucket, []), "route")
         series.append(
             {
                 "t": bucket,

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import openai
 import pytest
 
 from router.backends.litellm_backend import import_litellm
-from tests.conftest import CLOUD_KEY_ENV, Gateway, start_gateway
+from tests.conftest import Gateway
 
 HI = [{"role": "user", "content": "Say hi."}]
-
-
-@pytest.fixture(scope="module")
-def ledger_gateway(stand_in_cloud: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """A gateway of its own, so that no other test's requests are in its ledger."""
-    env = {CLOUD_KEY_ENV: "sk-stand-in"}
-    with start_gateway(tmp_path_factory.mktemp("ledger"), stand_in_cloud, env, "/readyz") as gw:
-        yield gw
 
 
 def price(usage) -> float:
