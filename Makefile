@@ -38,7 +38,7 @@ format: install-dev
 	$(BIN)/ruff check --fix router tests bench
 
 test: lint
-	scripts/ensure-redis-server
+	scripts/ensure-test-tools
 	$(BIN)/pytest $(ARGS)
 
 clean:

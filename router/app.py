@@ -19,7 +19,7 @@ from router.api.auth import hash_key
 from router.backends import build_backend
 from router.backends.litellm_backend import import_litellm
 from router.components import Components
-from router.config import DEFAULT_POLICY_FILE, Settings, load_gateway_config, parse_api_keys
+from router.config import DEFAULT_POLICY_FILE, GatewayConfig, Settings, load_gateway_config, parse_api_keys
 from router.dashboard import dashboard
 from router.ledger import Ledger, LedgerStore, Pricer, RedisLedgerStore, SqliteLedgerStore
 from router.metrics import Metrics
@@ -33,6 +33,16 @@ from router.tokens import TokenCounter
 log = logging.getLogger(__name__)
 
 
+def build_ledger_store(settings: Settings, config: GatewayConfig, redis: RedisGuard | None) -> LedgerStore:
+    """SQLite in the cache folder (or `ledger.path`); Redis, with that file as its stand-in, when configured."""
+    local = SqliteLedgerStore(
+        config.ledger.path or settings.model_dir.parent / "ledger.sqlite", config.ledger.retention_days
+    )
+    if redis is None:
+        return local
+    return RedisLedgerStore(redis, local, retention_days=config.ledger.retention_days)
+
+
 def build_components(settings: Settings) -> Components:
     """Everything the gateway needs, built once; raises `ConfigError` for a bad config or policy file."""
     config = load_gateway_config(settings.config)
@@ -43,13 +53,10 @@ def build_components(settings: Settings) -> Components:
     metrics = Metrics()
     redis = None
     breaker_store: BreakerStore = MemoryBreakerStore()
-    ledger_path = config.ledger.path or settings.model_dir.parent / "ledger.sqlite"
-    ledger_store: LedgerStore = SqliteLedgerStore(ledger_path, config.ledger.retention_days)
     if settings.redis_url:
         redis = RedisGuard(connect(settings.redis_url), on_error=lambda what: metrics.redis_errors.labels(what).inc())
         breaker_store = RedisBreakerStore(redis)
-        ledger_store = RedisLedgerStore(redis, ledger_store, retention_days=config.ledger.retention_days)
-    ledger = Ledger(ledger_store, config.ledger)
+    ledger = Ledger(build_ledger_store(settings, config, redis), config.ledger)
     pipeline = Pipeline(
         router=Router(config, policy),
         executor=Executor(backends, build_guards(config, breaker_store, metrics), metrics),

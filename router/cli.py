@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from router.config import Settings, load_gateway_config
-from router.errors import ConfigError
+from router.errors import ConfigError, RouterError
 from router.tokens import TokenCounter
 
 if TYPE_CHECKING:
@@ -154,6 +154,67 @@ def policy_check(
     typer.echo(
         f"{file}: OK, {len(rules)} rule(s), default route `{engine.policy.default.route}`, version {engine.version}"
     )
+
+
+@app.command()
+def stats(
+    window: Annotated[str, typer.Option(help="How far back: 15m, 6h, 24h, 7d, 30d...")] = "24h",
+    by: Annotated[str, typer.Option(help="Break the savings down by tenant, rule, model or route.")] = "tenant",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole stats object as JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the savings table from the ledger (the same store the gateway writes)."""
+    import asyncio
+
+    from router.app import build_ledger_store
+    from router.ledger import Ledger
+    from router.redis_client import RedisGuard, connect
+
+    if by not in ("tenant", "rule", "model", "route"):
+        typer.secho("--by takes tenant, rule, model or route", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
+    settings = _settings(config, None)
+    try:
+        gateway = load_gateway_config(settings.config)
+    except ConfigError as error:
+        _fail(error)
+
+    async def read() -> dict:
+        redis = RedisGuard(connect(settings.redis_url)) if settings.redis_url else None
+        ledger = Ledger(build_ledger_store(settings, gateway, redis), gateway.ledger)
+        try:
+            return await ledger.stats(window)
+        finally:
+            await ledger.store.close()
+            if redis is not None:
+                await redis.close()
+
+    try:
+        result = asyncio.run(read())
+    except RouterError as error:
+        typer.secho(error.message, fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    result["reference_model"] = gateway.ledger.reference_model or next(iter(gateway.routes.cloud), None)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    t = result["totals"]
+    typer.echo(f"window {window} ({result['granularity']} buckets), reference model {result['reference_model']}")
+    typer.echo(
+        f"requests {t['requests']}  errors {t['errors']}  spent ${t['cost_usd']:.6f}  "
+        f"cloud-only ${t['counterfactual_usd']:.6f}  saved ${t['savings_usd']:.6f} ({t['savings_pct']:.1f}%)"
+    )
+    if by == "route":
+        rows = [{"route": name, **values} for name, values in result["routes"].items()]
+    else:
+        rows = result[{"tenant": "tenants", "rule": "rules", "model": "models"}[by]]
+    width = max([len(by), *(len(str(row[by])) for row in rows)])
+    typer.echo(f"{by:<{width}}  {'requests':>9}  {'spent USD':>12}  {'cloud-only USD':>14}  {'saved USD':>12}")
+    for row in rows:
+        typer.echo(
+            f"{row[by]!s:<{width}}  {row['requests']:>9}  {row['cost_usd']:>12.6f}  "
+            f"{row['counterfactual_usd']:>14.6f}  {row['savings_usd']:>12.6f}"
+        )
 
 
 def main() -> None:  # pragma: no cover

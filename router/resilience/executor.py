@@ -140,6 +140,8 @@ class Executor:
             try:
                 result = await self._attempts(ctx, backend, deadline, attempt)
             except HANDOVER_ERRORS as exc:
+                if isinstance(exc, Overloaded):
+                    self._metrics.shed.labels(name).inc()
                 failures.append((name, exc))
                 log.warning("request %s: %s could not answer: %s", ctx.request_id, name, exc.message)
                 continue

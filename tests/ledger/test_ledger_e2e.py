@@ -93,3 +93,25 @@ def test_a_bad_window_is_a_clear_error(ledger_gateway: Gateway) -> None:
     response = httpx.get(f"{ledger_gateway.v1}/router/stats", params={"window": "forever"})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "window"
+
+
+def test_router_stats_prints_the_savings_table_from_the_same_ledger(ledger_gateway: Gateway) -> None:
+    import json
+    import subprocess
+    import sys
+
+    expected = httpx.get(f"{ledger_gateway.v1}/router/stats", params={"window": "1h"}).json()  # also flushes
+    config = ledger_gateway.log.parent / "router.yaml"
+
+    def router_stats(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "router", "stats", "--config", str(config), "--window", "1h", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    table = router_stats("--by", "tenant")
+    assert table.returncode == 0, table.stderr
+    assert f"requests {expected['totals']['requests']}  errors 0" in table.stdout
+    research = next(line for line in table.stdout.splitlines() if line.startswith("research "))
+    assert research.split()[1] == "2"
+    as_json = json.loads(router_stats("--json").stdout)
+    assert as_json["totals"] == expected["totals"]
+    assert router_stats("--by", "colour").returncode == 2
