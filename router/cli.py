@@ -217,6 +217,68 @@ def stats(
         )
 
 
+EmbeddingCache = Annotated[
+    Path | None, typer.Option("--cache-dir", help="Where prompt embeddings are cached between runs.")
+]
+
+
+def _embedding_cache(cache_dir: Path | None) -> Path:
+    return cache_dir or Settings().model_dir.parent / "embeddings"
+
+
+@app.command()
+def train(
+    mmlu: Annotated[Path, typer.Option("--mmlu", help="Folder of MMLU-style outcome CSVs (one per domain).")],
+    out: Annotated[Path, typer.Option(help="Where to write the head.")] = Path("router/classify/head.npz"),
+    cache_dir: EmbeddingCache = None,
+) -> None:
+    """Train the escalation head; a quarter of the domains is held out and never seen."""
+    from router.classify.data import read_mmlu
+    from router.classify.embedder import Embedder
+    from router.classify.train import train as train_head
+
+    logging.basicConfig(level="INFO", format="%(message)s")
+    result = train_head(read_mmlu(mmlu), Embedder(), _embedding_cache(cache_dir))
+    result.head.save(out)
+    typer.echo(f"chose {result.chosen}; cross-validated APGR per family:")
+    for name, apgr in sorted(result.validation.items(), key=lambda item: -item[1]):
+        typer.echo(f"  {apgr:.4f}  {name}")
+    typer.echo(f"wrote {out}")
+
+
+@app.command("eval")
+def evaluate(
+    mmlu: Annotated[Path, typer.Option("--mmlu", help="MMLU-style folder: baselines train on its training domains.")],
+    data: Annotated[
+        list[Path] | None, typer.Option("--data", help="More data to score: a folder or an outcome CSV (repeatable).")
+    ] = None,
+    weak: Annotated[str | None, typer.Option(help="Weak model's column in outcome CSVs.")] = None,
+    strong: Annotated[str | None, typer.Option(help="Strong model's column in outcome CSVs.")] = None,
+    head: Annotated[Path | None, typer.Option(help="The head to evaluate (default: the shipped one).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for eval.json and eval.png.")] = Path("eval-out"),
+    cache_dir: EmbeddingCache = None,
+) -> None:
+    """APGR and CPT(50%/80%) of the head and the baselines on held-out MMLU domains and any other data."""
+    from router.classify.data import read_any, read_mmlu, read_outcome_csv
+    from router.classify.embedder import Embedder
+    from router.classify.head import SHIPPED_HEAD, Head
+    from router.classify.report import evaluate as run_eval
+    from router.classify.report import table, write_outputs
+
+    others = []
+    for path in data or []:
+        if path.is_file() and (weak or strong):
+            others.append(read_outcome_csv(path, **{k: v for k, v in {"weak": weak, "strong": strong}.items() if v}))
+        else:
+            others.append(read_any(path))
+    results, curves = run_eval(
+        Head.load(head or SHIPPED_HEAD), read_mmlu(mmlu), others, Embedder(), _embedding_cache(cache_dir)
+    )
+    typer.echo(table(results))
+    for path in write_outputs(results, curves, out):
+        typer.echo(f"wrote {path}")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -1,0 +1,116 @@
+"""`router eval`: the shipped head against the baselines, on data it never trained on.
+
+Baselines, all fitted on the same training domains as the head: random (its expected curve), prompt
+length, RouteLLM's similarity-weighted ranking (kNN over embeddings), and its matrix-factorisation idea
+(with two models it reduces to a low-rank bilinear scorer: a logistic model on the embedding projected
+to a few dimensions, trained on which model won).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.classify.data import Dataset, held_out_domains
+from router.classify.embedder import Embedder
+from router.classify.evaluation import Curve, curve, random_curve, summary
+from router.classify.head import Head
+from router.classify.train import cached_embeddings, knn_scorer
+
+Scorer = Callable[[np.ndarray, list[str]], np.ndarray]
+
+
+def mf_scorer(emb: np.ndarray, data: Dataset, rank: int = 64) -> Scorer:
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    decided = data.strong != data.weak  # ties tell nothing about which model is better
+    labels = (data.strong > data.weak)[decided].astype(int)
+    if len(set(labels)) < 2:  # one model always won: no preference to learn
+        return lambda e, texts: np.zeros(len(texts))
+    projection = PCA(n_components=rank, random_state=0).fit(emb)
+    model = LogisticRegression(C=1.0, max_iter=2000).fit(projection.transform(emb[decided]), labels)
+    return lambda e, texts: model.decision_function(projection.transform(e))
+
+
+def baselines(train_emb: np.ndarray, train: Dataset) -> dict[str, Scorer | None]:
+    return {
+        "random": None,
+        "prompt-length": lambda e, texts: np.array([len(t) for t in texts], dtype=float),
+        "similarity-weighted (RouteLLM SW)": knn_scorer(train_emb, train.needs_strong),
+        "matrix-factorisation (RouteLLM MF)": mf_scorer(train_emb, train),
+    }
+
+
+def evaluate(
+    head: Head,
+    mmlu: Dataset,
+    others: list[Dataset],
+    embedder: Embedder,
+    cache_dir: Path | None,
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, Curve]]]:
+    test_domains = set(head.meta.get("test_domains") or held_out_domains(mmlu.groups))
+    train = mmlu.subset(np.array([g not in test_domains for g in mmlu.groups]), "train")
+    held_out = mmlu.subset(np.array([g in test_domains for g in mmlu.groups]), "mmlu (held-out domains)")
+    train_emb = cached_embeddings(embedder, train.prompts, cache_dir)
+    routers: dict[str, Scorer | None] = {"hybrid-router (shipped head)": head.score, **baselines(train_emb, train)}
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    curves: dict[str, dict[str, Curve]] = {}
+    for data in [held_out, *others]:
+        emb = cached_embeddings(embedder, data.prompts, cache_dir)
+        results[data.name], curves[data.name] = {}, {}
+        for name, scorer in routers.items():
+            c = (
+                random_curve(data.weak, data.strong)
+                if scorer is None
+                else curve(scorer(emb, data.prompts), data.weak, data.strong)
+            )
+            curves[data.name][name] = c
+            results[data.name][name] = summary(c)
+    return results, curves
+
+
+def write_outputs(results: dict[str, Any], curves: dict[str, dict[str, Curve]], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "eval.json"]
+    written[0].write_text(json.dumps(results, indent=2))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return written
+    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 4.5), squeeze=False)
+    for ax, (dataset, by_router) in zip(axes[0], curves.items(), strict=True):
+        for name, c in by_router.items():
+            ax.plot(
+                100 * c.shares,
+                c.quality,
+                label=f"{name} (APGR {c.apgr:.3f})",
+                linestyle="--" if name == "random" else "-",
+            )
+        ax.set_title(dataset)
+        ax.set_xlabel("calls to the strong model (%)")
+        ax.set_ylabel("quality")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    plot = out / "eval.png"
+    fig.savefig(plot, dpi=110)
+    written.append(plot)
+    return written
+
+
+def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+    lines = []
+    for dataset, by_router in results.items():
+        lines.append(f"{dataset}")
+        lines.append(f"  {'router':<38} {'APGR':>7} {'CPT(50%)':>9} {'CPT(80%)':>9}")
+        for name, s in by_router.items():
+            lines.append(f"  {name:<38} {s['apgr']:>7.3f} {100 * s['cpt50']:>8.1f}% {100 * s['cpt80']:>8.1f}%")
+    return "\n".join(lines)

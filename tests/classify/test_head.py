@@ -1,0 +1,88 @@
+"""Training is reproducible, a saved head scores as it did, and `router eval` reports the documented keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from router.classify.data import Dataset
+from router.classify.head import SHIPPED_HEAD, Head
+from router.classify.report import evaluate
+from router.classify.train import train
+
+HARD = [
+    "Prove that the square root of {n} is irrational, step by step.",
+    "Solve the equation {n}x^2 - 3x + 7 = 0 and derive both roots.",
+    "Write a function that returns the {n}th Fibonacci number in O(log n) time and prove it correct.",
+]
+EASY = ["Say hello number {n}.", "What colour is sky number {n}?", "Thanks for message {n}."]
+
+
+def sample() -> Dataset:
+    """A small fixed sample in the routing data's shape: eight 'domains', hard and easy prompts in each."""
+    prompts, weak, strong, groups = [], [], [], []
+    for domain in range(8):
+        for n in range(6):
+            for template in HARD:
+                prompts.append(template.format(n=n + 10 * domain))
+                weak.append(0.0)
+                strong.append(1.0)
+                groups.append(f"domain{domain}")
+            for template in EASY:
+                prompts.append(template.format(n=n + 10 * domain))
+                weak.append(1.0)
+                strong.append(1.0)
+                groups.append(f"domain{domain}")
+    return Dataset("sample", prompts, np.array(weak), np.array(strong), groups)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from router.classify.embedder import Embedder
+
+    return Embedder()
+
+
+def test_training_the_same_sample_twice_gives_the_same_head(embedder) -> None:
+    first, second = train(sample(), embedder), train(sample(), embedder)
+    assert first.chosen == second.chosen
+    for (w1, b1), (w2, b2) in zip(first.head.layers, second.head.layers, strict=True):
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(b1, b2)
+    # The sample is separable: the chosen head ranks its hard prompts above its easy ones, which on a
+    # half-hard sample is an APGR of 0.75 (PGR rises to 1 at a 50% strong share and stays there).
+    assert first.validation[first.chosen] >= 0.74
+
+
+def test_a_saved_head_scores_exactly_as_before(embedder, tmp_path: Path) -> None:
+    result = train(sample(), embedder)
+    result.head.save(tmp_path / "head.npz")
+    loaded = Head.load(tmp_path / "head.npz")
+    texts = ["Prove Fermat's little theorem.", "hello"]
+    vectors = embedder.embed(texts)
+    np.testing.assert_allclose(loaded.score(vectors, texts), result.head.score(vectors, texts), rtol=1e-6)
+    assert loaded.meta["chosen"] == result.chosen
+
+
+def test_the_shipped_head_loads_and_scores_in_range(embedder) -> None:
+    head = Head.load(SHIPPED_HEAD)
+    scores = head.score(embedder.embed(["hi", "Prove the Riemann hypothesis"]), ["hi", "Prove the Riemann hypothesis"])
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+    assert head.meta["test_domains"] and not set(head.meta["test_domains"]) & set(head.meta["train_domains"])
+
+
+def test_eval_reports_apgr_and_cpt_for_the_head_and_every_baseline(embedder, tmp_path: Path) -> None:
+    from router.classify.report import write_outputs
+
+    data = sample()
+    head = train(data, embedder).head
+    results, curves = evaluate(head, data, [data.subset(np.arange(len(data)) % 2 == 0, "other")], embedder, None)
+    assert set(results) == {"mmlu (held-out domains)", "other"}
+    for by_router in results.values():
+        assert {"hybrid-router (shipped head)", "random", "prompt-length"} <= set(by_router)
+        assert all(set(s) == {"apgr", "cpt50", "cpt80"} for s in by_router.values())
+    written = write_outputs(results, curves, tmp_path)
+    assert (tmp_path / "eval.json").exists()
+    assert all(path.exists() for path in written)
