@@ -18,6 +18,7 @@ from router.api import RequestIdMiddleware, install_error_handlers, openai_api, 
 from router.api.auth import hash_key
 from router.backends import build_backend
 from router.backends.litellm_backend import import_litellm
+from router.classify.scorer import EscalationScorer
 from router.components import Components
 from router.config import DEFAULT_POLICY_FILE, GatewayConfig, Settings, load_gateway_config, parse_api_keys
 from router.dashboard import dashboard
@@ -63,6 +64,7 @@ def build_components(settings: Settings) -> Components:
         tokens=TokenCounter(getattr(local, "count_tokens", None)),
         request_timeout_s=config.server.request_timeout_s,
         recorder=RequestRecorder(ledger, metrics),
+        scorer=EscalationScorer() if policy.policy.uses_classifier else None,
     )
     api_keys = {hash_key(key): tenant for key, tenant in parse_api_keys(settings.api_keys).items()}
     return Components(
@@ -101,6 +103,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(backend.start(), name=f"start-{name}") for name, backend in components.backends.items()
     ]
     starting.append(asyncio.create_task(_start_pricing(components), name="start-pricing"))
+    if components.pipeline.scorer is not None:
+        starting.append(asyncio.create_task(components.pipeline.scorer.start(), name="start-classifier"))
     components.ledger.start()
     try:
         yield
@@ -110,6 +114,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.gather(*starting, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in components.backends.values()), return_exceptions=True)
         await components.ledger.close()
+        if components.pipeline.scorer is not None:
+            await components.pipeline.scorer.close()
         if components.redis is not None:
             await components.redis.close()
 

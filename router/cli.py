@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -99,6 +100,9 @@ def route(
         headers=headers,
         prompt_tokens=tokens.count_messages(messages),
     )
+    if components.pipeline.scorer is not None:  # the policy routes something `auto`: score it here too
+        components.pipeline.scorer.load()
+        ctx = replace(ctx, scores={"escalation": components.pipeline.scorer.score_now(text)})
     result = explanation_dict(components, ctx)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -106,6 +110,8 @@ def route(
     typer.echo(f"route:   {result['route']}  (model {result['model']})")
     typer.echo(f"reason:  {result['reason']}")
     typer.echo(f"tokens:  {result['prompt_tokens']} prompt tokens")
+    if result["scores"]:
+        typer.echo(f"score:   {result['scores']['escalation']:.4f} (threshold {result['scores']['threshold']:.4f})")
     if result["fallbacks"]:
         typer.echo(f"fallback: {', '.join(result['fallbacks'])}")
     if not result["allow_cloud"]:
@@ -277,6 +283,32 @@ def evaluate(
     typer.echo(table(results))
     for path in write_outputs(results, curves, out):
         typer.echo(f"wrote {path}")
+
+
+@app.command()
+def calibrate(
+    prompts: Annotated[Path, typer.Argument(help="Sample prompts: one per line, or JSON lines with `prompt`.")],
+    target_cloud_share: Annotated[float, typer.Option(help="Share of the sample to send to the cloud, 0..1.")] = 0.3,
+    head: Annotated[Path | None, typer.Option(help="The head to calibrate (default: the shipped one).")] = None,
+) -> None:
+    """Print the `route: auto` threshold that sends the target share of the sample to the cloud."""
+    import numpy as np
+
+    from router.classify.calibrate import read_prompts, share_at, threshold_for_share
+    from router.classify.embedder import Embedder
+    from router.classify.head import SHIPPED_HEAD, Head
+
+    texts = read_prompts(prompts)
+    if not texts:
+        typer.secho(f"{prompts}: no prompts", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
+    scorer = Head.load(head or SHIPPED_HEAD)
+    scores = np.asarray(scorer.score(Embedder().embed(texts), texts))
+    threshold = threshold_for_share(scores, target_cloud_share)
+    typer.echo(
+        f"threshold {threshold:.4f}: {100 * share_at(scores, threshold):.1f}% of {len(texts)} prompts to the cloud"
+    )
+    typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {threshold:.4f}")
 
 
 def main() -> None:  # pragma: no cover

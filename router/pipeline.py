@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from router.classify.scorer import EscalationScorer
 from router.errors import RouterError
 from router.ledger import CostRecord, Ledger
 from router.metrics import Metrics
@@ -90,12 +91,14 @@ class Pipeline:
         tokens: TokenCounter,
         request_timeout_s: float,
         recorder: RecordStage | None = None,
+        scorer: EscalationScorer | None = None,
     ) -> None:
         self.router = router
         self._executor = executor
         self._tokens = tokens
         self._request_timeout_s = request_timeout_s
         self._recorder = recorder or RequestRecorder()
+        self.scorer = scorer
 
     def prepare(self, ctx: RequestContext) -> RequestContext:
         """Fill in what the stages need that the client did not send (the prompt's token count)."""
@@ -103,6 +106,13 @@ class Pipeline:
 
     def decide(self, ctx: RequestContext) -> Decision:
         return self.router.decide(ctx)
+
+    async def scored(self, ctx: RequestContext) -> RequestContext:
+        """Add the classifier's escalation score, once, when the policy routes anything `auto`."""
+        if self.scorer is None or not self.router.policy.policy.uses_classifier or "escalation" in ctx.scores:
+            return ctx
+        score = await self.scorer.score(ctx.last_user_text()[:4000])
+        return ctx if score is None else replace(ctx, scores={**ctx.scores, "escalation": score})
 
     def _deadline(self, ctx: RequestContext, started: float) -> float:
         """The request's deadline on the monotonic clock: the server's bound, or the client's if sooner."""
@@ -119,6 +129,7 @@ class Pipeline:
 
     async def complete(self, ctx: RequestContext) -> tuple[Completion, Served]:
         started = time.perf_counter()
+        ctx = await self.scored(ctx)
         decision = self.decide(ctx)
         try:
             completion, served = await self._executor.complete(
@@ -133,6 +144,7 @@ class Pipeline:
 
     async def stream(self, ctx: RequestContext) -> StreamResult:
         started = time.perf_counter()
+        ctx = await self.scored(ctx)
         decision = self.decide(ctx)
         try:
             deltas, served = await self._executor.stream(

@@ -51,6 +51,16 @@ class Router:
             return "cloud", list(routes.cloud) or [routes.local]
         return self._config.models[target].tier, [target]
 
+    @staticmethod
+    def _classify(ctx: RequestContext, threshold: float | None, reason: str) -> tuple[str, str, dict[str, float]]:
+        """`auto`: the cloud when the escalation score reaches the threshold. A rule keeps its own name as the
+        reason; the default says `classifier`. Without a score (classifier not loaded) the local model answers."""
+        score = ctx.scores.get("escalation")
+        if score is None or threshold is None:
+            return "local", "classifier-unavailable", {}
+        target = "cloud" if score >= threshold else "local"
+        return target, "classifier" if reason == "default" else reason, {"escalation": score, "threshold": threshold}
+
     def _chain(self, targets: str | list[str], pinned: bool) -> tuple[Route, str, tuple[str, ...]]:
         """(route, model, fallbacks): the listed targets in order, then the other tier unless pinned."""
         listed = [targets] if isinstance(targets, str) else targets
@@ -76,12 +86,17 @@ class Router:
             )
         policy = self.policy
         match = policy.evaluate(ctx)
+        scores: dict[str, float] = {}
         if match.rule is not None:
             target, reason, rule = match.rule.route, match.rule.name, match.rule
+            threshold = match.rule.threshold
         elif requested not in (None, AUTO):
-            target, reason, rule = requested, "requested-model", None
+            target, reason, rule, threshold = requested, "requested-model", None, None
         else:
             target, reason, rule = policy.policy.default.route, "default", None
+            threshold = policy.policy.default.threshold
+        if target == AUTO:
+            target, reason, scores = self._classify(ctx, threshold, reason)
         pinned = rule is not None and rule.pin
         route, model, fallbacks = self._chain(target, pinned)
         decision = Decision(
@@ -92,5 +107,6 @@ class Router:
             fallbacks=fallbacks,
             allow_cloud=not (pinned and route == "local"),
             max_tokens_cap=rule.max_tokens if rule else None,
+            scores=scores,
         )
         return Explanation(decision, match, requested)

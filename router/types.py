@@ -38,6 +38,8 @@ class RequestContext:
     """The client's own deadline for this request (`x-router-timeout`), if it set one."""
     prompt_tokens: int = 0
     """Prompt size in tokens, counted once by the gateway's tokenizer for rules and limits."""
+    scores: Mapping[str, float] = field(default_factory=dict)
+    """Classifier scores, computed once per request when the policy needs them (`escalation`: 0..1)."""
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):

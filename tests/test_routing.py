@@ -108,3 +108,49 @@ def test_a_rule_may_list_its_models_in_order() -> None:
     policy = parse_policy("rules:\n  - {name: r, when: {keywords: [x]}, route: [pool, cloud]}\n", "p", CONFIG.models)
     d = Router(CONFIG, policy).decide(ctx("x"))
     assert (d.route, d.model, d.fallbacks) == ("local", "pool", ("big",))
+
+
+AUTO_POLICY = """
+default: {route: auto, threshold: 0.5}
+rules:
+  - {name: research, when: {headers: {x-team: research}}, route: auto, threshold: 0.9}
+"""
+
+
+def test_auto_sends_high_scores_to_the_cloud_and_low_ones_to_local() -> None:
+    router = Router(CONFIG, parse_policy(AUTO_POLICY, "p", CONFIG.models))
+    high = router.decide(ctx(scores={"escalation": 0.7}))
+    assert (high.route, high.reason, dict(high.scores)) == (
+        "cloud",
+        "classifier",
+        {"escalation": 0.7, "threshold": 0.5},
+    )
+    assert router.decide(ctx(scores={"escalation": 0.3})).route == "local"
+    assert router.decide(ctx(scores={"escalation": 0.5})).route == "cloud"  # at the threshold: escalate
+
+
+def test_a_rule_using_auto_keeps_its_name_and_its_own_threshold() -> None:
+    router = Router(CONFIG, parse_policy(AUTO_POLICY, "p", CONFIG.models))
+    d = router.decide(ctx(scores={"escalation": 0.7}, headers={"x-team": "research"}))
+    assert (d.route, d.reason) == ("local", "research")
+
+
+def test_auto_without_a_score_answers_locally_and_says_why() -> None:
+    d = Router(CONFIG, parse_policy(AUTO_POLICY, "p", CONFIG.models)).decide(ctx())
+    assert (d.route, d.reason) == ("local", "classifier-unavailable")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("default: {route: auto}\n", "needs a `threshold`"),
+        ("default: {route: local, threshold: 0.3}\n", "only applies to `route: auto`"),
+        ("default: {route: [auto, cloud], threshold: 0.3}\n", "cannot be part of a route list"),
+        ("default: {route: auto, threshold: 1.5}\n", "less than or equal to 1"),
+    ],
+)
+def test_auto_and_threshold_go_together(text: str, message: str) -> None:
+    from router.errors import PolicyError
+
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(text, "p", CONFIG.models)

@@ -18,6 +18,8 @@ def router_headers(served: Served, request_id: str) -> dict[str, str]:
         "x-router-model": served.model,
         "x-router-reason": served.decision.reason,
     }
+    if "escalation" in served.decision.scores:
+        headers["x-router-score"] = f"{served.decision.scores['escalation']:.4f}"
     if served.cost_usd is not None:
         headers["x-router-cost-usd"] = f"{served.cost_usd:.8f}"
         headers["x-router-saved-usd"] = f"{served.saved_usd or 0.0:.8f}"

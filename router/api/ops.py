@@ -38,6 +38,9 @@ async def readyz(request: Request) -> JSONResponse:
     waiting_for = [b.name for b in c.backends.values() if not b.ready and b.unavailable_reason() is None]
     if not c.ledger.ready:
         waiting_for.append("pricing")
+    scorer = c.pipeline.scorer
+    if scorer is not None and not scorer.ready and scorer.error is None:
+        waiting_for.append("classifier")
     ready = not waiting_for
     body: dict[str, Any] = {
         "status": "ready" if ready else "starting",
@@ -85,13 +88,15 @@ async def explain(request: Request) -> dict[str, Any]:
     """Which route a request would take and why, without calling any model."""
     c = _components(request)
     body = await parse_request(request, ExplainRequest, c.config.server.max_body_bytes)
-    ctx = c.pipeline.prepare(
-        RequestContext(
-            request_id=request.state.request_id,
-            kind="chat",
-            requested_model=body.model,
-            messages=tuple(body.messages),
-            headers={k.lower(): v for k, v in body.headers.items()},
+    ctx = await c.pipeline.scored(
+        c.pipeline.prepare(
+            RequestContext(
+                request_id=request.state.request_id,
+                kind="chat",
+                requested_model=body.model,
+                messages=tuple(body.messages),
+                headers={k.lower(): v for k, v in body.headers.items()},
+            )
         )
     )
     return explanation_dict(c, ctx)
@@ -107,6 +112,7 @@ def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
         "rule": d.rule,
         "fallbacks": list(d.fallbacks),
         "allow_cloud": d.allow_cloud,
+        "scores": dict(d.scores),
         "prompt_tokens": ctx.prompt_tokens,
         "requested_model": ctx.requested_model,
         "requested_target": explanation.requested_target,

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 RULE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-BUILTIN_TARGETS = ("local", "cloud")
+BUILTIN_TARGETS = ("local", "cloud", "auto")
 
 
 class _Strict(BaseModel):
@@ -133,6 +133,17 @@ class Rule(_Strict):
         "even when the local model fails (the client gets an error instead).",
     )
     max_tokens: int | None = Field(None, ge=1, description="Cap on completion tokens for matching requests.")
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="With `route: auto`: escalate to the cloud when the classifier's score is at least this.",
+    )
+
+    @model_validator(mode="after")
+    def _threshold_goes_with_auto(self) -> Rule:
+        _check_auto(self.route, self.threshold)
+        return self
 
     @field_validator("route")
     @classmethod
@@ -142,11 +153,27 @@ class Rule(_Strict):
 
 class DefaultAction(_Strict):
     route: str | list[str] = Field("local", description="Where requests go when no rule matches.")
+    threshold: float | None = Field(None, ge=0, le=1, description="With `route: auto`: the escalation threshold.")
+
+    @model_validator(mode="after")
+    def _threshold_goes_with_auto(self) -> DefaultAction:
+        _check_auto(self.route, self.threshold)
+        return self
 
     @field_validator("route")
     @classmethod
     def _route_is_known(cls, value: str, info: ValidationInfo) -> str:
         return _check_target(value, info)
+
+
+def _check_auto(route: str | list[str], threshold: float | None) -> None:
+    auto = route == "auto"
+    if isinstance(route, list) and "auto" in route:
+        raise ValueError("`auto` cannot be part of a route list; use it alone with a threshold")
+    if auto and threshold is None:
+        raise ValueError("`route: auto` needs a `threshold` (0..1); `router calibrate` finds one for a target share")
+    if not auto and threshold is not None:
+        raise ValueError("`threshold` only applies to `route: auto`")
 
 
 def _check_target(value: str | list[str], info: ValidationInfo) -> str | list[str]:
@@ -162,6 +189,10 @@ def _check_target(value: str | list[str], info: ValidationInfo) -> str | list[st
 
 
 class Policy(_Strict):
+    @property
+    def uses_classifier(self) -> bool:
+        return self.default.route == "auto" or any(rule.route == "auto" for rule in self.rules)
+
     version: Literal[1] = 1
     description: str | None = None
     default: DefaultAction = Field(default_factory=DefaultAction)
