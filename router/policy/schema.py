@@ -120,19 +120,12 @@ class Condition(_Strict):
         return self._regexes
 
 
-class Rule(_Strict):
-    name: str = Field(pattern=RULE_NAME, description="Shown in x-router-reason, logs and the dashboard.")
-    description: str | None = None
-    when: Condition
+class _RouteAction(_Strict):
+    """Where matching requests go: `route`, and for `route: auto` the classifier's `threshold`."""
+
     route: str | list[str] = Field(
-        description="`local`, `cloud`, or a configured model's name; or an ordered list of them, tried in turn."
+        description="`local`, `cloud`, `auto`, or a configured model's name; or an ordered list, tried in turn."
     )
-    pin: bool = Field(
-        False,
-        description="Never fall back to another route. A pinned local rule keeps requests off the cloud "
-        "even when the local model fails (the client gets an error instead).",
-    )
-    max_tokens: int | None = Field(None, ge=1, description="Cap on completion tokens for matching requests.")
     threshold: float | None = Field(
         None,
         ge=0,
@@ -141,29 +134,30 @@ class Rule(_Strict):
     )
 
     @model_validator(mode="after")
-    def _threshold_goes_with_auto(self) -> Rule:
+    def _threshold_goes_with_auto(self) -> _RouteAction:
         _check_auto(self.route, self.threshold)
         return self
 
     @field_validator("route")
     @classmethod
-    def _route_is_known(cls, value: str, info: ValidationInfo) -> str:
+    def _route_is_known(cls, value: str | list[str], info: ValidationInfo) -> str | list[str]:
         return _check_target(value, info)
 
 
-class DefaultAction(_Strict):
+class Rule(_RouteAction):
+    name: str = Field(pattern=RULE_NAME, description="Shown in x-router-reason, logs and the dashboard.")
+    description: str | None = None
+    when: Condition
+    pin: bool = Field(
+        False,
+        description="Never fall back to another route. A pinned local rule keeps requests off the cloud "
+        "even when the local model fails (the client gets an error instead).",
+    )
+    max_tokens: int | None = Field(None, ge=1, description="Cap on completion tokens for matching requests.")
+
+
+class DefaultAction(_RouteAction):
     route: str | list[str] = Field("local", description="Where requests go when no rule matches.")
-    threshold: float | None = Field(None, ge=0, le=1, description="With `route: auto`: the escalation threshold.")
-
-    @model_validator(mode="after")
-    def _threshold_goes_with_auto(self) -> DefaultAction:
-        _check_auto(self.route, self.threshold)
-        return self
-
-    @field_validator("route")
-    @classmethod
-    def _route_is_known(cls, value: str, info: ValidationInfo) -> str:
-        return _check_target(value, info)
 
 
 def _check_auto(route: str | list[str], threshold: float | None) -> None:
@@ -189,14 +183,15 @@ def _check_target(value: str | list[str], info: ValidationInfo) -> str | list[st
 
 
 class Policy(_Strict):
-    @property
-    def uses_classifier(self) -> bool:
-        return self.default.route == "auto" or any(rule.route == "auto" for rule in self.rules)
-
     version: Literal[1] = 1
     description: str | None = None
     default: DefaultAction = Field(default_factory=DefaultAction)
     rules: list[Rule] = Field(default_factory=list)
+
+    @property
+    def uses_classifier(self) -> bool:
+        """True when any route is `auto`: the gateway then loads the classifier."""
+        return self.default.route == "auto" or any(rule.route == "auto" for rule in self.rules)
 
     @field_validator("rules")
     @classmethod
