@@ -1,0 +1,95 @@
+"""How long the routing decision takes: the policy alone (the baseline), and policy + classifier.
+
+    python -m bench.routing_decision [--requests 300] [--concurrency 8]
+
+Prints p50/p99 in milliseconds for each, measured in the same run, and the classifier's cost as a
+ratio to the policy-only decision. The classifier path is what `route: auto` adds to a request: one
+embedding on the scorer's thread plus the head, awaited from the event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+
+from router.classify.scorer import EscalationScorer
+from router.config import DEFAULT_POLICY_FILE, GatewayConfig
+from router.policy import load_policy, parse_policy
+from router.routing import Router
+from router.types import RequestContext
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Prove that there are infinitely many primes.",
+    "Write a haiku about autumn leaves.",
+    "A train leaves at 3pm at 60 km/h; another at 4pm at 80 km/h. When does the second catch up?",
+    "Summarise the causes of the First World War in three sentences.",
+    "Translate 'good morning' into Spanish.",
+]
+
+
+def ctx(i: int, scores: dict[str, float] | None = None) -> RequestContext:
+    text = PROMPTS[i % len(PROMPTS)]
+    return RequestContext(str(i), "chat", "auto", ({"role": "user", "content": text},), scores=scores or {})
+
+
+def percentiles(samples_ms: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples_ms)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+async def classifier_decisions(router: Router, scorer: EscalationScorer, n: int, concurrency: int) -> list[float]:
+    samples: list[float] = []
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with semaphore:
+            started = time.perf_counter()
+            context = ctx(i)
+            score = await scorer.score(context.last_user_text())
+            router.decide(ctx(i, {"escalation": score or 0.0}))
+            samples.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return samples
+
+
+async def main_async(n: int, concurrency: int) -> None:
+    config = GatewayConfig()
+    policy_router = Router(config, load_policy(DEFAULT_POLICY_FILE, config.models))
+    auto_router = Router(config, parse_policy("default: {route: auto, threshold: 0.5}\n", "bench", config.models))
+
+    policy_ms = []
+    for i in range(n):
+        started = time.perf_counter()
+        policy_router.decide(ctx(i))
+        policy_ms.append((time.perf_counter() - started) * 1000)
+
+    scorer = EscalationScorer()
+    await scorer.start()
+    await classifier_decisions(auto_router, scorer, 20, 1)  # warm-up
+    single = await classifier_decisions(auto_router, scorer, n, 1)
+    loaded = await classifier_decisions(auto_router, scorer, n, concurrency)
+    await scorer.close()
+
+    base50, base99 = percentiles(policy_ms)
+    print(f"{'decision':<44} {'p50 ms':>8} {'p99 ms':>8} {'p50 / policy':>13}")
+    print(f"{'policy only (default policy, baseline)':<44} {base50:>8.3f} {base99:>8.3f} {1.0:>13.1f}")
+    for label, samples in (("policy + classifier, one at a time", single),
+                           (f"policy + classifier, {concurrency} concurrent", loaded)):  # fmt: skip
+        p50, p99 = percentiles(samples)
+        print(f"{label:<44} {p50:>8.3f} {p99:>8.3f} {p50 / base50:>13.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    asyncio.run(main_async(args.requests, args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
