@@ -2,7 +2,9 @@
 
 Loaded only when the policy routes something `auto` (the embedder costs seconds to import and a few
 hundred MB), in the background at start-up; `/readyz` waits for it. Embedding runs on one dedicated
-thread: torch already uses the cores for one encode, and a queue keeps requests in order.
+thread (torch already uses the cores for one encode). Requests that arrive while an embedding runs are
+embedded together in the next batch: a lone request waits for nothing, and under load one batched encode
+(~2.5 ms a prompt here) replaces many single ones (~25-50 ms each).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class EscalationScorer:
         self._head: Head | None = None
         self._loaded = asyncio.Event()
         self.error: str | None = None
+        self._pending: asyncio.Queue[tuple[str, asyncio.Future[float]]] = asyncio.Queue()
+        self._batcher: asyncio.Task[None] | None = None
+        self.max_batch = 64
 
     def load(self) -> None:
         """Blocking load (the CLI uses it directly; the gateway calls `start`)."""
@@ -50,6 +55,8 @@ class EscalationScorer:
             self._loaded.set()
 
     async def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     @property
@@ -57,13 +64,40 @@ class EscalationScorer:
         return self._head is not None and self._embedder is not None
 
     def score_now(self, text: str) -> float:
+        return self.score_batch([text])[0]
+
+    def score_batch(self, texts: list[str]) -> list[float]:
         assert self._head is not None and self._embedder is not None
-        vectors = self._embedder.embed([text])
-        return float(np.clip(self._head.score(vectors, [text])[0], 0.0, 1.0))
+        vectors = self._embedder.embed(texts)
+        return [float(x) for x in np.clip(self._head.score(vectors, texts), 0.0, 1.0)]
 
     async def score(self, text: str) -> float | None:
         """The escalation score, or None when the classifier could not load."""
         await self._loaded.wait()
         if not self.ready:
             return None
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.score_now, text)
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pending.put_nowait((text, future))
+        if self._batcher is None or self._batcher.done():
+            self._batcher = asyncio.create_task(self._run_batches(), name="classifier-batches")
+        return await future
+
+    async def _run_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._pending.get()]
+            while not self._pending.empty() and len(batch) < self.max_batch:
+                batch.append(self._pending.get_nowait())
+            batch = [(text, future) for text, future in batch if not future.done()]  # callers that gave up
+            if not batch:
+                continue
+            try:
+                scores = await loop.run_in_executor(self._executor, self.score_batch, [text for text, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), score in zip(batch, scores, strict=True):
+                if not future.done():
+                    future.set_result(score)
