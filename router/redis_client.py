@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -44,16 +46,13 @@ class RedisGuard:
 
     async def run(self, what: str, call: Callable[[Any], Awaitable[T]], fallback: Callable[[], Awaitable[T]]) -> T:
         """Run `call(client)`; on any Redis error (or while Redis is known down) run `fallback()` instead."""
-        from redis.exceptions import RedisError
-
         if self.available:
             try:
                 return await call(self.client)
             except (RedisError, OSError, TimeoutError) as exc:
-                was_up = self._down_until == 0.0 or time.monotonic() >= self._down_until
+                # One line per outage window (not per request): the next try is `retry_after_s` away.
                 self._down_until = time.monotonic() + self._retry_after_s
-                if was_up:
-                    log.warning("redis unavailable during %s (%s); using in-process state meanwhile", what, exc)
+                log.warning("redis unavailable during %s (%s); using in-process state meanwhile", what, exc)
                 if self._on_error is not None:
                     self._on_error(what)
         return await fallback()

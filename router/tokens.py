@@ -32,13 +32,23 @@ class TokenCounter:
         return sum(self.count(content_text(m.get("content"))) for m in messages)
 
 
-def gguf_vocab_counter(model_path: str) -> ExactCounter:
-    """An exact counter from a GGUF file's vocabulary only (no weights are loaded)."""
+def load_vocab(model_path: str) -> Any:
+    """A GGUF file's vocabulary only (no weights), loaded without llama.cpp's chatter on stderr."""
     from llama_cpp import Llama
 
     with quiet_stderr():  # llama.cpp warns about the context it does not need for a vocabulary
-        vocab = Llama(model_path=model_path, vocab_only=True, verbose=False)
-    return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return Llama(model_path=model_path, vocab_only=True, verbose=False)
+
+
+def count_with(vocab: Any, text: str) -> int:
+    """Tokens of `text` in a loaded vocabulary, as a prompt's content (no BOS, no special tokens)."""
+    return len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def gguf_vocab_counter(model_path: str) -> ExactCounter:
+    """An exact counter from a GGUF file's vocabulary."""
+    vocab = load_vocab(model_path)
+    return lambda text: count_with(vocab, text)
 
 
 @contextlib.contextmanager

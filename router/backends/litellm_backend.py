@@ -163,6 +163,7 @@ class LiteLLMBackend:
             self._pool_size = 1
             self._api_key = read_secret_env(spec.api_key_env)
         self._admission = _Admission(name, spec.max_concurrency, spec.max_queue)
+        self._timeout = httpx.Timeout(spec.timeouts.total_s, connect=spec.timeouts.connect_s)
         self._litellm: Any = None
         self._warm = False
         self._import: asyncio.Task[Any] | None = None
@@ -224,7 +225,7 @@ class LiteLLMBackend:
         kwargs: dict[str, Any] = {
             "model": self._model,
             "api_base": next(self._bases),
-            "timeout": httpx.Timeout(self._spec.timeouts.total_s, connect=self._spec.timeouts.connect_s),
+            "timeout": self._timeout,
             # Retries are the executor's job (with backoff, breakers and a deadline), not the SDK's.
             "max_retries": 0,
             "stream": stream,

@@ -22,7 +22,7 @@ from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_re
 from router.backends.model_files import default_gguf_path
 from router.config import LlamaCppModel
 from router.errors import InvalidRequest, Overloaded, UpstreamUnavailable
-from router.tokens import quiet_stderr
+from router.tokens import count_with, load_vocab
 from router.types import Completion, RequestContext, StreamDelta, Usage
 
 if TYPE_CHECKING:
@@ -114,8 +114,7 @@ class LlamaCppBackend:
             raise ValueError(f"unknown chat_format `{self._spec.chat_format}`; expected one of {[*FORMATS, 'gguf']}")
         # Tokenizing for counts and context checks must not wait for a busy generation context,
         # so a vocabulary-only instance (no weights in use, a few MB) serves it.
-        with quiet_stderr():
-            self._tokenizer = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        self._tokenizer = load_vocab(str(path))
         pool: asyncio.Queue[Llama] = asyncio.Queue()
         for llama in instances:
             pool.put_nowait(llama)
@@ -152,9 +151,7 @@ class LlamaCppBackend:
 
     def count_tokens(self, text: str) -> int | None:
         """Exact token count with this model's vocabulary, or None before the model has loaded."""
-        if self._tokenizer is None:
-            return None
-        return len(self._tokenizer.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return None if self._tokenizer is None else count_with(self._tokenizer, text)
 
     def _prepare(self, ctx: RequestContext, max_tokens: int | None) -> tuple[list[int], dict[str, Any]]:
         assert self._tokenizer is not None and self._render is not None

@@ -9,7 +9,6 @@ to a few dimensions, trained on which model won).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,7 @@ from router.classify.data import Dataset, held_out_domains
 from router.classify.embedder import Embedder
 from router.classify.evaluation import Curve, curve, random_curve, summary
 from router.classify.head import Head
-from router.classify.train import cached_embeddings, knn_scorer
-
-Scorer = Callable[[np.ndarray, list[str]], np.ndarray]
+from router.classify.train import Scorer, cached_embeddings, knn_scorer
 
 
 def mf_scorer(emb: np.ndarray, data: Dataset, rank: int = 64) -> Scorer:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,74 +40,63 @@ def cached_embeddings(embedder: Embedder, texts: list[str], cache_dir: Path | No
     return vectors
 
 
+Scorer = Callable[[np.ndarray, list[str]], np.ndarray]
+
+
 @dataclass(frozen=True)
 class Candidate:
+    """A model family with its settings: `fit(embeddings, data)` gives a Head (shippable) or a bare scorer."""
+
     name: str
-    fit: Callable[[np.ndarray, list[str], np.ndarray], Callable[[np.ndarray, list[str]], np.ndarray]]
+    fit: Callable[[np.ndarray, Dataset], Head | Scorer]
+    shippable: bool = True
+    """False for families that would need the training data at serving time (kNN)."""
 
 
-def _standardiser(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _fitted_head(
+    kind: str, emb: np.ndarray, texts: list[str], use_features: bool, fit: Callable[[np.ndarray], tuple], meta: dict
+) -> Head:
+    """Standardise the text features, fit the layers on [embedding, features], and wrap them as a Head."""
     features = feature_matrix(texts)
-    return features.mean(axis=0), features.std(axis=0) + 1e-6
-
-
-def _logreg(c: float, use_features: bool) -> Candidate:
-    def fit(emb: np.ndarray, texts: list[str], y: np.ndarray) -> Callable[[np.ndarray, list[str]], np.ndarray]:
-        return logreg_head(emb, texts, y, c, use_features).score
-
-    return Candidate(f"logreg(C={c}{', +features' if use_features else ''})", fit)
+    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
+    inputs = Head(kind, (), mean, std, use_features, {}).inputs(emb, texts)
+    return Head(kind, fit(inputs), mean, std, use_features, meta)
 
 
 def logreg_head(emb: np.ndarray, texts: list[str], y: np.ndarray, c: float, use_features: bool) -> Head:
     from sklearn.linear_model import LogisticRegression
 
-    mean, std = _standardiser(texts)
-    probe = Head("logreg", (), mean, std, use_features, {})
-    model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
-    model.fit(probe.inputs(emb, texts), y)
-    layers = ((model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32)),)
-    return Head("logreg", layers, mean, std, use_features, {"C": c})
+    def fit(x: np.ndarray) -> tuple:
+        model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(x, y)
+        return ((model.coef_.T.astype(np.float32), model.intercept_.astype(np.float32)),)
 
-
-def _ridge(alpha: float, use_features: bool) -> Candidate:
-    def fit(emb: np.ndarray, texts: list[str], y: np.ndarray) -> Callable[[np.ndarray, list[str]], np.ndarray]:
-        raise AssertionError("ridge is fitted on the quality gain; see fit_gain")  # pragma: no cover
-
-    return Candidate(f"ridge-gain(alpha={alpha}{', +features' if use_features else ''})", fit)
+    return _fitted_head("logreg", emb, texts, use_features, fit, {"C": c})
 
 
 def ridge_gain_head(emb: np.ndarray, texts: list[str], gain: np.ndarray, alpha: float, use_features: bool) -> Head:
     """Regress the strong model's quality gain over the weak one (-1..1) and rank by it."""
     from sklearn.linear_model import Ridge
 
-    mean, std = _standardiser(texts)
-    probe = Head("ridge-gain", (), mean, std, use_features, {})
-    model = Ridge(alpha=alpha).fit(probe.inputs(emb, texts), gain)
-    # Scaled into the sigmoid's lively range, so that scores spread over 0..1 for thresholds.
-    layers = ((4 * model.coef_.reshape(-1, 1).astype(np.float32), 4 * np.array([model.intercept_], np.float32)),)
-    return Head("ridge-gain", layers, mean, std, use_features, {"alpha": alpha})
+    def fit(x: np.ndarray) -> tuple:
+        model = Ridge(alpha=alpha).fit(x, gain)
+        # Scaled into the sigmoid's lively range, so that scores spread over 0..1 for thresholds.
+        return ((4 * model.coef_.reshape(-1, 1).astype(np.float32), 4 * np.array([model.intercept_], np.float32)),)
 
-
-def _mlp(hidden: int, alpha: float) -> Candidate:
-    def fit(emb: np.ndarray, texts: list[str], y: np.ndarray) -> Callable[[np.ndarray, list[str]], np.ndarray]:
-        return mlp_head(emb, texts, y, hidden, alpha).score
-
-    return Candidate(f"mlp({hidden}, alpha={alpha})", fit)
+    return _fitted_head("ridge-gain", emb, texts, use_features, fit, {"alpha": alpha})
 
 
 def mlp_head(emb: np.ndarray, texts: list[str], y: np.ndarray, hidden: int, alpha: float) -> Head:
     from sklearn.neural_network import MLPClassifier
 
-    mean, std = _standardiser(texts)
-    probe = Head("mlp", (), mean, std, True, {})
-    model = MLPClassifier(
-        hidden_layer_sizes=(hidden,), alpha=alpha, max_iter=300, early_stopping=True, random_state=SEED
-    )
-    model.fit(probe.inputs(emb, texts), y)
-    layers = tuple(
-        (w.astype(np.float32), b.astype(np.float32)) for w, b in zip(model.coefs_, model.intercepts_, strict=True)
-    )
-    return Head("mlp", layers, mean, std, True, {"hidden": hidden, "alpha": alpha})
+    def fit(x: np.ndarray) -> tuple:
+        model = MLPClassifier(
+            hidden_layer_sizes=(hidden,), alpha=alpha, max_iter=300, early_stopping=True, random_state=SEED
+        ).fit(x, y)
+        return tuple(
+            (w.astype(np.float32), b.astype(np.float32)) for w, b in zip(model.coefs_, model.intercepts_, strict=True)
+        )
+
+    return _fitted_head("mlp", emb, texts, True, fit, {"hidden": hidden, "alpha": alpha})
 
 
 def knn_scorer(train_emb: np.ndarray, y: np.ndarray, k: int = 50) -> Callable[[np.ndarray, list[str]], np.ndarray]:
@@ -122,11 +111,32 @@ def knn_scorer(train_emb: np.ndarray, y: np.ndarray, k: int = 50) -> Callable[[n
     return score
 
 
-def _knn(k: int) -> Candidate:
-    def fit(emb: np.ndarray, texts: list[str], y: np.ndarray) -> Callable[[np.ndarray, list[str]], np.ndarray]:
-        return knn_scorer(emb, y, k)
+def _features(use: bool) -> str:
+    return ", +features" if use else ""
 
-    return Candidate(f"knn(k={k})", fit)
+
+def _logreg(c: float, use_features: bool) -> Candidate:
+    return Candidate(
+        f"logreg(C={c}{_features(use_features)})",
+        lambda emb, data: logreg_head(emb, data.prompts, data.needs_strong, c, use_features),
+    )
+
+
+def _ridge(alpha: float, use_features: bool) -> Candidate:
+    return Candidate(
+        f"ridge-gain(alpha={alpha}{_features(use_features)})",
+        lambda emb, data: ridge_gain_head(emb, data.prompts, data.strong - data.weak, alpha, use_features),
+    )
+
+
+def _mlp(hidden: int, alpha: float) -> Candidate:
+    return Candidate(
+        f"mlp({hidden}, alpha={alpha})", lambda emb, data: mlp_head(emb, data.prompts, data.needs_strong, hidden, alpha)
+    )
+
+
+def _knn(k: int) -> Candidate:
+    return Candidate(f"knn(k={k})", lambda emb, data: knn_scorer(emb, data.needs_strong, k), shippable=False)
 
 
 CANDIDATES = (
@@ -149,10 +159,8 @@ class TrainResult:
     chosen: str
 
 
-def _fit(candidate: Candidate, emb: np.ndarray, data: Dataset) -> Callable[[np.ndarray, list[str]], np.ndarray]:
-    if candidate.name.startswith("ridge-gain"):
-        return _refit(candidate.name, emb, data).score
-    return candidate.fit(emb, data.prompts, data.needs_strong)
+def _scorer(fitted: Head | Scorer) -> Scorer:
+    return fitted.score if isinstance(fitted, Head) else fitted
 
 
 def train(mmlu: Dataset, embedder: Embedder, cache_dir: Path | None = None, folds: int = 4) -> TrainResult:
@@ -168,13 +176,15 @@ def train(mmlu: Dataset, embedder: Embedder, cache_dir: Path | None = None, fold
         apgrs = []
         for k in range(folds):
             fit_part, val_part = train_set.subset(fold != k), train_set.subset(fold == k)
-            scorer = _fit(candidate, emb[fold != k], fit_part)
+            scorer = _scorer(candidate.fit(emb[fold != k], fit_part))
             apgrs.append(curve(scorer(emb[fold == k], val_part.prompts), val_part.weak, val_part.strong).apgr)
         scores[candidate.name] = round(float(np.mean(apgrs)), 4)
         log.info("cross-validated APGR %.4f (folds %s)  %s", scores[candidate.name], np.round(apgrs, 3), candidate.name)
-    shippable = {name: s for name, s in scores.items() if not name.startswith("knn")}
-    chosen = max(shippable, key=lambda name: shippable[name])
-    head = _refit(chosen, emb, train_set)
+    # Refitted on all training domains; only families that yield a Head can ship.
+    heads = {c.name: c for c in CANDIDATES if c.shippable}
+    chosen = max(heads, key=lambda name: scores[name])
+    head = heads[chosen].fit(emb, train_set)
+    assert isinstance(head, Head)
     meta = {
         **head.meta,
         "chosen": chosen,
@@ -183,19 +193,4 @@ def train(mmlu: Dataset, embedder: Embedder, cache_dir: Path | None = None, fold
         "test_domains": sorted(test_domains),
         "train_rows": len(train_set),
     }
-    return TrainResult(
-        Head(head.kind, head.layers, head.feature_mean, head.feature_std, head.use_features, meta), scores, chosen
-    )
-
-
-def _refit(name: str, emb: np.ndarray, data: Dataset) -> Head:
-    features = "+features" in name
-    if name.startswith("logreg"):
-        c = float(name.split("C=")[1].split(",")[0].rstrip(")"))
-        return logreg_head(emb, data.prompts, data.needs_strong, c, features)
-    if name.startswith("ridge-gain"):
-        alpha = float(name.split("alpha=")[1].split(",")[0].rstrip(")"))
-        return ridge_gain_head(emb, data.prompts, data.strong - data.weak, alpha, features)
-    hidden = int(name.split("(")[1].split(",")[0])
-    alpha = float(name.split("alpha=")[1].rstrip(")"))
-    return mlp_head(emb, data.prompts, data.needs_strong, hidden, alpha)
+    return TrainResult(replace(head, meta=meta), scores, chosen)

@@ -12,7 +12,7 @@ tokens as were actually produced (counted by the model that served the request).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,3 @@ class Pricer:
         if self.reference_model is None:
             return 0.0
         return self._prices[self.reference_model](usage, 0.0)
-
-    def prices(self) -> Mapping[str, Priced]:
-        return self._prices
