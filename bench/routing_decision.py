@@ -14,6 +14,7 @@ import asyncio
 import statistics
 import time
 
+from router.classify.embedding_service import EmbeddingService
 from router.classify.scorer import EscalationScorer
 from router.config import DEFAULT_POLICY_FILE, GatewayConfig
 from router.policy import load_policy, parse_policy
@@ -67,12 +68,13 @@ async def main_async(n: int, concurrency: int) -> None:
         policy_router.decide(ctx(i))
         policy_ms.append((time.perf_counter() - started) * 1000)
 
-    scorer = EscalationScorer()
-    await scorer.start()
+    embeddings = EmbeddingService()
+    await embeddings.start()
+    scorer = EscalationScorer(embeddings)
     await classifier_decisions(auto_router, scorer, 20, 1)  # warm-up
     single = await classifier_decisions(auto_router, scorer, n, 1)
     loaded = await classifier_decisions(auto_router, scorer, n, concurrency)
-    await scorer.close()
+    await embeddings.close()
 
     base50, base99 = percentiles(policy_ms)
     print(f"{'decision':<44} {'p50 ms':>8} {'p99 ms':>8} {'p50 / policy':>13}")

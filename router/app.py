@@ -18,6 +18,9 @@ from router.api import RequestIdMiddleware, install_error_handlers, openai_api, 
 from router.api.auth import hash_key
 from router.backends import build_backend
 from router.backends.litellm_backend import import_litellm
+from router.cache import MemoryCacheStore, RedisCacheStore, ResponseCache
+from router.cache.stores import CacheStore
+from router.classify.embedding_service import EmbeddingService
 from router.classify.scorer import EscalationScorer
 from router.components import Components
 from router.config import DEFAULT_POLICY_FILE, GatewayConfig, Settings, load_gateway_config, parse_api_keys
@@ -44,6 +47,18 @@ def build_ledger_store(settings: Settings, config: GatewayConfig, redis: RedisGu
     return RedisLedgerStore(redis, local, retention_days=config.ledger.retention_days)
 
 
+def build_cache(config: GatewayConfig, redis: RedisGuard | None) -> ResponseCache | None:
+    """The response cache on Redis when configured (shared by replicas), else in this process."""
+    if not config.cache.enabled:
+        return None
+    store: CacheStore = (
+        RedisCacheStore(redis)
+        if redis is not None
+        else MemoryCacheStore(config.cache.max_entries, config.cache.max_bytes)
+    )
+    return ResponseCache(store, config.cache)
+
+
 def build_components(settings: Settings) -> Components:
     """Everything the gateway needs, built once; raises `ConfigError` for a bad config or policy file."""
     config = load_gateway_config(settings.config)
@@ -58,13 +73,21 @@ def build_components(settings: Settings) -> Components:
         redis = RedisGuard(connect(settings.redis_url), on_error=lambda what: metrics.redis_errors.labels(what).inc())
         breaker_store = RedisBreakerStore(redis)
     ledger = Ledger(build_ledger_store(settings, config, redis), config.ledger)
+    cache = build_cache(config, redis)
+    # One embedder serves the classifier and the semantic cache; it loads only if one of them needs it.
+    needs_embeddings = policy.policy.uses_classifier or (cache is not None and config.cache.semantic)
+    embeddings = EmbeddingService() if needs_embeddings else None
+    if cache is not None and embeddings is None:
+        cache.semantic_available = False
     pipeline = Pipeline(
         router=Router(config, policy),
         executor=Executor(backends, build_guards(config, breaker_store, metrics), metrics),
         tokens=TokenCounter(getattr(local, "count_tokens", None)),
         request_timeout_s=config.server.request_timeout_s,
         recorder=RequestRecorder(ledger, metrics),
-        scorer=EscalationScorer() if policy.policy.uses_classifier else None,
+        scorer=EscalationScorer(embeddings) if embeddings is not None and policy.policy.uses_classifier else None,
+        cache=cache,
+        embeddings=embeddings,
     )
     api_keys = {hash_key(key): tenant for key, tenant in parse_api_keys(settings.api_keys).items()}
     return Components(
@@ -86,6 +109,13 @@ async def _start_pricing(components: Components) -> None:
     components.ledger.use_pricer(Pricer(components.config, litellm))
 
 
+async def _start_embeddings(pipeline: Pipeline) -> None:
+    assert pipeline.embeddings is not None
+    await pipeline.embeddings.start()
+    if pipeline.cache is not None and not pipeline.embeddings.ready:
+        pipeline.cache.semantic_available = False  # exact matches still work
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     components: Components = app.state.components
@@ -103,8 +133,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         asyncio.create_task(backend.start(), name=f"start-{name}") for name, backend in components.backends.items()
     ]
     starting.append(asyncio.create_task(_start_pricing(components), name="start-pricing"))
-    if components.pipeline.scorer is not None:
-        starting.append(asyncio.create_task(components.pipeline.scorer.start(), name="start-classifier"))
+    pipeline = components.pipeline
+    if pipeline.embeddings is not None:
+        starting.append(asyncio.create_task(_start_embeddings(pipeline), name="start-embedder"))
+    if pipeline.cache is not None:
+        await pipeline.cache.store.start()
     components.ledger.start()
     try:
         yield
@@ -114,8 +147,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.gather(*starting, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in components.backends.values()), return_exceptions=True)
         await components.ledger.close()
-        if components.pipeline.scorer is not None:
-            await components.pipeline.scorer.close()
+        if pipeline.cache is not None:
+            await pipeline.cache.store.close()
+        if pipeline.embeddings is not None:
+            await pipeline.embeddings.close()
         if components.redis is not None:
             await components.redis.close()
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 app = typer.Typer(help="hybrid-router: an OpenAI-compatible gateway, local model first.", no_args_is_help=True)
 policy_app = typer.Typer(help="Work with routing policy files.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+cache_app = typer.Typer(help="Work with the response cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Gateway YAML (default: embedded defaults).")]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy YAML (default: the packaged policy).")]
@@ -101,7 +103,6 @@ def route(
         prompt_tokens=tokens.count_messages(messages),
     )
     if components.pipeline.scorer is not None:  # the policy routes something `auto`: score it here too
-        components.pipeline.scorer.load()
         ctx = replace(ctx, scores={"escalation": components.pipeline.scorer.score_now(text)})
     result = explanation_dict(components, ctx)
     if as_json:
@@ -226,6 +227,60 @@ def stats(
 EmbeddingCache = Annotated[
     Path | None, typer.Option("--cache-dir", help="Where prompt embeddings are cached between runs.")
 ]
+
+
+@cache_app.command("clear")
+def cache_clear(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's entries (as the gateway names it).")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Ask this running gateway instead (its memory cache); default: Redis when configured."),
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="ROUTER_API_KEY", help="Key for the gateway's API.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Drop cached answers: in Redis directly (every replica follows), or through a gateway's HTTP API."""
+    import asyncio
+
+    import httpx
+
+    from router.cache import RedisCacheStore, scope_tag
+    from router.redis_client import RedisGuard, connect
+
+    settings = _settings(config, None)
+    try:
+        gateway = load_gateway_config(settings.config)
+    except ConfigError as error:
+        _fail(error)
+    if url is None and settings.redis_url is None:
+        url = f"http://{settings.host}:{settings.port}"
+    if url is not None:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        try:
+            response = httpx.post(f"{url.rstrip('/')}/v1/router/cache/clear", json={"tenant": tenant}, headers=headers)
+        except httpx.HTTPError as exc:
+            typer.secho(f"cannot reach the gateway at {url}: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=1) from None
+        if response.status_code != 200:
+            typer.secho(f"{url}: {response.status_code} {response.text}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=1)
+        typer.echo(f"cleared {response.json().get('cleared', 0)} entries")
+        return
+
+    async def clear() -> int:
+        guard = RedisGuard(connect(settings.redis_url or ""))
+        try:
+            scope = None if tenant is None else scope_tag(tenant, gateway.cache.scope)
+            return await RedisCacheStore(guard).clear(scope)
+        finally:
+            await guard.close()
+
+    try:
+        cleared = asyncio.run(clear())
+    except Exception as exc:
+        typer.secho(f"cannot clear the cache in Redis: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"cleared {cleared} entries")
 
 
 def _embedding_cache(cache_dir: Path | None) -> Path:

@@ -203,6 +203,35 @@ class LedgerConfig(_Strict):
     retention_days: int = Field(400, ge=1, description="Day buckets kept; hour buckets 31 days, minute 2 days.")
 
 
+class CacheConfig(_Strict):
+    """The response cache's store and its defaults; a policy rule's `cache:` overrides the per-request ones."""
+
+    enabled: bool = Field(True, description="Answer repeated requests from the cache.")
+    ttl_s: int = Field(3600, ge=1, description="How long an answer stays cached (a rule may set its own).")
+    semantic: bool = Field(
+        True,
+        description="Also answer near-repeats (same conversation, a paraphrased last question) by embedding "
+        "similarity; needs the `classifier` extra (the embedder).",
+    )
+    semantic_threshold: float = Field(
+        0.88,
+        gt=0,
+        le=1,
+        description="Cosine similarity a near-repeat needs (higher is stricter); a lexical check then refuses "
+        "matches that differ in a number, a negation or an opposite word.",
+    )
+    scope: Literal["tenant", "global"] = Field(
+        "tenant",
+        description="`tenant`: an answer is only ever served to the tenant (API key or team header) that "
+        "caused it; `global`: shared by everyone.",
+    )
+    max_entries: int = Field(
+        100_000, ge=1, description="Entries kept (least recently used go first; Redis also obeys its maxmemory)."
+    )
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Bytes of answers the memory store keeps.")
+    max_answer_bytes: int = Field(256 * 1024, ge=1, description="Larger answers are not cached.")
+
+
 def _default_models() -> dict[str, LlamaCppModel | OpenAICompatibleModel | LiteLLMModel]:
     return {
         DEFAULT_LOCAL_MODEL: LlamaCppModel(),
@@ -221,6 +250,7 @@ class GatewayConfig(_Strict):
     )
     server: ServerConfig = Field(default_factory=ServerConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> GatewayConfig:

@@ -45,6 +45,12 @@ class AuthenticationFailed(RouterError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(RouterError):
+    status_code = 403
+    error_type = "permission_error"
+    code = "permission_denied"
+
+
 class ModelNotFound(RouterError):
     status_code = 404
     error_type = "invalid_request_error"

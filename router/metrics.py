@@ -56,6 +56,14 @@ class Metrics:
             "router_escalations", "Requests sent to the cloud, by the reason that sent them", ["reason"], registry=r
         )
         self.cache_hits = Counter("router_cache_hits", "Answers served from the cache, by kind", ["kind"], registry=r)
+        self.cache_lookups = Counter(
+            "router_cache_lookups",
+            "Cache lookups by result (hit-exact, hit-semantic, miss, bypass)",
+            ["result"],
+            registry=r,
+        )
+        self.cache_entries = Gauge("router_cache_entries", "Answers in the cache", registry=r)
+        self.cache_bytes = Gauge("router_cache_bytes", "Bytes of cached answers", registry=r)
         self.local_queue = Gauge(
             "router_local_queue_depth", "Requests waiting for a local model instance", ["model"], registry=r
         )
@@ -106,7 +114,10 @@ class Metrics:
         self.latency.labels(route).observe(latency_ms / 1000)
         if ttft_ms is not None:
             self.ttft.labels(route).observe(ttft_ms / 1000)
-        if served.decision.route == "cloud":
+        self.cache_lookups.labels(served.cache).inc()
+        if route == "cache":
+            self.cache_hits.labels(served.cache.removeprefix("hit-")).inc()
+        elif served.decision.route == "cloud":
             self.escalations.labels(served.decision.reason).inc()
         if usage is not None:
             self.tokens.labels(route, model, "prompt").inc(usage.prompt_tokens)

@@ -1,9 +1,13 @@
-"""The request path, in the order DESIGN.md draws it: (cache →) decide → execute → record.
+"""The request path: embed (when needed) → score → decide → cache lookup → execute → cache store → record.
 
 This is the one place to read to know what happens to a request. Each stage is a component handed in
-by the app factory. The cache stage plugs in before `decide` (a hit skips the rest) and after a
-completed answer; the recorder closes every request, streamed and failed ones included: it prices it
-in the ledger, counts it in the metrics and writes its log line.
+by the app factory. The question is embedded at most once, and only when the classifier or the
+semantic cache will use the vector. The cache is asked after the decision, not before it as DESIGN.md
+first drew it: its key includes the model the route chose, and the matching rule says whether and how
+to cache (deciding costs a fraction of a millisecond). A hit skips the models; a fresh answer is stored
+once complete, unless a fallback model gave it (a degraded answer must not outlive the outage). The
+recorder closes every request, streamed, cached and failed ones included: it prices it in the ledger,
+counts it in the metrics and writes its log line.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from router.cache import BYPASS, CachedAnswer, CacheLookup, ResponseCache
+from router.classify.embedding_service import MAX_TEXT_CHARS, EmbeddingService
 from router.classify.scorer import EscalationScorer
 from router.errors import RouterError
 from router.ledger import CostRecord, Ledger
@@ -60,13 +66,14 @@ class RequestRecorder:
             )
         usage = outcome.usage
         log.info(
-            "request_id=%s route=%s model=%s reason=%s fallback=%s status=%d latency_ms=%.1f "
+            "request_id=%s route=%s model=%s reason=%s fallback=%s cache=%s status=%d latency_ms=%.1f "
             "prompt_tokens=%s completion_tokens=%s cost_usd=%s saved_usd=%s",
             ctx.request_id,
             served.route,
             served.model,
             served.decision.reason,
             served.fallback or "-",
+            served.cache,
             outcome.status,
             outcome.latency_ms,
             usage.prompt_tokens if usage else "-",
@@ -92,6 +99,8 @@ class Pipeline:
         request_timeout_s: float,
         recorder: RecordStage | None = None,
         scorer: EscalationScorer | None = None,
+        cache: ResponseCache | None = None,
+        embeddings: EmbeddingService | None = None,
     ) -> None:
         self.router = router
         self._executor = executor
@@ -99,6 +108,8 @@ class Pipeline:
         self._request_timeout_s = request_timeout_s
         self._recorder = recorder or RequestRecorder()
         self.scorer = scorer
+        self.cache = cache
+        self.embeddings = embeddings or (scorer.embeddings if scorer else None)
 
     def prepare(self, ctx: RequestContext) -> RequestContext:
         """Fill in what the stages need that the client did not send (the prompt's token count)."""
@@ -107,12 +118,30 @@ class Pipeline:
     def decide(self, ctx: RequestContext) -> Decision:
         return self.router.decide(ctx)
 
+    async def embedded(self, ctx: RequestContext) -> RequestContext:
+        """The last user message's embedding, computed once, for whichever stage needs it first."""
+        if ctx.embedding is not None or self.embeddings is None:
+            return ctx
+        vector = await self.embeddings.embed(ctx.last_user_text()[:MAX_TEXT_CHARS])
+        return ctx if vector is None else replace(ctx, embedding=vector)
+
     async def scored(self, ctx: RequestContext) -> RequestContext:
         """Add the classifier's escalation score, once, when the policy routes anything `auto`."""
         if self.scorer is None or not self.router.policy.policy.uses_classifier or "escalation" in ctx.scores:
             return ctx
-        score = await self.scorer.score(ctx.last_user_text()[:4000])
+        ctx = await self.embedded(ctx)
+        score = await self.scorer.score(ctx.last_user_text()[:MAX_TEXT_CHARS], ctx.embedding)
         return ctx if score is None else replace(ctx, scores={**ctx.scores, "escalation": score})
+
+    async def routed(self, ctx: RequestContext) -> tuple[RequestContext, Decision, CacheLookup]:
+        """Score, decide, and ask the cache: everything that happens before a model is called."""
+        ctx = await self.scored(ctx)
+        decision = self.decide(ctx)
+        if self.cache is None:
+            return ctx, decision, BYPASS
+        if self.cache.wants_vector(ctx, decision):
+            ctx = await self.embedded(ctx)
+        return ctx, decision, await self.cache.lookup(ctx, decision, ctx.embedding)
 
     def _deadline(self, ctx: RequestContext, started: float) -> float:
         """The request's deadline on the monotonic clock: the server's bound, or the client's if sooner."""
@@ -127,36 +156,56 @@ class Pipeline:
             return requested
         return cap if requested is None else min(requested, cap)
 
+    @staticmethod
+    def _from_cache(decision: Decision, lookup: CacheLookup, answer: CachedAnswer) -> Served:
+        return Served(decision, answer.served_by, "cache", cache=lookup.status, similarity=lookup.similarity)
+
+    async def _keep(self, lookup: CacheLookup, served: Served, completion: Completion) -> None:
+        if self.cache is not None and lookup.store and served.fallback is None:
+            await self.cache.store(lookup, completion, served.model)
+
     async def complete(self, ctx: RequestContext) -> tuple[Completion, Served]:
         started = time.perf_counter()
-        ctx = await self.scored(ctx)
-        decision = self.decide(ctx)
+        ctx, decision, lookup = await self.routed(ctx)
+        if lookup.answer is not None:
+            served = self._from_cache(decision, lookup, lookup.answer)
+            elapsed_ms = _ms_since(started)
+            record = await self._recorder.record(ctx, served, Outcome(200, elapsed_ms, lookup.answer.usage, elapsed_ms))
+            return lookup.answer.completion(), _with_cost(served, record)
         try:
             completion, served = await self._executor.complete(
                 ctx, decision, self._max_tokens(ctx, decision), self._deadline(ctx, started)
             )
         except RouterError as exc:
-            await self._record_failure(ctx, decision, exc, started)
+            await self._record_failure(ctx, decision, exc, started, lookup.status)
             raise
+        served = replace(served, cache=lookup.status)
+        await self._keep(lookup, served, completion)
         elapsed_ms = _ms_since(started)
         record = await self._recorder.record(ctx, served, Outcome(200, elapsed_ms, completion.usage, elapsed_ms))
         return completion, _with_cost(served, record)
 
     async def stream(self, ctx: RequestContext) -> StreamResult:
         started = time.perf_counter()
-        ctx = await self.scored(ctx)
-        decision = self.decide(ctx)
+        ctx, decision, lookup = await self.routed(ctx)
+        if lookup.answer is not None:
+            served = self._from_cache(decision, lookup, lookup.answer)
+            deltas = _replay(lookup.answer)
+            return StreamResult(served, self._observe(ctx, served, deltas, started, _ms_since(started), BYPASS))
         try:
             deltas, served = await self._executor.stream(
                 ctx, decision, self._max_tokens(ctx, decision), self._deadline(ctx, started)
             )
         except RouterError as exc:
-            await self._record_failure(ctx, decision, exc, started)
+            await self._record_failure(ctx, decision, exc, started, lookup.status)
             raise
-        return StreamResult(served, self._observe(ctx, served, deltas, started, ttft_ms=_ms_since(started)))
+        served = replace(served, cache=lookup.status)
+        return StreamResult(served, self._observe(ctx, served, deltas, started, _ms_since(started), lookup))
 
-    async def _record_failure(self, ctx: RequestContext, decision: Decision, exc: RouterError, started: float) -> None:
-        served = Served(decision=decision, model=decision.model, route=decision.route)
+    async def _record_failure(
+        self, ctx: RequestContext, decision: Decision, exc: RouterError, started: float, cache: str
+    ) -> None:
+        served = Served(decision=decision, model=decision.model, route=decision.route, cache=cache)
         await self._recorder.record(ctx, served, Outcome(exc.status_code, _ms_since(started)))
 
     async def _observe(
@@ -166,15 +215,28 @@ class Pipeline:
         deltas: AsyncIterator[StreamDelta],
         started: float,
         ttft_ms: float,
+        lookup: CacheLookup,
     ) -> AsyncIterator[StreamDelta]:
-        """Pass deltas through; once the stream ends, record it with the usage it reported."""
+        """Pass deltas through; once the stream ends, store the whole answer and record the request."""
         usage = None
         status = 499  # a client that went away mid-stream, as nginx counts it
+        parts: list[str] = []
+        finish: str | None = None
+        model = served.model
+        storable = lookup.store
         try:
             async for delta in deltas:
                 usage = delta.usage or usage
+                if storable:
+                    parts.append(delta.content or "")
+                    finish = delta.finish_reason or finish
+                    model = delta.model or model
+                    storable = not delta.delta_extra  # tool-call fragments are not reassembled for the cache
                 yield delta
             status = 200
+            if storable:
+                completion = Completion("".join(parts), finish, usage or Usage(), model)
+                await self._keep(lookup, served, completion)
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except RouterError as exc:
@@ -185,6 +247,22 @@ class Pipeline:
             raise
         finally:
             await self._recorder.record(ctx, served, Outcome(status, _ms_since(started), usage, ttft_ms))
+
+
+REPLAY_CHUNK_CHARS = 64
+
+
+async def _replay(answer: CachedAnswer) -> AsyncIterator[StreamDelta]:
+    """A cached answer as a stream: its text in pieces, then the finish reason and usage."""
+    text = answer.content or ""
+    for start in range(0, len(text), REPLAY_CHUNK_CHARS):
+        yield StreamDelta(content=text[start : start + REPLAY_CHUNK_CHARS], model=answer.model)
+    if answer.message_extra:
+        extra = dict(answer.message_extra)
+        if isinstance(extra.get("tool_calls"), list):  # streamed tool calls carry their position
+            extra["tool_calls"] = [{"index": i, **call} for i, call in enumerate(extra["tool_calls"])]
+        yield StreamDelta(delta_extra=extra, model=answer.model)
+    yield StreamDelta(finish_reason=answer.finish_reason, usage=answer.usage, model=answer.model)
 
 
 def _ms_since(started: float) -> float:

@@ -18,6 +18,8 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+"""What a Redis call raises when the server is away, slow or refusing."""
 
 
 def connect(url: str, timeout_s: float = 0.5) -> Any:
@@ -49,7 +51,7 @@ class RedisGuard:
         if self.available:
             try:
                 return await call(self.client)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 # One line per outage window (not per request): the next try is `retry_after_s` away.
                 self._down_until = time.monotonic() + self._retry_after_s
                 log.warning("redis unavailable during %s (%s); using in-process state meanwhile", what, exc)

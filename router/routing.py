@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from router.config import GatewayConfig
 from router.errors import ModelNotFound
 from router.policy import PolicyEngine, PolicyMatch
-from router.types import Decision, RequestContext, Route
+from router.policy.schema import CacheAction
+from router.types import NO_CACHE, CacheSettings, Decision, RequestContext, Route
 
 AUTO = "auto"
 
@@ -73,6 +74,24 @@ class Router:
         ordered = list(dict.fromkeys(models))  # de-duplicated, order kept
         return route, ordered[0], tuple(ordered[1:])
 
+    def cache_settings(self, rule_cache: CacheAction | None) -> CacheSettings:
+        """The gateway's cache defaults, then the policy default's `cache:`, then the matching rule's.
+        The gateway's `cache.enabled: false` turns caching off whatever a policy says."""
+        base = self._config.cache
+        if not base.enabled:
+            return NO_CACHE
+        settings = CacheSettings(True, base.ttl_s, base.semantic, base.semantic_threshold, False)
+        for layer in (self.policy.policy.default.cache, rule_cache):
+            if layer is not None:
+                settings = CacheSettings(
+                    enabled=layer.enabled,
+                    ttl_s=layer.ttl_s or settings.ttl_s,
+                    semantic=settings.semantic if layer.semantic is None else layer.semantic,
+                    semantic_threshold=layer.semantic_threshold or settings.semantic_threshold,
+                    sampled=layer.sampled or settings.sampled,
+                )
+        return settings if settings.enabled else NO_CACHE
+
     def decide(self, ctx: RequestContext) -> Decision:
         return self.explain(ctx).decision
 
@@ -108,5 +127,6 @@ class Router:
             allow_cloud=not (pinned and route == "local"),
             max_tokens_cap=rule.max_tokens if rule else None,
             scores=scores,
+            cache=self.cache_settings(rule.cache if rule else None),
         )
         return Explanation(decision, match, requested)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Route = Literal["local", "cloud"]
+ServedRoute = Literal["local", "cloud", "cache"]
 RequestKind = Literal["chat", "text"]
 
 
@@ -40,6 +41,9 @@ class RequestContext:
     """Prompt size in tokens, counted once by the gateway's tokenizer for rules and limits."""
     scores: Mapping[str, float] = field(default_factory=dict)
     """Classifier scores, computed once per request when the policy needs them (`escalation`: 0..1)."""
+    embedding: Any = field(default=None, compare=False, repr=False)
+    """The last user message's unit-length embedding (numpy float32), computed once when the classifier
+    or the semantic cache needs it, and shared by both."""
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
@@ -65,6 +69,21 @@ def content_text(content: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """How the response cache treats one request: the gateway's defaults with the matching rule's overrides."""
+
+    enabled: bool = True
+    ttl_s: int = 3600
+    semantic: bool = True
+    semantic_threshold: float = 0.88
+    sampled: bool = False
+    """Cache answers of sampled requests (temperature > 0) too; off by default, as they are meant to vary."""
+
+
+NO_CACHE = CacheSettings(enabled=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """Where a request goes and why; travels to the end so headers, logs and ledger tell one story."""
 
@@ -80,6 +99,7 @@ class Decision:
     """False when a rule pins the request to local: nothing may then reach a cloud model."""
     max_tokens_cap: int | None = None
     scores: Mapping[str, float] = field(default_factory=dict)
+    cache: CacheSettings = NO_CACHE
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +149,14 @@ class Served:
 
     decision: Decision
     model: str
-    route: Route
+    route: ServedRoute
     fallback: str | None = None
     """e.g. `cloud->local`, when the answer came from a fallback model."""
     fallback_reason: str | None = None
     cache: str = "bypass"
+    """What the cache did: `hit-exact`, `hit-semantic`, `miss` or `bypass` (x-router-cache)."""
+    similarity: float | None = None
+    """On a semantic hit, the cosine similarity of the question it matched."""
     cost_usd: float | None = None
     """What the answer cost, once priced (non-streamed answers: it goes into x-router-cost-usd)."""
     saved_usd: float | None = None

@@ -17,7 +17,10 @@ def router_headers(served: Served, request_id: str) -> dict[str, str]:
         "x-router-route": served.route,
         "x-router-model": served.model,
         "x-router-reason": served.decision.reason,
+        "x-router-cache": served.cache,
     }
+    if served.similarity is not None and served.cache == "hit-semantic":
+        headers["x-router-cache-similarity"] = f"{served.similarity:.4f}"
     if "escalation" in served.decision.scores:
         headers["x-router-score"] = f"{served.decision.scores['escalation']:.4f}"
     if served.cost_usd is not None:

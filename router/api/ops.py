@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.api.auth import authenticate
 from router.api.body import parse_request
+from router.cache import not_cacheable, scope_tag
 from router.components import Components
+from router.errors import PermissionDenied
 from router.types import RequestContext
 
 ops = APIRouter()
@@ -38,16 +41,19 @@ async def readyz(request: Request) -> JSONResponse:
     waiting_for = [b.name for b in c.backends.values() if not b.ready and b.unavailable_reason() is None]
     if not c.ledger.ready:
         waiting_for.append("pricing")
-    scorer = c.pipeline.scorer
-    if scorer is not None and not scorer.ready and scorer.error is None:
-        waiting_for.append("classifier")
+    embeddings = c.pipeline.embeddings
+    if embeddings is not None and not embeddings.settled:
+        waiting_for.append("embedder")
     ready = not waiting_for
     body: dict[str, Any] = {
         "status": "ready" if ready else "starting",
         "local_model": {"name": local.name, **local.stats()},
         "policy": c.pipeline.router.policy.version,
         "shared_state": "none" if c.redis is None else ("redis" if c.redis.available else "redis-unreachable"),
+        "cache": c.pipeline.cache.store.describe() if c.pipeline.cache is not None else {"store": "off"},
     }
+    if embeddings is not None and embeddings.error:
+        body["embedder_error"] = embeddings.error
     if waiting_for:
         body["starting"] = waiting_for
     if (reason := local.unavailable_reason()) is not None:
@@ -65,6 +71,10 @@ async def metrics(request: Request) -> Response:
         if stats.get("engine") == "llama-cpp":  # queue gauges are read when scraped, not kept up to date
             c.metrics.local_queue.labels(backend.name).set(stats["waiting"])
             c.metrics.local_busy.labels(backend.name).set(stats["busy"])
+    if c.pipeline.cache is not None:
+        entries, size = c.pipeline.cache.store.totals()
+        c.metrics.cache_entries.set(entries)
+        c.metrics.cache_bytes.set(size)
     return Response(c.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -72,7 +82,35 @@ async def metrics(request: Request) -> Response:
 async def stats(request: Request, window: str = "24h") -> dict[str, Any]:
     """The savings story for a window (`15m`, `1h`, `24h`, `7d`...): what the dashboard shows."""
     c = _components(request)
-    return await c.ledger.stats(window)
+    body = await c.ledger.stats(window)
+    if c.pipeline.cache is not None:
+        body["cache"] = c.pipeline.cache.stats()
+    return body
+
+
+class CacheClearRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    tenant: str | None = Field(None, description="Only this tenant's entries; unset: everything (open access only).")
+
+
+@router_api.post("/cache/clear")
+async def clear_cache(request: Request) -> dict[str, Any]:
+    """Drop cached answers. With API keys on, a caller clears its own tenant's entries and no one else's."""
+    c = _components(request)
+    body = await parse_request(request, CacheClearRequest, c.config.server.max_body_bytes)
+    if c.pipeline.cache is None:
+        return {"cleared": 0, "cache": "off"}
+    if c.api_keys:
+        caller = getattr(request.state, "tenant", None)
+        if c.config.cache.scope == "global":
+            raise PermissionDenied("The cache is shared by all tenants (scope: global): use `router cache clear`.")
+        if body.tenant not in (None, caller):
+            raise PermissionDenied("An API key may only clear its own tenant's cache.")
+        scope: str | None = scope_tag(caller, "tenant")
+    else:
+        scope = None if body.tenant is None else scope_tag(body.tenant, c.config.cache.scope)
+    return {"cleared": await c.pipeline.cache.clear(scope)}
 
 
 class ExplainRequest(BaseModel):
@@ -113,6 +151,10 @@ def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
         "fallbacks": list(d.fallbacks),
         "allow_cloud": d.allow_cloud,
         "scores": dict(d.scores),
+        "cache": {
+            "settings": asdict(d.cache),
+            "not_cacheable": not_cacheable(ctx, d.cache),
+        },
         "prompt_tokens": ctx.prompt_tokens,
         "requested_model": ctx.requested_model,
         "requested_target": explanation.requested_target,

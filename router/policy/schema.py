@@ -120,6 +120,27 @@ class Condition(_Strict):
         return self._regexes
 
 
+class CacheAction(_Strict):
+    """Caching for matching requests; what is left out comes from the gateway's `cache:` settings."""
+
+    enabled: bool = Field(True, description="False: never answer these from the cache, never store their answers.")
+    ttl_s: int | None = Field(None, ge=1, description="How long their answers stay cached.")
+    semantic: bool | None = Field(None, description="Also answer near-repeats by embedding similarity.")
+    semantic_threshold: float | None = Field(
+        None, gt=0, le=1, description="Cosine similarity a near-repeat needs (higher is stricter)."
+    )
+    sampled: bool = Field(
+        False,
+        description="Cache sampled requests too (temperature above 0, or none given: OpenAI's default is 1). "
+        "Off by default: such requests ask for varied answers.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bool_is_shorthand(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class _RouteAction(_Strict):
     """Where matching requests go: `route`, and for `route: auto` the classifier's `threshold`."""
 
@@ -131,6 +152,9 @@ class _RouteAction(_Strict):
         ge=0,
         le=1,
         description="With `route: auto`: escalate to the cloud when the classifier's score is at least this.",
+    )
+    cache: CacheAction | None = Field(
+        None, description="Caching for these requests (`false` turns it off); unset keeps the defaults."
     )
 
     @model_validator(mode="after")

@@ -1,36 +1,48 @@
-"""The request-path scorer: concurrent requests are embedded together, and batching changes no score."""
+"""The request path's embeddings and scores: concurrent requests are embedded together, and batching
+changes no vector and no score."""
 
 from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
+from router.classify.embedding_service import EmbeddingService
 from router.classify.scorer import EscalationScorer
 
 TEXTS = [f"Question {i}: prove that {i} squared plus {i} is even." for i in range(12)]
 
 
 @pytest.fixture(scope="module")
-def scorer() -> EscalationScorer:
-    s = EscalationScorer()
-    s.load()
-    return s
+def embeddings() -> EmbeddingService:
+    service = EmbeddingService()
+    service.load()
+    return service
 
 
-async def test_concurrent_requests_are_batched_and_scored_as_if_alone(scorer: EscalationScorer) -> None:
-    alone = [scorer.score_now(text) for text in TEXTS]
+async def test_concurrent_requests_are_batched_and_embedded_as_if_alone(embeddings: EmbeddingService) -> None:
+    alone = np.stack([embeddings.embed_now([text])[0] for text in TEXTS])
     batches: list[int] = []
-    real = scorer.score_batch
+    real = embeddings.embed_now
 
-    def counting(texts: list[str]) -> list[float]:
+    def counting(texts: list[str]) -> np.ndarray:
         batches.append(len(texts))
         return real(texts)
 
-    scorer.score_batch = counting  # type: ignore[method-assign]
-    scorer._loaded.set()
-    together = await asyncio.gather(*(scorer.score(text) for text in TEXTS))
-    assert together == pytest.approx(alone, abs=1e-5)
+    embeddings.embed_now = counting  # type: ignore[method-assign]
+    embeddings._loaded.set()
+    together = await asyncio.gather(*(embeddings.embed(text) for text in TEXTS))
+    embeddings.embed_now = real  # type: ignore[method-assign]
+    assert np.allclose(np.stack(together), alone, atol=1e-5)
     assert sum(batches) == len(TEXTS)
     assert len(batches) < len(TEXTS)  # the ones that queued behind the first went in one batch
-    await scorer.close()
+
+
+async def test_a_shared_vector_scores_as_the_text_would(embeddings: EmbeddingService) -> None:
+    scorer = EscalationScorer(embeddings)
+    text = TEXTS[3]
+    vector = embeddings.embed_now([text])[0]
+    assert await scorer.score(text, vector) == pytest.approx(scorer.score_now(text), abs=1e-6)
+    assert await scorer.score(text) == pytest.approx(scorer.score_now(text), abs=1e-5)
+    await embeddings.close()

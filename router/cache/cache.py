@@ -1,0 +1,126 @@
+"""The response cache the pipeline asks: exact first, then semantic, within the request's scope.
+
+`lookup` runs after the routing decision (the key includes the model the route chose, and the matching
+rule says whether and how to cache) and before any model is called; `store` runs once an answer is
+complete. Clients steer it per request with `Cache-Control`: `no-cache` skips the lookup (the fresh
+answer is still stored), `no-store` keeps the answer out of the cache. A store that fails (Redis away)
+costs the request nothing: it goes on uncached.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from router.cache.entry import CachedAnswer, Record
+from router.cache.guard import semantic_mismatch
+from router.cache.keys import CacheKey, cache_key, not_cacheable
+from router.cache.stores import CacheStore
+from router.config import CacheConfig
+from router.types import Completion, Decision, RequestContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLookup:
+    status: str
+    """`hit-exact`, `hit-semantic`, `miss` or `bypass`: what x-router-cache says."""
+    answer: CachedAnswer | None = None
+    similarity: float | None = None
+    key: CacheKey | None = None
+    vector: Any = None
+    store: bool = False
+    """Whether the fresh answer to this request may be stored."""
+    ttl_s: int = 0
+
+
+BYPASS = CacheLookup("bypass")
+
+
+def _directives(ctx: RequestContext) -> set[str]:
+    return {part.strip().lower() for part in ctx.headers.get("cache-control", "").split(",") if part.strip()}
+
+
+class ResponseCache:
+    def __init__(self, store: CacheStore, config: CacheConfig) -> None:
+        self.store = store
+        self._config = config
+        self.semantic_available = True
+        """False when the embedder could not load: exact matching only."""
+        self.lookups: Counter[str] = Counter()
+        """Lookups on this replica by result (`hit-exact`, `hit-semantic`, `miss`, `bypass`)."""
+
+    def _plan(self, ctx: RequestContext, decision: Decision) -> tuple[CacheKey, set[str]] | None:
+        if not_cacheable(ctx, decision.cache) is not None:
+            return None
+        directives = _directives(ctx)
+        if {"no-cache", "no-store"} <= directives:
+            return None
+        return cache_key(ctx, decision, self._config.scope), directives
+
+    def wants_vector(self, ctx: RequestContext, decision: Decision) -> bool:
+        """Whether a lookup or store of this request would use the question's embedding."""
+        if not (decision.cache.semantic and self.semantic_available):
+            return False
+        plan = self._plan(ctx, decision)
+        return plan is not None and plan[0].question is not None
+
+    async def lookup(self, ctx: RequestContext, decision: Decision, vector: Any = None) -> CacheLookup:
+        result = await self._lookup(ctx, decision, vector)
+        self.lookups[result.status] += 1
+        return result
+
+    async def _lookup(self, ctx: RequestContext, decision: Decision, vector: Any) -> CacheLookup:
+        plan = self._plan(ctx, decision)
+        if plan is None:
+            return BYPASS
+        key, directives = plan
+        semantic = decision.cache.semantic and vector is not None and key.question is not None
+        vector = vector if semantic else None
+        store = "no-store" not in directives
+        ttl = decision.cache.ttl_s
+        if "no-cache" in directives:
+            return CacheLookup("bypass", key=key, vector=vector, store=store, ttl_s=ttl)
+        record = await self.store.get(key.exact)
+        if record is not None:
+            return CacheLookup("hit-exact", record.answer, 1.0, key)
+        if semantic:
+            match = self.store.search(key.partition, vector, decision.cache.semantic_threshold)
+            if match is not None and match.key.startswith(f"{key.scope}:"):
+                record = await self.store.get(match.key)
+                if (
+                    record is not None
+                    and record.partition == key.partition
+                    and semantic_mismatch(key.question or "", record.question or "") is None
+                ):
+                    return CacheLookup("hit-semantic", record.answer, match.similarity, key)
+        return CacheLookup("miss", key=key, vector=vector, store=store, ttl_s=ttl)
+
+    async def store(self, lookup: CacheLookup, completion: Completion, served_by: str) -> bool:
+        """Keep a complete answer for next time; False when it is not one to keep."""
+        if not lookup.store or lookup.key is None or completion.finish_reason not in ("stop", "length", "tool_calls"):
+            return False
+        answer = CachedAnswer.of(completion, served_by)
+        record = Record(answer, lookup.key.partition, lookup.vector, time.time() + lookup.ttl_s, lookup.key.question)
+        if len(record.dumps()) > self._config.max_answer_bytes:
+            return False
+        await self.store.put(lookup.key.exact, record, lookup.ttl_s)
+        return True
+
+    async def clear(self, scope: str | None = None) -> int:
+        return await self.store.clear(scope)
+
+    def stats(self) -> dict[str, Any]:
+        entries, size = self.store.totals()
+        return {
+            **self.store.describe(),
+            "semantic": self.semantic_available,
+            "scope": self._config.scope,
+            "entries": entries,
+            "bytes": size,
+            "lookups": {status: self.lookups[status] for status in ("hit-exact", "hit-semantic", "miss", "bypass")},
+        }
