@@ -161,8 +161,12 @@ class Pipeline:
         return Served(decision, answer.served_by, "cache", cache=lookup.status, similarity=lookup.similarity)
 
     async def _keep(self, lookup: CacheLookup, served: Served, completion: Completion) -> None:
-        if self.cache is not None and lookup.store and served.fallback is None:
-            await self.cache.store(lookup, completion, served.model)
+        if self.cache is None or not lookup.store or served.fallback is not None:
+            return
+        try:
+            await self.cache.keep(lookup, completion, served.model)
+        except Exception:  # the answer is ready: failing to cache it must not lose it
+            log.exception("request: could not cache the answer")
 
     async def complete(self, ctx: RequestContext) -> tuple[Completion, Served]:
         started = time.perf_counter()

@@ -109,6 +109,14 @@ async def _sse(ctx: RequestContext, result: StreamResult) -> AsyncIterator[bytes
     yield DONE
 
 
+def _tenant(request: Request) -> str | None:
+    """The API key's tenant; with open access, the tenant header's value (`ledger.tenant_header`), if any."""
+    keyed = getattr(request.state, "tenant", None)
+    if keyed is not None:
+        return keyed
+    return request.headers.get(components(request).config.ledger.tenant_header) or None
+
+
 def _context(request: Request, body: Any, kind: str, messages: tuple[Any, ...], prompt: str | None) -> RequestContext:
     return RequestContext(
         request_id=request.state.request_id,
@@ -121,7 +129,7 @@ def _context(request: Request, body: Any, kind: str, messages: tuple[Any, ...], 
         stream=body.stream,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
         headers=_headers(request),
-        tenant=getattr(request.state, "tenant", None),
+        tenant=_tenant(request),
         timeout_s=_client_timeout(request),
     )
 

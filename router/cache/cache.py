@@ -1,7 +1,7 @@
 """The response cache the pipeline asks: exact first, then semantic, within the request's scope.
 
 `lookup` runs after the routing decision (the key includes the model the route chose, and the matching
-rule says whether and how to cache) and before any model is called; `store` runs once an answer is
+rule says whether and how to cache) and before any model is called; `keep` runs once an answer is
 complete. Clients steer it per request with `Cache-Control`: `no-cache` skips the lookup (the fresh
 answer is still stored), `no-store` keeps the answer out of the cache. A store that fails (Redis away)
 costs the request nothing: it goes on uncached.
@@ -100,7 +100,7 @@ class ResponseCache:
                     return CacheLookup("hit-semantic", record.answer, match.similarity, key)
         return CacheLookup("miss", key=key, vector=vector, store=store, ttl_s=ttl)
 
-    async def store(self, lookup: CacheLookup, completion: Completion, served_by: str) -> bool:
+    async def keep(self, lookup: CacheLookup, completion: Completion, served_by: str) -> bool:
         """Keep a complete answer for next time; False when it is not one to keep."""
         if not lookup.store or lookup.key is None or completion.finish_reason not in ("stop", "length", "tool_calls"):
             return False
