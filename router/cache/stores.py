@@ -153,6 +153,7 @@ class RedisCacheStore:
         self._follower: asyncio.Task[None] | None = None
         self.query_engine = False
         self.synced = asyncio.Event()
+        self._closing = False
 
     async def _nothing(self) -> None:
         return None
@@ -221,9 +222,12 @@ class RedisCacheStore:
         self._follower = asyncio.create_task(self._follow(), name="cache-follower")
 
     async def close(self) -> None:
+        self._closing = True
         if self._follower is not None:
             self._follower.cancel()
-            await asyncio.gather(self._follower, return_exceptions=True)
+            # A cancel that lands as a Redis timeout fires is turned into TimeoutError by the client's
+            # timeout handling; the flag ends the loop then, and the wait is bounded either way.
+            await asyncio.wait([self._follower], timeout=2.0)
 
     async def _detect_query_engine(self, r: Any) -> None:
         try:
@@ -274,7 +278,7 @@ class RedisCacheStore:
         """Keep this replica's catalogue in step with the others; rebuild after any gap in what it saw."""
         client = self._guard.client
         stale = True
-        while True:
+        while not self._closing:
             try:
                 if stale:
                     if not self.query_engine:
