@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from router.cache import BYPASS, CachedAnswer, CacheLookup, ResponseCache
+from router.cascade import CascadingExecutor
 from router.classify.embedding_service import MAX_TEXT_CHARS, EmbeddingService
 from router.classify.scorer import EscalationScorer
 from router.errors import RouterError
@@ -103,7 +104,7 @@ class Pipeline:
         embeddings: EmbeddingService | None = None,
     ) -> None:
         self.router = router
-        self._executor = executor
+        self._executor = CascadingExecutor(executor, router)
         self._tokens = tokens
         self._request_timeout_s = request_timeout_s
         self._recorder = recorder or RequestRecorder()

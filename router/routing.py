@@ -8,13 +8,13 @@ Order of authority, stated once here and in the README:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from router.config import GatewayConfig
 from router.errors import ModelNotFound
 from router.policy import PolicyEngine, PolicyMatch
 from router.policy.schema import CacheAction
-from router.types import NO_CACHE, CacheSettings, Decision, RequestContext, Route
+from router.types import NO_CACHE, CacheSettings, CascadeSettings, Decision, RequestContext, Route
 
 AUTO = "auto"
 
@@ -92,6 +92,12 @@ class Router:
                 )
         return settings if settings.enabled else NO_CACHE
 
+    def escalated(self, decision: Decision) -> Decision:
+        """The cloud decision a cascade turns a low-confidence local one into. Its fallbacks are the other
+        cloud models only: if none answers, the local answer already in hand is the fallback."""
+        route, model, fallbacks = self._chain("cloud", pinned=True)
+        return replace(decision, route=route, model=model, fallbacks=fallbacks, reason="cascade", cascade=None)
+
     def decide(self, ctx: RequestContext) -> Decision:
         return self.explain(ctx).decision
 
@@ -106,14 +112,15 @@ class Router:
         policy = self.policy
         match = policy.evaluate(ctx)
         scores: dict[str, float] = {}
+        cascade = None
         if match.rule is not None:
             target, reason, rule = match.rule.route, match.rule.name, match.rule
-            threshold = match.rule.threshold
+            threshold, cascade = match.rule.threshold, match.rule.cascade
         elif requested not in (None, AUTO):
             target, reason, rule, threshold = requested, "requested-model", None, None
         else:
             target, reason, rule = policy.policy.default.route, "default", None
-            threshold = policy.policy.default.threshold
+            threshold, cascade = policy.policy.default.threshold, policy.policy.default.cascade
         if target == AUTO:
             target, reason, scores = self._classify(ctx, threshold, reason)
         pinned = rule is not None and rule.pin
@@ -128,5 +135,9 @@ class Router:
             max_tokens_cap=rule.max_tokens if rule else None,
             scores=scores,
             cache=self.cache_settings(rule.cache if rule else None),
+            # Only a local answer can be second-guessed, and only where a cloud model exists to ask.
+            cascade=CascadeSettings(cascade.metric, cascade.threshold)
+            if cascade is not None and route == "local" and self._config.routes.cloud
+            else None,
         )
         return Explanation(decision, match, requested)

@@ -41,6 +41,8 @@ class RequestContext:
     """Prompt size in tokens, counted once by the gateway's tokenizer for rules and limits."""
     scores: Mapping[str, float] = field(default_factory=dict)
     """Classifier scores, computed once per request when the policy needs them (`escalation`: 0..1)."""
+    measure_confidence: bool = False
+    """Ask the local backend to measure its confidence while it generates (for a cascade)."""
     embedding: Any = field(default=None, compare=False, repr=False)
     """The last user message's unit-length embedding (numpy float32), computed once when the classifier
     or the semantic cache needs it, and shared by both."""
@@ -84,6 +86,35 @@ NO_CACHE = CacheSettings(enabled=False)
 
 
 @dataclass(frozen=True, slots=True)
+class CascadeSettings:
+    """Let the local model answer first; escalate to the cloud when its confidence is low."""
+
+    metric: str
+    """`mean_logprob` or `min_logprob` (escalate below the threshold), `mean_entropy` (escalate above it)."""
+    threshold: float
+
+    def escalate(self, confidence: Confidence) -> bool:
+        value = confidence.value(self.metric)
+        return value > self.threshold if self.metric == "mean_entropy" else value < self.threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Confidence:
+    """How sure the local model was of an answer, measured as it generated (`backends/confidence.py`)."""
+
+    mean_logprob: float
+    """Mean natural-log probability of the sampled tokens (0 = certain; lower = less sure)."""
+    min_logprob: float
+    """The least likely sampled token's log-probability."""
+    mean_entropy: float
+    """Mean entropy of the next-token distribution, in nats (0 = certain; higher = less sure)."""
+    tokens: int
+
+    def value(self, metric: str) -> float:
+        return float(getattr(self, metric))
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """Where a request goes and why; travels to the end so headers, logs and ledger tell one story."""
 
@@ -100,6 +131,8 @@ class Decision:
     max_tokens_cap: int | None = None
     scores: Mapping[str, float] = field(default_factory=dict)
     cache: CacheSettings = NO_CACHE
+    cascade: CascadeSettings | None = None
+    """Set when the local model answers first and low confidence sends the request on to the cloud."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +163,8 @@ class Completion:
     """The model name the upstream reported (what the client sees in `model`)."""
     message_extra: Mapping[str, Any] = field(default_factory=dict)
     """Other fields of the assistant message (tool_calls, refusal...), passed back as they came."""
+    confidence: Confidence | None = None
+    """The local model's confidence, when it was asked to measure it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +176,7 @@ class StreamDelta:
     usage: Usage | None = None
     delta_extra: Mapping[str, Any] = field(default_factory=dict)
     model: str | None = None
+    confidence: Confidence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +193,9 @@ class Served:
     """What the cache did: `hit-exact`, `hit-semantic`, `miss` or `bypass` (x-router-cache)."""
     similarity: float | None = None
     """On a semantic hit, the cosine similarity of the question it matched."""
+    cascade: str | None = None
+    """`escalated` or `kept` when a cascade decided; with the local answer's `confidence`."""
+    confidence: float | None = None
     cost_usd: float | None = None
     """What the answer cost, once priced (non-streamed answers: it goes into x-router-cost-usd)."""
     saved_usd: float | None = None

@@ -19,6 +19,10 @@ def router_headers(served: Served, request_id: str) -> dict[str, str]:
         "x-router-reason": served.decision.reason,
         "x-router-cache": served.cache,
     }
+    if served.cascade is not None:
+        headers["x-router-cascade"] = served.cascade
+        if served.confidence is not None:
+            headers["x-router-confidence"] = f"{served.confidence:.4f}"
     if served.similarity is not None and served.cache == "hit-semantic":
         headers["x-router-cache-similarity"] = f"{served.similarity:.4f}"
     if "escalation" in served.decision.scores:

@@ -151,6 +151,7 @@ def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
         "fallbacks": list(d.fallbacks),
         "allow_cloud": d.allow_cloud,
         "scores": dict(d.scores),
+        "cascade": asdict(d.cascade) if d.cascade else None,
         "cache": {
             "settings": asdict(d.cache),
             "not_cacheable": not_cacheable(ctx, d.cache),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
+from router.backends.confidence import ConfidenceMeter
 from router.backends.model_files import default_gguf_path
 from router.config import LlamaCppModel
 from router.errors import InvalidRequest, Overloaded, UpstreamUnavailable
@@ -194,13 +195,21 @@ class LlamaCppBackend:
     # -- generation --------------------------------------------------------------------------------
 
     def _generate(
-        self, llama: Llama, tokens: list[int], kwargs: dict[str, Any], cancel: threading.Event, emit: Emit
+        self,
+        llama: Llama,
+        tokens: list[int],
+        kwargs: dict[str, Any],
+        cancel: threading.Event,
+        emit: Emit,
+        meter: ConfidenceMeter | None = None,
     ) -> tuple[str | None, Usage]:
         """Runs on a generation thread. Emits text as it comes; returns the finish reason and usage."""
-        from llama_cpp import StoppingCriteriaList
+        from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
         progress = _Progress(cancel)
         finish: str | None = None
+        if meter is not None:
+            kwargs = {**kwargs, "logits_processor": LogitsProcessorList([meter])}
         for chunk in llama.create_completion(
             prompt=tokens, stream=True, stopping_criteria=StoppingCriteriaList([progress]), **kwargs
         ):
@@ -237,7 +246,13 @@ class LlamaCppBackend:
             self._waiting -= 1
 
     def _start_generation(
-        self, ctx: RequestContext, max_tokens: int | None, llama: Llama, emit: Emit, cancel: threading.Event
+        self,
+        ctx: RequestContext,
+        max_tokens: int | None,
+        llama: Llama,
+        emit: Emit,
+        cancel: threading.Event,
+        meter: ConfidenceMeter | None,
     ) -> asyncio.Future[tuple[str | None, Usage]]:
         pool = self._pool
         assert pool is not None
@@ -247,7 +262,7 @@ class LlamaCppBackend:
             pool.put_nowait(llama)
             raise
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, self._generate, llama, tokens, kwargs, cancel, emit)
+        future = loop.run_in_executor(self._executor, self._generate, llama, tokens, kwargs, cancel, emit, meter)
         # The context goes back to the pool when its thread is done, never earlier, even if the
         # request that started it was cancelled.
         future.add_done_callback(lambda _: pool.put_nowait(llama))
@@ -257,7 +272,8 @@ class LlamaCppBackend:
         llama = await self._acquire()
         parts: list[str] = []
         cancel = threading.Event()
-        future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel)
+        meter = ConfidenceMeter() if ctx.measure_confidence else None
+        future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel, meter)
         try:
             finish, usage = await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -265,7 +281,13 @@ class LlamaCppBackend:
             self._cancelled += 1
             raise
         self._served += 1
-        return Completion(content="".join(parts), finish_reason=finish or "stop", usage=usage, model=self.name)
+        return Completion(
+            content="".join(parts),
+            finish_reason=finish or "stop",
+            usage=usage,
+            model=self.name,
+            confidence=meter.result() if meter else None,
+        )
 
     async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
         llama = await self._acquire()
@@ -276,14 +298,16 @@ class LlamaCppBackend:
         def emit(delta: StreamDelta) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
-        future = self._start_generation(ctx, max_tokens, llama, emit, cancel)
+        meter = ConfidenceMeter() if ctx.measure_confidence else None
+        future = self._start_generation(ctx, max_tokens, llama, emit, cancel, meter)
         future.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:
             while (item := await queue.get()) is not _DONE:
                 yield item
             finish, usage = future.result()
             self._served += 1
-            yield StreamDelta(finish_reason=finish or "stop", usage=usage, model=self.name)
+            confidence = meter.result() if meter else None
+            yield StreamDelta(finish_reason=finish or "stop", usage=usage, model=self.name, confidence=confidence)
         finally:
             if not future.done():
                 cancel.set()

@@ -141,6 +141,25 @@ class CacheAction(_Strict):
         return {"enabled": value} if isinstance(value, bool) else value
 
 
+class CascadeAction(_Strict):
+    """Let the local model answer first; send the request on to the cloud when it was not sure."""
+
+    metric: Literal["mean_logprob", "min_logprob", "mean_entropy"] = Field(
+        "mean_logprob",
+        description="`mean_logprob` / `min_logprob`: log-probability of the sampled tokens (escalate below the "
+        "threshold); `mean_entropy`: of the next-token distributions, in nats (escalate above it).",
+    )
+    threshold: float = Field(description="Where the metric says `not sure`; `router route --explain` shows values.")
+
+    @model_validator(mode="after")
+    def _sensible_threshold(self) -> CascadeAction:
+        if self.metric != "mean_entropy" and self.threshold > 0:
+            raise ValueError(f"a log-probability is at most 0; threshold {self.threshold} would always escalate")
+        if self.metric == "mean_entropy" and self.threshold < 0:
+            raise ValueError("an entropy is at least 0; a negative threshold would always escalate")
+        return self
+
+
 class _RouteAction(_Strict):
     """Where matching requests go: `route`, and for `route: auto` the classifier's `threshold`."""
 
@@ -156,10 +175,17 @@ class _RouteAction(_Strict):
     cache: CacheAction | None = Field(
         None, description="Caching for these requests (`false` turns it off); unset keeps the defaults."
     )
+    cascade: CascadeAction | None = Field(
+        None,
+        description="When the route comes out `local`: answer locally first and escalate to the cloud if the "
+        "local model's confidence is low (combines with `route: auto`).",
+    )
 
     @model_validator(mode="after")
     def _threshold_goes_with_auto(self) -> _RouteAction:
         _check_auto(self.route, self.threshold)
+        if self.cascade is not None and self.route not in ("local", "auto"):
+            raise ValueError("`cascade` needs `route: local` or `route: auto`: it escalates local answers")
         return self
 
     @field_validator("route")
@@ -178,6 +204,12 @@ class Rule(_RouteAction):
         "even when the local model fails (the client gets an error instead).",
     )
     max_tokens: int | None = Field(None, ge=1, description="Cap on completion tokens for matching requests.")
+
+    @model_validator(mode="after")
+    def _pinned_rules_never_escalate(self) -> Rule:
+        if self.pin and self.cascade is not None:
+            raise ValueError("a pinned rule never leaves its route, so it cannot `cascade` to the cloud")
+        return self
 
 
 class DefaultAction(_RouteAction):

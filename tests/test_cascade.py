@@ -1,0 +1,131 @@
+"""The confidence cascade: the local model's confidence is measured while it generates; an unsure local
+answer is replaced by the cloud's (the stand-in, a real OpenAI-compatible server), a sure one is kept."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import openai
+import pytest
+
+from router.backends.confidence import ConfidenceMeter
+from router.cascade import CascadingExecutor
+from router.errors import UpstreamUnavailable
+from router.policy import parse_policy
+from router.types import CascadeSettings, Completion, Confidence, Decision, RequestContext, Served, Usage
+from tests.conftest import Gateway
+
+SURE = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"  # mean log-probability about -0.03 on the default model
+UNSURE = "Qwv plk: 88 zeta (krr"  # about -1.2
+HEADERS = {"x-test": "cascade", "cache-control": "no-cache, no-store"}
+
+
+def complete(gateway: Gateway, prompt: str):
+    client = openai.OpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=120)
+    raw = client.completions.with_raw_response.create(
+        model="auto", prompt=prompt, max_tokens=12, temperature=0, extra_headers=HEADERS
+    )
+    return raw.headers, raw.parse()
+
+
+def test_a_sure_local_answer_is_kept(gateway: Gateway) -> None:
+    headers, answer = complete(gateway, SURE)
+    assert headers["x-router-cascade"] == "kept" and headers["x-router-route"] == "local"
+    assert float(headers["x-router-confidence"]) > -0.5
+    assert answer.choices[0].text.strip().startswith("13")
+
+
+def test_an_unsure_local_answer_goes_to_the_cloud(gateway: Gateway) -> None:
+    headers, answer = complete(gateway, UNSURE)
+    assert headers["x-router-cascade"] == "escalated"
+    assert headers["x-router-route"] == "cloud" and headers["x-router-reason"] == "cascade"
+    assert headers["x-router-model"] == "gpt-4o-mini" and answer.model == "gpt-4o-mini"
+    assert float(headers["x-router-confidence"]) < -0.5
+
+
+@pytest.mark.parametrize(("prompt", "verdict", "route"), [(SURE, "kept", "local"), (UNSURE, "escalated", "cloud")])
+def test_a_streamed_cascade_decides_before_the_first_byte(
+    gateway: Gateway, prompt: str, verdict: str, route: str
+) -> None:
+    client = openai.OpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=120)
+    raw = client.completions.with_raw_response.create(
+        model="auto", prompt=prompt, max_tokens=12, temperature=0, extra_headers=HEADERS, stream=True
+    )
+    assert raw.headers["x-router-cascade"] == verdict and raw.headers["x-router-route"] == route
+    text = "".join(chunk.choices[0].text for chunk in raw.parse() if chunk.choices)
+    _, whole = complete(gateway, prompt)
+    assert text == whole.choices[0].text
+
+
+def test_the_meter_reads_sampled_tokens_log_probabilities_and_entropy() -> None:
+    rng = np.random.default_rng(0)
+    steps = [rng.standard_normal(1000).astype(np.float32) * 3 for _ in range(4)]
+    chosen = [int(np.argmax(s)) for s in steps]
+    meter = ConfidenceMeter()
+    prompt = [5, 6, 7]
+    for k, logits in enumerate(steps):
+        meter(np.array(prompt + chosen[:k]), logits)
+
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        return x - x.max() - math.log(np.exp(x - x.max()).sum())
+
+    # Step k's token is seen at step k+1: the last one never is (it is the end-of-turn token in practice).
+    expected = [log_softmax(steps[k])[chosen[k]] for k in range(3)]
+    entropies = [-(np.exp(log_softmax(s)) * log_softmax(s)).sum() for s in steps]
+    result = meter.result()
+    assert result.tokens == 3
+    assert result.mean_logprob == pytest.approx(np.mean(expected), abs=1e-4)
+    assert result.min_logprob == pytest.approx(min(expected), abs=1e-4)
+    assert result.mean_entropy == pytest.approx(np.mean(entropies), abs=1e-3)
+
+
+def test_entropy_escalates_above_its_threshold_and_log_probabilities_below() -> None:
+    sure = Confidence(mean_logprob=-0.1, min_logprob=-0.5, mean_entropy=0.3, tokens=5)
+    unsure = Confidence(mean_logprob=-1.5, min_logprob=-6.0, mean_entropy=3.5, tokens=5)
+    for settings in (CascadeSettings("mean_logprob", -0.5), CascadeSettings("min_logprob", -3.0),
+                     CascadeSettings("mean_entropy", 2.0)):  # fmt: skip
+        assert not settings.escalate(sure) and settings.escalate(unsure)
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("route: cloud\n    cascade: {threshold: -1}", "`cascade` needs `route: local` or `route: auto`"),
+        ("route: local\n    pin: true\n    cascade: {threshold: -1}", "cannot `cascade`"),
+        ("route: local\n    cascade: {threshold: 0.5}", "a log-probability is at most 0"),
+        ("route: local\n    cascade: {metric: mean_entropy, threshold: -1}", "an entropy is at least 0"),
+    ],
+)
+def test_cascade_rules_that_cannot_work_are_refused(rule: str, expected: str) -> None:
+    from router.errors import PolicyError
+
+    text = f"rules:\n  - name: r\n    when: {{keywords: [x]}}\n    {rule}\n"
+    with pytest.raises(PolicyError, match=expected):
+        parse_policy(text, "p.yaml")
+
+
+class _CloudDown:
+    """A stand-in executor: the local model answers unsure, every cloud call fails."""
+
+    async def complete(self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float):
+        if decision.route == "cloud":
+            raise UpstreamUnavailable("cloud down")
+        unsure = Confidence(-2.0, -5.0, 4.0, 3)
+        return Completion("local answer", "stop", Usage(1, 3), "gemma", confidence=unsure), Served(
+            decision, "gemma", "local"
+        )
+
+
+async def test_when_the_cloud_cannot_answer_the_local_answer_stands() -> None:
+    from router.config import GatewayConfig
+    from router.routing import Router
+
+    config = GatewayConfig()
+    router = Router(config, parse_policy("default: {route: local, cascade: {threshold: -0.5}}\n", "p"))
+    ctx = RequestContext("r", "chat", "auto", ({"role": "user", "content": "hi"},))
+    decision = router.decide(ctx)
+    assert decision.cascade is not None
+    completion, served = await CascadingExecutor(_CloudDown(), router).complete(ctx, decision, 8, math.inf)
+    assert completion.content == "local answer" and served.cascade == "escalation-failed" and served.route == "local"
