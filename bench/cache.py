@@ -20,6 +20,7 @@ import argparse
 import itertools
 import json
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -57,7 +58,7 @@ def hit_latency(n: int) -> list[str]:
         config = Path(tmp) / "router.yaml"
         config.write_text(f"ledger: {{path: {tmp}/ledger.sqlite}}\nroutes: {{cloud: []}}\n")
         args = [
-            "python", "-m", "router", "serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(config)
+            sys.executable, "-m", "router", "serve", "--host", "127.0.0.1", "--port", str(port), "--config", str(config)
         ]  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         with running(args, f"{url}/readyz", Path(tmp) / "gateway.log"), httpx.Client(timeout=120) as client:
@@ -202,16 +203,18 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="exact hits to time through the gateway")
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--queries", type=int, default=400)
-    parser.add_argument("--skip-gateway", action="store_true")
+    parser.add_argument("--only-gateway", action="store_true", help="just part 1 (hit latency)")
     args = parser.parse_args()
+    if args.only_gateway:
+        print("\n".join(hit_latency(args.requests)))
+        return
     embedder = Embedder()
     print("## Semantic precision and hit rate (bench/data/paraphrases.jsonl)\n")
     print("\n".join(paraphrase_quality(embedder)))
     print("\n## Semantic lookup time by index size (threshold 0.88)\n")
     print("\n".join(lookup_time(embedder, [int(s) for s in args.sizes.split(",")], args.queries)))
-    if not args.skip_gateway:
-        print("\n## Hit latency through the gateway (memory store)\n")
-        print("\n".join(hit_latency(args.requests)))
+    print("\n## Hit latency through the gateway (memory store)\n")
+    print("\n".join(hit_latency(args.requests)))
 
 
 if __name__ == "__main__":

@@ -140,9 +140,15 @@ class Pipeline:
         decision = self.decide(ctx)
         if self.cache is None:
             return ctx, decision, BYPASS
-        if self.cache.wants_vector(ctx, decision):
-            ctx = await self.embedded(ctx)
-        return ctx, decision, await self.cache.lookup(ctx, decision, ctx.embedding)
+        embedded = ctx
+
+        async def embed() -> object:
+            nonlocal embedded
+            embedded = await self.embedded(embedded)
+            return embedded.embedding
+
+        lookup = await self.cache.lookup(ctx, decision, embed)
+        return embedded, decision, lookup
 
     def _deadline(self, ctx: RequestContext, started: float) -> float:
         """The request's deadline on the monotonic clock: the server's bound, or the client's if sooner."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,33 +63,31 @@ class ResponseCache:
             return None
         return cache_key(ctx, decision, self._config.scope), directives
 
-    def wants_vector(self, ctx: RequestContext, decision: Decision) -> bool:
-        """Whether a lookup or store of this request would use the question's embedding."""
-        if not (decision.cache.semantic and self.semantic_available):
-            return False
-        plan = self._plan(ctx, decision)
-        return plan is not None and plan[0].question is not None
-
-    async def lookup(self, ctx: RequestContext, decision: Decision, vector: Any = None) -> CacheLookup:
-        result = await self._lookup(ctx, decision, vector)
+    async def lookup(
+        self, ctx: RequestContext, decision: Decision, embed: Callable[[], Awaitable[Any]] | None = None
+    ) -> CacheLookup:
+        """Exact first; on an exact miss, `embed()` (the question's vector, computed at most once per request
+        and only when a semantic lookup or store will use it) and the semantic index."""
+        result = await self._lookup(ctx, decision, embed)
         self.lookups[result.status] += 1
         return result
 
-    async def _lookup(self, ctx: RequestContext, decision: Decision, vector: Any) -> CacheLookup:
+    async def _lookup(
+        self, ctx: RequestContext, decision: Decision, embed: Callable[[], Awaitable[Any]] | None
+    ) -> CacheLookup:
         plan = self._plan(ctx, decision)
         if plan is None:
             return BYPASS
         key, directives = plan
-        semantic = decision.cache.semantic and vector is not None and key.question is not None
-        vector = vector if semantic else None
         store = "no-store" not in directives
         ttl = decision.cache.ttl_s
+        if "no-cache" not in directives and (record := await self.store.get(key.exact)) is not None:
+            return CacheLookup("hit-exact", record.answer, 1.0, key)
+        semantic = decision.cache.semantic and self.semantic_available and key.question is not None
+        vector = await embed() if semantic and embed is not None else None
         if "no-cache" in directives:
             return CacheLookup("bypass", key=key, vector=vector, store=store, ttl_s=ttl)
-        record = await self.store.get(key.exact)
-        if record is not None:
-            return CacheLookup("hit-exact", record.answer, 1.0, key)
-        if semantic:
+        if vector is not None:
             match = self.store.search(key.partition, vector, decision.cache.semantic_threshold)
             if match is not None and match.key.startswith(f"{key.scope}:"):
                 record = await self.store.get(match.key)
