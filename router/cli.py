@@ -17,6 +17,7 @@ from router.errors import ConfigError, RouterError
 from router.tokens import TokenCounter
 
 if TYPE_CHECKING:
+    from router.classify.embedding_service import TextEmbedder
     from router.components import Components
 
 app = typer.Typer(help="hybrid-router: an OpenAI-compatible gateway, local model first.", no_args_is_help=True)
@@ -283,6 +284,18 @@ def cache_clear(
     typer.echo(f"cleared {cleared} entries")
 
 
+def _embedder(config: Path | None) -> TextEmbedder:
+    """The embedder the gateway would use with this config (ONNX by default), for train, eval, calibrate."""
+    from router.classify.embedding_service import load_embedder
+
+    settings = _settings(config, None)
+    try:
+        gateway = load_gateway_config(settings.config)
+    except ConfigError as error:
+        _fail(error)
+    return load_embedder(gateway.embedder, settings.model_dir.parent / "embedders")
+
+
 def _embedding_cache(cache_dir: Path | None) -> Path:
     return cache_dir or Settings().model_dir.parent / "embeddings"
 
@@ -292,14 +305,14 @@ def train(
     mmlu: Annotated[Path, typer.Option("--mmlu", help="Folder of MMLU-style outcome CSVs (one per domain).")],
     out: Annotated[Path, typer.Option(help="Where to write the head.")] = Path("router/classify/head.npz"),
     cache_dir: EmbeddingCache = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Train the escalation head; a quarter of the domains is held out and never seen."""
     from router.classify.data import read_mmlu
-    from router.classify.embedder import Embedder
     from router.classify.train import train as train_head
 
     logging.basicConfig(level="INFO", format="%(message)s")
-    result = train_head(read_mmlu(mmlu), Embedder(), _embedding_cache(cache_dir))
+    result = train_head(read_mmlu(mmlu), _embedder(config), _embedding_cache(cache_dir))
     result.head.save(out)
     typer.echo(f"chose {result.chosen}; cross-validated APGR per family:")
     for name, apgr in sorted(result.validation.items(), key=lambda item: -item[1]):
@@ -318,10 +331,10 @@ def evaluate(
     head: Annotated[Path | None, typer.Option(help="The head to evaluate (default: the shipped one).")] = None,
     out: Annotated[Path, typer.Option(help="Folder for eval.json and eval.png.")] = Path("eval-out"),
     cache_dir: EmbeddingCache = None,
+    config: ConfigOpt = None,
 ) -> None:
     """APGR and CPT(50%/80%) of the head and the baselines on held-out MMLU domains and any other data."""
     from router.classify.data import read_any, read_mmlu, read_outcome_csv
-    from router.classify.embedder import Embedder
     from router.classify.head import SHIPPED_HEAD, Head
     from router.classify.report import evaluate as run_eval
     from router.classify.report import table, write_outputs
@@ -333,7 +346,7 @@ def evaluate(
         else:
             others.append(read_any(path))
     results, curves = run_eval(
-        Head.load(head or SHIPPED_HEAD), read_mmlu(mmlu), others, Embedder(), _embedding_cache(cache_dir)
+        Head.load(head or SHIPPED_HEAD), read_mmlu(mmlu), others, _embedder(config), _embedding_cache(cache_dir)
     )
     typer.echo(table(results))
     for path in write_outputs(results, curves, out):
@@ -345,12 +358,12 @@ def calibrate(
     prompts: Annotated[Path, typer.Argument(help="Sample prompts: one per line, or JSON lines with `prompt`.")],
     target_cloud_share: Annotated[float, typer.Option(help="Share of the sample to send to the cloud, 0..1.")] = 0.3,
     head: Annotated[Path | None, typer.Option(help="The head to calibrate (default: the shipped one).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Print the `route: auto` threshold that sends the target share of the sample to the cloud."""
     import numpy as np
 
     from router.classify.calibrate import read_prompts, share_at, threshold_for_share
-    from router.classify.embedder import Embedder
     from router.classify.head import SHIPPED_HEAD, Head
 
     texts = read_prompts(prompts)
@@ -358,7 +371,7 @@ def calibrate(
         typer.secho(f"{prompts}: no prompts", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
     scorer = Head.load(head or SHIPPED_HEAD)
-    scores = np.asarray(scorer.score(Embedder().embed(texts), texts))
+    scores = np.asarray(scorer.score(_embedder(config).embed(texts), texts))
     threshold = threshold_for_share(scores, target_cloud_share)
     typer.echo(
         f"threshold {threshold:.4f}: {100 * share_at(scores, threshold):.1f}% of {len(texts)} prompts to the cloud"

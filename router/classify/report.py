@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from router.classify.data import Dataset, held_out_domains
-from router.classify.embedder import Embedder
+from router.classify.embedding_service import TextEmbedder
 from router.classify.evaluation import Curve, curve, random_curve, summary
 from router.classify.head import Head
 from router.classify.train import Scorer, cached_embeddings, knn_scorer
@@ -47,7 +47,7 @@ def evaluate(
     head: Head,
     mmlu: Dataset,
     others: list[Dataset],
-    embedder: Embedder,
+    embedder: TextEmbedder,
     cache_dir: Path | None,
 ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, Curve]]]:
     test_domains = set(head.meta.get("test_domains") or held_out_domains(mmlu.groups))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from router.classify.data import Dataset, held_out_domains
-from router.classify.embedder import Embedder
+from router.classify.embedding_service import TextEmbedder
 from router.classify.evaluation import curve
 from router.classify.features import feature_matrix
 from router.classify.head import Head
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 SEED = 20261122
 
 
-def cached_embeddings(embedder: Embedder, texts: list[str], cache_dir: Path | None) -> np.ndarray:
+def cached_embeddings(embedder: TextEmbedder, texts: list[str], cache_dir: Path | None) -> np.ndarray:
     """Embeddings of `texts`, from a cache file keyed by the texts' hash when one exists."""
     if cache_dir is None:
         return embedder.embed(texts)
@@ -163,7 +163,7 @@ def _scorer(fitted: Head | Scorer) -> Scorer:
     return fitted.score if isinstance(fitted, Head) else fitted
 
 
-def train(mmlu: Dataset, embedder: Embedder, cache_dir: Path | None = None, folds: int = 4) -> TrainResult:
+def train(mmlu: Dataset, embedder: TextEmbedder, cache_dir: Path | None = None, folds: int = 4) -> TrainResult:
     """Pick the family by mean APGR over `folds` folds of whole training domains; refit the winner on all."""
     test_domains = held_out_domains(mmlu.groups)
     train_set = mmlu.subset(np.array([g not in test_domains for g in mmlu.groups]), "train")
