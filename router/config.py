@@ -126,7 +126,7 @@ class _RemoteSpec(_ModelSpec):
 
 
 class OpenAICompatibleModel(_RemoteSpec):
-    """A pool of OpenAI-compatible servers (llama-server, vLLM, Ollama) reached through litellm."""
+    """A pool of OpenAI-compatible servers (llama-server, vLLM, Ollama, OpenAI itself), called directly over HTTP."""
 
     engine: Literal["openai-compatible"]
     tier: Literal["local", "cloud"] = "local"

@@ -14,6 +14,10 @@ def build_backend(name: str, spec: LlamaCppModel | OpenAICompatibleModel | LiteL
         from router.backends.llama_cpp import LlamaCppBackend
 
         return LlamaCppBackend(name, spec, model_dir)
+    if isinstance(spec, OpenAICompatibleModel):
+        from router.backends.openai_http import OpenAIHttpBackend
+
+        return OpenAIHttpBackend(name, spec)
     from router.backends.litellm_backend import LiteLLMBackend
 
     return LiteLLMBackend(name, spec)

@@ -1,4 +1,5 @@
-"""Backends reached through litellm: any cloud provider, or a pool of OpenAI-compatible local servers.
+"""Models reached through litellm: any cloud provider litellm supports (OpenAI-compatible pools have their
+own direct backend, `openai_http.py`).
 
 litellm is imported once, on a worker thread at start-up (it costs seconds), never per request. Clients
 can never steer where a call goes: only OpenAI's own request parameters are passed as litellm keyword
@@ -9,8 +10,6 @@ request body without interpreting it (so a client's `api_base` or `api_key` fiel
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -18,10 +17,10 @@ from typing import Any
 
 import httpx
 
-from router.config import LiteLLMModel, OpenAICompatibleModel, read_secret_env
+from router.backends.admission import Admission
+from router.config import LiteLLMModel, read_secret_env
 from router.errors import (
     InvalidRequest,
-    Overloaded,
     RateLimited,
     RouterError,
     UpstreamError,
@@ -119,50 +118,15 @@ def map_litellm_error(litellm: Any, exc: Exception, model: str) -> RouterError:
     return UpstreamError(f"{model} failed: {message}")
 
 
-class _Admission:
-    """At most `limit` calls in flight and `max_queue` waiting; beyond that, 503 + Retry-After at once."""
-
-    def __init__(self, name: str, limit: int, max_queue: int) -> None:
-        self._name = name
-        self._slots = asyncio.Semaphore(limit)
-        self._max_queue = max_queue
-        self.waiting = 0
-        self.in_flight = 0
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self._slots.locked() and self.waiting >= self._max_queue:
-            raise Overloaded(f"{self._name} has too many calls in flight; retry shortly.", headers={"Retry-After": "1"})
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self._slots.release()
-
-
 class LiteLLMBackend:
-    def __init__(self, name: str, spec: LiteLLMModel | OpenAICompatibleModel) -> None:
+    def __init__(self, name: str, spec: LiteLLMModel) -> None:
         self.name = name
         self.tier = spec.tier
         self._spec = spec
-        if isinstance(spec, OpenAICompatibleModel):
-            self._model = f"openai/{spec.model}"
-            self._bases = itertools.cycle(spec.api_base)
-            self._pool_size = len(spec.api_base)
-            # A local OpenAI-compatible server usually needs no key, but litellm's client insists on one.
-            self._api_key = read_secret_env(spec.api_key_env) or "sk-no-key-required"
-        else:
-            self._model = spec.model
-            self._bases = itertools.cycle([spec.api_base])
-            self._pool_size = 1
-            self._api_key = read_secret_env(spec.api_key_env)
-        self._admission = _Admission(name, spec.max_concurrency, spec.max_queue)
+        self._model = spec.model
+        self._api_base = spec.api_base
+        self._api_key = read_secret_env(spec.api_key_env)
+        self._admission = Admission(name, spec.max_concurrency, spec.max_queue)
         self._timeout = httpx.Timeout(spec.timeouts.total_s, connect=spec.timeouts.connect_s)
         self._litellm: Any = None
         self._warm = False
@@ -203,7 +167,7 @@ class LiteLLMBackend:
         return {
             "engine": self._spec.engine,
             "ready": self.ready,
-            "upstreams": self._pool_size,
+            "upstreams": 1,
             "served": self._served,
             "failed": self._failed,
             "in_flight": self._admission.in_flight,
@@ -224,7 +188,7 @@ class LiteLLMBackend:
         params = {k: v for k, v in ctx.params.items() if k != "max_tokens"}
         kwargs: dict[str, Any] = {
             "model": self._model,
-            "api_base": next(self._bases),
+            "api_base": self._api_base,
             "timeout": self._timeout,
             # Retries are the executor's job (with backoff, breakers and a deadline), not the SDK's.
             "max_retries": 0,

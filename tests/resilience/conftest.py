@@ -60,8 +60,14 @@ def faulty_cloud(faulty_cloud_session: FaultyCloud) -> Iterator[FaultyCloud]:
     faulty_cloud_session.reset()
 
 
-def resilient_config(path: Path, cloud_v1: str) -> Path:
-    remote = {"engine": "litellm", "api_key_env": CLOUD_KEY_ENV}
+def _remote(engine: str, name: str, api_base: str) -> dict:
+    """A cloud model on the stand-in, reached through litellm or through the direct OpenAI-compatible backend."""
+    if engine == "litellm":
+        return {"engine": "litellm", "api_key_env": CLOUD_KEY_ENV, "model": f"openai/{name}", "api_base": api_base}
+    return {"engine": "openai-compatible", "tier": "cloud", "model": name, "api_base": [api_base]}
+
+
+def resilient_config(path: Path, cloud_v1: str, engine: str = "litellm") -> Path:
     config = {
         "models": {
             "gemma-3-270m": {
@@ -72,24 +78,18 @@ def resilient_config(path: Path, cloud_v1: str) -> Path:
                 "max_queue": 0,  # a busy local model hands over at once: saturation is easy to cause
             },
             "flaky": {
-                **remote,
-                "model": "openai/flaky",
-                "api_base": cloud_v1,
+                **_remote(engine, "flaky", cloud_v1),
                 "timeouts": {"connect_s": 1, "first_token_s": 1.5, "total_s": 2},
                 "retries": {"attempts": 3, **FAST_BACKOFF},
                 "breaker": {"consecutive_failures": 1000, "min_calls": 1000},
             },
             "fragile": {
-                **remote,
-                "model": "openai/fragile",
-                "api_base": cloud_v1,
+                **_remote(engine, "fragile", cloud_v1),
                 "retries": {"attempts": 1},
                 "breaker": {"consecutive_failures": 3, "cooldown_s": 1.5, "min_calls": 1000},
             },
             "dead": {
-                **remote,
-                "model": "openai/dead",
-                "api_base": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
+                **_remote(engine, "dead", f"http://127.0.0.1:{free_port()}/v1"),  # nothing listens there
                 "retries": {"attempts": 2, **FAST_BACKOFF},
                 "breaker": {"consecutive_failures": 1000, "min_calls": 1000},
             },
@@ -101,12 +101,16 @@ def resilient_config(path: Path, cloud_v1: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=["litellm", "openai-compatible"])
 def resilient_gateway(
-    faulty_cloud_session: FaultyCloud, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    faulty_cloud_session: FaultyCloud,
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Gateway]:
+    """The same faults through both remote backends: litellm's, and the direct OpenAI-compatible one."""
     tmp = tmp_path_factory.mktemp("resilient")
-    config = resilient_config(tmp / "router.yaml", faulty_cloud_session.v1)
+    config = resilient_config(tmp / "router.yaml", faulty_cloud_session.v1, request.param)
     port = free_port()
     log = tmp / "gateway.log"
     env = {CLOUD_KEY_ENV: "sk-faulty", "ROUTER_REDIS_URL": redis_server.url}

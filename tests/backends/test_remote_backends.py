@@ -1,8 +1,10 @@
-"""What the cloud backend sends: clients cannot steer the upstream, OpenAI parameters are kept."""
+"""What the remote backends send (litellm, and the direct OpenAI-compatible one): clients cannot steer the
+upstream, OpenAI parameters are kept."""
 
 from __future__ import annotations
 
 from router.backends.litellm_backend import LiteLLMBackend, split_passthrough
+from router.backends.openai_http import OpenAIHttpBackend
 from router.config import LiteLLMModel, OpenAICompatibleModel
 from router.types import RequestContext
 
@@ -32,11 +34,30 @@ def test_call_uses_the_configured_upstream_and_key(monkeypatch) -> None:
     assert kwargs["extra_body"] == {"api_base": "http://evil", "api_key": "stolen"}
 
 
-def test_pool_spreads_calls_over_its_servers() -> None:
-    spec = OpenAICompatibleModel(engine="openai-compatible", model="m", api_base=["http://a/v1", "http://b/v1"])
-    backend = LiteLLMBackend("pool", spec)
-    bases = [backend._kwargs(ctx(), None, False)["api_base"] for _ in range(4)]
-    assert bases == ["http://a/v1", "http://b/v1", "http://a/v1", "http://b/v1"]
+async def test_pool_spreads_calls_over_its_servers() -> None:
+    spec = OpenAICompatibleModel(engine="openai-compatible", model="m", api_base=["http://a/v1", "http://b/v1/"])
+    backend = OpenAIHttpBackend("pool", spec)
+    urls = [str(backend._request(ctx(), None, False).url) for _ in range(4)]
+    assert urls == [f"http://{h}/v1/chat/completions" for h in "abab"]
+    await backend.close()
+
+
+async def test_the_direct_backend_writes_one_body_that_clients_cannot_steer(monkeypatch) -> None:
+    import json
+
+    monkeypatch.setenv("POOL_KEY", "sk-real")
+    spec = OpenAICompatibleModel(
+        engine="openai-compatible", model="qwen", api_base="http://up/v1", api_key_env="POOL_KEY"
+    )
+    backend = OpenAIHttpBackend("pool", spec)
+    request = backend._request(ctx(api_base="http://evil", api_key="stolen", tools=[]), max_tokens=10, stream=True)
+    body = json.loads(request.content)
+    assert str(request.url) == "http://up/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-real"
+    assert body["model"] == "qwen" and body["max_tokens"] == 10 and body["temperature"] == 0.1
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["tools"] == [] and body["api_base"] == "http://evil"  # inert in a body; the URL is the config's
+    await backend.close()
 
 
 def test_missing_key_makes_the_model_unavailable_with_the_reason(monkeypatch) -> None:
@@ -50,10 +71,10 @@ async def test_calls_beyond_the_concurrency_and_queue_limits_are_shed_at_once() 
 
     import pytest
 
-    from router.backends.litellm_backend import _Admission
+    from router.backends.admission import Admission
     from router.errors import Overloaded
 
-    admission = _Admission("c", limit=1, max_queue=1)
+    admission = Admission("c", limit=1, max_queue=1)
     release = asyncio.Event()
 
     async def hold() -> None:
