@@ -65,6 +65,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
+        access_log=False,  # the gateway logs one richer line per request itself (router.requests)
     )
 
 

@@ -37,7 +37,7 @@ def test_call_uses_the_configured_upstream_and_key(monkeypatch) -> None:
 async def test_pool_spreads_calls_over_its_servers() -> None:
     spec = OpenAICompatibleModel(engine="openai-compatible", model="m", api_base=["http://a/v1", "http://b/v1/"])
     backend = OpenAIHttpBackend("pool", spec)
-    urls = [str(backend._request(ctx(), None, False).url) for _ in range(4)]
+    urls = [backend._request(ctx(), None, False)[0] for _ in range(4)]
     assert urls == [f"http://{h}/v1/chat/completions" for h in "abab"]
     await backend.close()
 
@@ -50,10 +50,10 @@ async def test_the_direct_backend_writes_one_body_that_clients_cannot_steer(monk
         engine="openai-compatible", model="qwen", api_base="http://up/v1", api_key_env="POOL_KEY"
     )
     backend = OpenAIHttpBackend("pool", spec)
-    request = backend._request(ctx(api_base="http://evil", api_key="stolen", tools=[]), max_tokens=10, stream=True)
-    body = json.loads(request.content)
-    assert str(request.url) == "http://up/v1/chat/completions"
-    assert request.headers["authorization"] == "Bearer sk-real"
+    url, content = backend._request(ctx(api_base="http://evil", api_key="stolen", tools=[]), max_tokens=10, stream=True)
+    body = json.loads(content)
+    assert url == "http://up/v1/chat/completions"
+    assert backend._headers["authorization"] == "Bearer sk-real"
     assert body["model"] == "qwen" and body["max_tokens"] == 10 and body["temperature"] == 0.1
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["tools"] == [] and body["api_base"] == "http://evil"  # inert in a body; the URL is the config's
