@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -110,6 +111,20 @@ async def _start_pricing(components: Components) -> None:
     components.ledger.use_pricer(Pricer(components.config, litellm))
 
 
+async def _freeze_heap_when_started(starting: list[asyncio.Task[object]]) -> None:
+    """Once everything has loaded, move the start-up heap out of the garbage collector's sight.
+
+    litellm, onnxruntime, llama.cpp and pydantic leave ~350k long-lived objects; a full collection walks
+    them all (~230 ms on two cores here), and every so many requests one lands in the middle of a request
+    as a p99 spike. `gc.freeze()` parks them in a permanent generation: later collections look only at
+    what requests allocate.
+    """
+    await asyncio.gather(*starting, return_exceptions=True)
+    gc.collect()
+    gc.freeze()
+    log.info("start-up complete; %d long-lived objects frozen out of garbage collection", gc.get_freeze_count())
+
+
 async def _start_embeddings(pipeline: Pipeline) -> None:
     assert pipeline.embeddings is not None
     await pipeline.embeddings.start()
@@ -140,10 +155,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if pipeline.cache is not None:
         await pipeline.cache.store.start()
     components.ledger.start()
+    freezer = asyncio.create_task(_freeze_heap_when_started(list(starting)), name="freeze-heap")
     try:
         yield
     finally:
-        for task in starting:
+        for task in [*starting, freezer]:
             task.cancel()
         await asyncio.gather(*starting, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in components.backends.values()), return_exceptions=True)

@@ -20,13 +20,24 @@ ExactCounter = Callable[[str], int | None]
 
 
 class TokenCounter:
-    def __init__(self, exact: ExactCounter | None = None) -> None:
+    """Counts per message, remembering recent messages: a conversation resends every earlier message (and
+    the same system prompt) with each turn, so most messages have been counted before."""
+
+    def __init__(self, exact: ExactCounter | None = None, remember: int = 8192) -> None:
         self._exact = exact
+        self._known: dict[str, int] = {}
+        self._remember = remember
 
     def count(self, text: str) -> int:
-        if self._exact is not None and (n := self._exact(text)) is not None:
-            return n
-        return math.ceil(len(text) / 4)
+        if (known := self._known.get(text)) is not None:
+            return known
+        n = self._exact(text) if self._exact is not None else None
+        if n is None:
+            return math.ceil(len(text) / 4)  # an estimate (the model is not loaded yet): not remembered
+        if len(self._known) >= self._remember:
+            self._known.pop(next(iter(self._known)))  # oldest first
+        self._known[text] = n
+        return n
 
     def count_messages(self, messages: tuple[Mapping[str, Any], ...]) -> int:
         return sum(self.count(content_text(m.get("content"))) for m in messages)
