@@ -33,6 +33,7 @@ from router.cache.guard import semantic_mismatch
 from router.cache.index import VectorIndex
 from router.classify.embedder import Embedder
 from tests.servers import free_port, running
+from tests.vectors import near
 
 HERE = Path(__file__).parent
 PARAPHRASES = HERE / "data" / "paraphrases.jsonl"
@@ -128,13 +129,6 @@ def realistic_vectors(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.
     w = rng.uniform(0.5, 1.0, (n, 1)).astype(np.float32)
     v = w * pool[i] + (1 - w) * pool[j] + rng.standard_normal((n, pool.shape[1])).astype(np.float32) * 0.02
     return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def near(rng: np.random.Generator, v: np.ndarray, cosine: float) -> np.ndarray:
-    noise = rng.standard_normal(v.shape).astype(np.float32)
-    noise -= noise @ v * v
-    noise /= np.linalg.norm(noise)
-    return (cosine * v + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
 
 
 def lookup_time(embedder: Embedder, sizes: list[int], queries: int) -> list[str]:

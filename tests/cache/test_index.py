@@ -9,19 +9,7 @@ import numpy as np
 import pytest
 
 from router.cache.index import BITS, EXACT_BELOW, VectorIndex, hamming_bound, signatures
-
-
-def unit(rng: np.random.Generator, n: int, dims: int = 384) -> np.ndarray:
-    v = rng.standard_normal((n, dims)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def near(rng: np.random.Generator, v: np.ndarray, cosine: float) -> np.ndarray:
-    """A unit vector at exactly `cosine` from `v`."""
-    noise = rng.standard_normal(v.shape).astype(np.float32)
-    noise -= noise @ v * v
-    noise /= np.linalg.norm(noise)
-    return (cosine * v + math.sqrt(1 - cosine**2) * noise).astype(np.float32)
+from tests.vectors import near, unit
 
 
 def test_finds_the_nearest_above_the_threshold_and_nothing_below() -> None:
