@@ -106,9 +106,9 @@ def build_components(settings: Settings) -> Components:
 
 
 async def _start_pricing(components: Components) -> None:
-    """Prices come from litellm's cost map: import it off the event loop, then price requests."""
-    litellm = await asyncio.to_thread(import_litellm)
-    components.ledger.use_pricer(Pricer(components.config, litellm))
+    """Prices come from litellm's cost map (read off the event loop; litellm itself only if needed)."""
+    pricer = await asyncio.to_thread(Pricer, components.config, import_litellm)
+    components.ledger.use_pricer(pricer)
 
 
 async def _freeze_heap_when_started(starting: list[asyncio.Task[object]]) -> None:

@@ -1,4 +1,5 @@
-"""Pricing: litellm's own numbers for cloud models, configured prices for local ones, cache hits."""
+"""Pricing: litellm's numbers (its cost map, read directly) for cloud models, configured prices for local
+ones, cache hits."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from router.backends.litellm_backend import import_litellm
 from router.config import GatewayConfig
 from router.ledger import Pricer
-from router.ledger.pricing import litellm_pricer
+from router.ledger.pricing import map_pricer
 from router.types import Decision, Served, Usage
 
 litellm = import_litellm()
@@ -17,7 +18,7 @@ USAGE = Usage(prompt_tokens=1234, completion_tokens=567)
 @pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"])
 def test_cloud_prices_match_litellms_own_cost_function(model: str) -> None:
     prompt, completion = litellm.cost_per_token(model=model, prompt_tokens=1234, completion_tokens=567)
-    priced = litellm_pricer(litellm, model)
+    priced = map_pricer(model, lambda: litellm)
     assert priced is not None
     assert priced(USAGE, 0.0) == pytest.approx(prompt + completion, rel=1e-12)
     assert prompt + completion > 0
@@ -37,7 +38,7 @@ def config(**models: dict) -> GatewayConfig:
 
 
 def test_a_local_model_costs_nothing_by_default_and_saves_the_reference_price() -> None:
-    pricer = Pricer(config(), litellm)
+    pricer = Pricer(config(), lambda: litellm)
     assert pricer.reference_model == "cloud"
     assert pricer.cost("local", USAGE) == 0.0
     expected = sum(litellm.cost_per_token(model="openai/gpt-4o-mini", prompt_tokens=1234, completion_tokens=567))
@@ -46,12 +47,12 @@ def test_a_local_model_costs_nothing_by_default_and_saves_the_reference_price() 
 
 def test_a_configured_local_price_counts_tokens_and_seconds() -> None:
     price = {"input_per_1k_usd": 0.01, "output_per_1k_usd": 0.02, "per_second_usd": 0.001}
-    pricer = Pricer(config(local={"price": price}), litellm)
+    pricer = Pricer(config(local={"price": price}), lambda: litellm)
     assert pricer.cost("local", USAGE, seconds=2.0) == pytest.approx(1.234 * 0.01 + 0.567 * 0.02 + 0.002)
 
 
 def test_a_fallback_to_a_dearer_model_can_cost_more_than_the_reference() -> None:
-    pricer = Pricer(config(), litellm)
+    pricer = Pricer(config(), lambda: litellm)
     assert pricer.cost("premium", USAGE) > pricer.counterfactual(USAGE)
 
 
@@ -61,7 +62,7 @@ async def test_a_cache_hit_costs_nothing_and_saves_the_whole_counterfactual(tmp_
     from router.types import RequestContext
 
     ledger = Ledger(SqliteLedgerStore(tmp_path / "l.sqlite"), LedgerConfig())
-    pricer = Pricer(config(), litellm)
+    pricer = Pricer(config(), lambda: litellm)
     ledger.use_pricer(pricer)
     ctx = RequestContext("r", "chat", "auto", ({"role": "user", "content": "hi"},))
     served = Served(decision=Decision(route="cloud", model="cloud", reason="default"), model="cloud", route="cache")
