@@ -9,7 +9,6 @@ costs the request nothing: it goes on uncached.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -22,8 +21,6 @@ from router.cache.keys import CacheKey, cache_key, not_cacheable
 from router.cache.stores import CacheStore
 from router.config import CacheConfig
 from router.types import Completion, Decision, RequestContext
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +102,10 @@ class ResponseCache:
             return False
         answer = CachedAnswer.of(completion, served_by)
         record = Record(answer, lookup.key.partition, lookup.vector, time.time() + lookup.ttl_s, lookup.key.question)
-        if len(record.dumps()) > self._config.max_answer_bytes:
+        raw = record.dumps()  # once: for the size check and for the store
+        if len(raw) > self._config.max_answer_bytes:
             return False
-        await self.store.put(lookup.key.exact, record, lookup.ttl_s)
+        await self.store.put(lookup.key.exact, record, lookup.ttl_s, raw)
         return True
 
     async def clear(self, scope: str | None = None) -> int:

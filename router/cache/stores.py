@@ -36,6 +36,9 @@ class Catalogue:
         self.index = VectorIndex()
         self._known: dict[str, _Known] = {}
 
+    def __len__(self) -> int:
+        return len(self._known)
+
     def add(self, key: str, partition: str, size: int, expires_at: float, vector: Any = None) -> None:
         self._known[key] = _Known(size, expires_at)
         if vector is not None:
@@ -67,7 +70,9 @@ class CacheStore(Protocol):
     kind: str
 
     async def get(self, key: str) -> Record | None: ...
-    async def put(self, key: str, record: Record, ttl_s: int) -> None: ...
+    async def put(self, key: str, record: Record, ttl_s: int, raw: str | None = None) -> None:
+        """Store `record` (`raw`: its JSON, when the caller has it already)."""
+
     async def clear(self, scope: str | None = None) -> int: ...
     def search(self, partition: str, vector: Any, threshold: float) -> Match | None: ...
     def totals(self) -> tuple[int, int]: ...
@@ -98,8 +103,8 @@ class MemoryCacheStore:
         self._entries.move_to_end(key)
         return Record.loads(found[0])
 
-    async def put(self, key: str, record: Record, ttl_s: int) -> None:
-        raw = record.dumps()
+    async def put(self, key: str, record: Record, ttl_s: int, raw: str | None = None) -> None:
+        raw = raw or record.dumps()
         if key in self._entries:
             self._drop(key)
         expires_at = time.time() + ttl_s
@@ -155,10 +160,9 @@ class RedisCacheStore:
         self.synced = asyncio.Event()
         self._closing = False
 
-    async def _nothing(self) -> None:
-        return None
-
-    async def _none(self) -> Any:
+    @staticmethod
+    async def _none() -> Any:
+        """What a store call answers while Redis is away: a miss, or a write that did not happen."""
         return None
 
     async def get(self, key: str) -> Record | None:
@@ -169,8 +173,8 @@ class RedisCacheStore:
             return None
         return Record.loads(raw)
 
-    async def put(self, key: str, record: Record, ttl_s: int) -> None:
-        raw = record.dumps()
+    async def put(self, key: str, record: Record, ttl_s: int, raw: str | None = None) -> None:
+        raw = raw or record.dumps()
         event = {"op": "add", "key": key, "p": record.partition, "size": len(raw), "exp": record.expires_at}
         if record.vector is not None:
             event["v"] = encode_vector(record.vector)
@@ -183,7 +187,7 @@ class RedisCacheStore:
             # This replica sees its own insert now; the stream brings it again later (idempotent).
             self._catalogue.add(key, record.partition, len(raw), record.expires_at, record.vector)
 
-        await self._guard.run("cache", write, self._nothing)
+        await self._guard.run("cache", write, self._none)
 
     async def clear(self, scope: str | None = None) -> int:
         async def unlink(r: Any) -> int:
@@ -264,7 +268,7 @@ class RedisCacheStore:
         self._catalogue = catalogue
         self._last_event = newest[0][0] if newest else "0-0"
         self.synced.set()
-        log.info("cache: %d entries indexed from Redis", len(catalogue._known))
+        log.info("cache: %d entries indexed from Redis", len(catalogue))
 
     def _apply(self, fields: dict[str, str]) -> None:
         op = fields.get("op")
