@@ -11,12 +11,11 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
 from router.api import RequestIdMiddleware, install_error_handlers, openai_api, ops, router_api
-from router.api.auth import hash_key
 from router.backends import build_backend
 from router.backends.litellm_backend import import_litellm
 from router.cache import MemoryCacheStore, RedisCacheStore, ResponseCache
@@ -24,12 +23,15 @@ from router.cache.stores import CacheStore
 from router.classify.embedding_service import EmbeddingService
 from router.classify.scorer import EscalationScorer
 from router.components import Components
-from router.config import DEFAULT_POLICY_FILE, GatewayConfig, Settings, load_gateway_config, parse_api_keys
+from router.config import DEFAULT_POLICY_FILE, GatewayConfig, Settings, load_gateway_config
 from router.dashboard import dashboard
+from router.keys import key_table
 from router.ledger import Ledger, LedgerStore, Pricer, RedisLedgerStore, SqliteLedgerStore
+from router.limits import Limiter, LimitStore, MemoryLimitStore, RedisLimitStore
 from router.metrics import Metrics
 from router.pipeline import Pipeline, RequestRecorder
-from router.policy import load_policy
+from router.policy import PolicyEngine, load_policy
+from router.policy.reload import PolicyWatcher
 from router.redis_client import RedisGuard, connect
 from router.resilience import BreakerStore, Executor, MemoryBreakerStore, RedisBreakerStore, build_guards
 from router.routing import Router
@@ -60,6 +62,26 @@ def build_cache(config: GatewayConfig, redis: RedisGuard | None) -> ResponseCach
     return ResponseCache(store, config.cache)
 
 
+def build_limiter(config: GatewayConfig, redis: RedisGuard | None) -> Limiter:
+    key_limits = {key.name: key.limits for key in config.auth.keys if key.limits is not None}
+    store: LimitStore = RedisLimitStore(redis) if redis is not None else MemoryLimitStore()
+    return Limiter(config.limits, key_limits, store)
+
+
+def policy_applier(pipeline: Pipeline) -> Callable[[PolicyEngine], None]:
+    """Swap a reloaded policy in; a policy that newly routes `auto` gets the classifier on the shared embedder."""
+
+    def apply(engine: PolicyEngine) -> None:
+        if engine.policy.uses_classifier and pipeline.scorer is None:
+            if pipeline.embeddings is not None:
+                pipeline.scorer = EscalationScorer(pipeline.embeddings)
+            else:
+                log.warning("the new policy routes `auto`, but no embedder is loaded: restart the gateway to load it")
+        pipeline.router.use_policy(engine)
+
+    return apply
+
+
 def build_components(settings: Settings) -> Components:
     """Everything the gateway needs, built once; raises `ConfigError` for a bad config or policy file."""
     config = load_gateway_config(settings.config)
@@ -74,6 +96,7 @@ def build_components(settings: Settings) -> Components:
         redis = RedisGuard(connect(settings.redis_url), on_error=lambda what: metrics.redis_errors.labels(what).inc())
         breaker_store = RedisBreakerStore(redis)
     ledger = Ledger(build_ledger_store(settings, config, redis), config.ledger)
+    limiter = build_limiter(config, redis)
     cache = build_cache(config, redis)
     # One embedder serves the classifier and the semantic cache; it loads only if one of them needs it.
     needs_embeddings = policy.policy.uses_classifier or (cache is not None and config.cache.semantic)
@@ -86,12 +109,19 @@ def build_components(settings: Settings) -> Components:
         executor=Executor(backends, build_guards(config, breaker_store, metrics), metrics),
         tokens=TokenCounter(getattr(local, "count_tokens", None)),
         request_timeout_s=config.server.request_timeout_s,
-        recorder=RequestRecorder(ledger, metrics),
+        recorder=RequestRecorder(ledger, metrics, limiter),
         scorer=EscalationScorer(embeddings) if embeddings is not None and policy.policy.uses_classifier else None,
         cache=cache,
         embeddings=embeddings,
+        limiter=limiter,
     )
-    api_keys = {hash_key(key): tenant for key, tenant in parse_api_keys(settings.api_keys).items()}
+    watcher = PolicyWatcher(
+        policy_path,
+        policy,
+        policy_applier(pipeline),
+        config.models,
+        on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
+    )
     return Components(
         settings,
         config,
@@ -101,7 +131,8 @@ def build_components(settings: Settings) -> Components:
         metrics=metrics,
         ledger=ledger,
         redis=redis,
-        api_keys=api_keys,
+        api_keys=key_table(config, settings.api_keys),
+        policy_watcher=watcher,
     )
 
 
@@ -155,10 +186,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if pipeline.cache is not None:
         await pipeline.cache.store.start()
     components.ledger.start()
+    if components.policy_watcher is not None:
+        components.policy_watcher.start()
     freezer = asyncio.create_task(_freeze_heap_when_started(list(starting)), name="freeze-heap")
     try:
         yield
     finally:
+        if components.policy_watcher is not None:
+            await components.policy_watcher.close()
         for task in [*starting, freezer]:
             task.cancel()
         await asyncio.gather(*starting, return_exceptions=True)

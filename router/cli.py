@@ -1,4 +1,4 @@
-"""The `router` command: serve, explain a routing decision, check a policy file."""
+"""The `router` command: serve, explain a routing decision, check a policy file, manage keys and the cache."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ policy_app = typer.Typer(help="Work with routing policy files.", no_args_is_help
 app.add_typer(policy_app, name="policy")
 cache_app = typer.Typer(help="Work with the response cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
+keys_app = typer.Typer(help="Work with API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Gateway YAML (default: embedded defaults).")]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy YAML (default: the packaged policy).")]
@@ -77,12 +79,15 @@ def route(
     ] = False,
     model: Annotated[str, typer.Option(help="The model name the client would send.")] = "auto",
     header: Annotated[list[str] | None, typer.Option(help="A request header, `name: value`; repeatable.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="The tenant (team) the request counts for.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
     config: ConfigOpt = None,
     policy: PolicyOpt = None,
 ) -> None:
-    """Print where a prompt would be routed and why. Calls no model."""
-    from router.api.ops import explanation_dict
+    """Print where a prompt would be routed and why. Calls no model; counts nothing against limits."""
+    import asyncio
+
+    from router.api.ops import explanation_dict, with_budget
     from router.app import build_components
     from router.types import RequestContext
 
@@ -102,15 +107,27 @@ def route(
         requested_model=model,
         messages=messages,
         headers=headers,
+        tenant=tenant or headers.get(components.config.ledger.tenant_header.lower()),
         prompt_tokens=tokens.count_messages(messages),
     )
     if components.pipeline.scorer is not None:  # the policy routes something `auto`: score it here too
         ctx = replace(ctx, scores={"escalation": components.pipeline.scorer.score_now(text)})
-    result = explanation_dict(components, ctx)
+
+    async def budget() -> RequestContext:
+        try:
+            return await with_budget(components, ctx)
+        finally:
+            if components.redis is not None:
+                await components.redis.close()
+
+    result = explanation_dict(components, asyncio.run(budget()))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"route:   {result['route']}  (model {result['model']})")
+    if result["deny"]:
+        typer.echo(f"denied:  {result['deny']['status']} {result['deny']['message']}")
+    else:
+        typer.echo(f"route:   {result['route']}  (model {result['model']})")
     typer.echo(f"reason:  {result['reason']}")
     typer.echo(f"tokens:  {result['prompt_tokens']} prompt tokens")
     if result["scores"]:
@@ -119,12 +136,20 @@ def route(
         typer.echo(f"fallback: {', '.join(result['fallbacks'])}")
     if not result["allow_cloud"]:
         typer.echo("pinned:  never leaves the local model")
+    if result["redact"]:
+        typer.echo(f"redact:  {', '.join(result['redact'])} (before any cloud model sees it)")
+    if result["budget"]:
+        typer.echo(f"budget:  {result['budget']['state']} ({result['budget']['summary']})")
+    cache = result["cache"]
+    typer.echo(f"cache:   {cache['not_cacheable'] or 'eligible'}")
     if explain:
         typer.echo(f"policy:  {components.policy_path} (version {result['policy']})")
         for trace in result["rules"]:
             mark = "MATCH" if trace["matched"] else "skip "
             why = "" if trace["matched"] else f"  ({trace['why_not']})"
             typer.echo(f"  {mark} {trace['rule']}{why}")
+            for evidence in trace["evidence"]:
+                typer.echo(f"          {'because' if trace['matched'] else 'held:  '} {evidence}")
         if result["reason"] != (result["rule"] or ""):
             typer.echo(f"  -> {result['reason']}: requested model `{result['requested_model']}`")
 
@@ -163,6 +188,30 @@ def policy_check(
     typer.echo(
         f"{file}: OK, {len(rules)} rule(s), default route `{engine.policy.default.route}`, version {engine.version}"
     )
+
+
+@policy_app.command("schema")
+def policy_schema(
+    out: Annotated[Path | None, typer.Option(help="Write it to this file instead of printing it.")] = None,
+) -> None:
+    """Print the policy file's JSON Schema (for editors: `# yaml-language-server: $schema=...`)."""
+    from router.policy.jsonschema import policy_json_schema
+
+    text = policy_json_schema()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+
+
+@keys_app.command("hash")
+def keys_hash(key: Annotated[str, typer.Argument(help="The API key to hash; `-` reads it from stdin.")]) -> None:
+    """Print a key's SHA-256, for `auth.keys[].sha256` (the config never needs the key itself)."""
+    from router.keys import hash_key
+
+    secret = sys.stdin.readline().strip() if key == "-" else key
+    typer.echo(hash_key(secret))
 
 
 @app.command()

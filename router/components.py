@@ -8,9 +8,11 @@ from pathlib import Path
 
 from router.backends import Backend
 from router.config import GatewayConfig, Settings
+from router.keys import KeyIdentity
 from router.ledger import Ledger
 from router.metrics import Metrics
 from router.pipeline import Pipeline
+from router.policy.reload import PolicyWatcher
 from router.redis_client import RedisGuard
 
 
@@ -25,8 +27,10 @@ class Components:
     ledger: Ledger
     redis: RedisGuard | None = None
     """Shared state, when `ROUTER_REDIS_URL` is set; every store falls back to memory while it is down."""
-    api_keys: Mapping[str, str] = field(default_factory=dict)
-    """sha256(key) → tenant; empty means no authentication."""
+    api_keys: Mapping[str, KeyIdentity] = field(default_factory=dict)
+    """sha256(key) → the key's name and team; empty means no authentication."""
+    policy_watcher: PolicyWatcher | None = None
+    """Reloads the policy when its files change (hot reload)."""
 
     @property
     def local_backend(self) -> Backend:

@@ -248,6 +248,63 @@ class CacheConfig(_Strict):
     max_answer_bytes: int = Field(256 * 1024, ge=1, description="Larger answers are not cached.")
 
 
+class Limits(_Strict):
+    """Budgets and rate limits of one team or key; what is left out is unlimited."""
+
+    usd_per_day: float | None = Field(None, gt=0, description="Cloud spend per UTC day, as the ledger prices it.")
+    usd_per_month: float | None = Field(None, gt=0, description="Cloud spend per UTC calendar month.")
+    requests_per_minute: int | None = Field(None, ge=1, description="Requests admitted per minute (fixed window).")
+    tokens_per_minute: int | None = Field(
+        None, ge=1, description="Prompt + completion tokens per minute; a request is admitted while under it."
+    )
+
+
+class LimitsConfig(_Strict):
+    """Budgets and rate limits, kept in Redis when configured (shared by every replica), else in memory."""
+
+    teams: dict[str, Limits] = Field(default_factory=dict, description="By tenant (team) name.")
+    default: Limits | None = Field(None, description="For every tenant without an entry under `teams`.")
+    budget_near: float = Field(
+        0.8, gt=0, lt=1, description="Share of a budget past which its state is `near` (policies can test it)."
+    )
+    on_budget_exceeded: Literal["reject", "local"] = Field(
+        "reject",
+        description="Over budget, a request bound for the cloud gets 429 (`reject`) or the local model (`local`). "
+        "Local requests are always served.",
+    )
+
+
+class ApiKey(_Strict):
+    """One API key: stored as its SHA-256 (`router keys hash`), or read from an environment variable."""
+
+    name: str = Field(min_length=1, description="Shown in logs and limits (`key:<name>`); never the key itself.")
+    team: str | None = Field(None, description="The tenant its requests count for; default: the key's name.")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="Hex SHA-256 of the key.")
+    env: str | None = Field(None, description="Environment variable holding the key (hashed when read).")
+    limits: Limits | None = Field(None, description="This key's own limits, on top of its team's.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiKey:
+        if (self.sha256 is None) == (self.env is None):
+            raise ValueError("give the key as `sha256` (router keys hash KEY) or `env` (a variable name), not both")
+        return self
+
+
+class AuthConfig(_Strict):
+    keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="API keys; with any configured (here or ROUTER_API_KEYS) every request needs one.",
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_names(cls, keys: list[ApiKey]) -> list[ApiKey]:
+        names = [k.name for k in keys]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"key names must be unique; used twice: {', '.join(dupes)}")
+        return keys
+
+
 def _default_models() -> dict[str, LlamaCppModel | OpenAICompatibleModel | LiteLLMModel]:
     return {
         DEFAULT_LOCAL_MODEL: LlamaCppModel(),
@@ -268,6 +325,8 @@ class GatewayConfig(_Strict):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> GatewayConfig:

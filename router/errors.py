@@ -129,3 +129,26 @@ class ConfigError(RouterError):
 
 class PolicyError(ConfigError):
     code = "policy_error"
+
+
+class LimitExceeded(RouterError):
+    """The caller's own rate limit or budget is used up (not an upstream's): retry after `Retry-After`."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class PolicyDenied(RouterError):
+    """A policy rule refused the request (`deny:`); its status is the rule's (403, 429 or 400)."""
+
+    error_type = "permission_error"
+    code = "denied_by_policy"
+
+    def __init__(self, message: str, status: int, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.status_code = status
+        if status == 429:
+            self.error_type = "rate_limit_error"
+        elif status == 400:
+            self.error_type = "invalid_request_error"

@@ -96,6 +96,9 @@ class Metrics:
             ["component"],
             registry=r,
         )
+        self.policy_reloads = Counter(
+            "router_policy_reloads", "Policy file changes: applied, or refused as invalid", ["result"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

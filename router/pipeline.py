@@ -1,4 +1,4 @@
-"""The request path: embed (when needed) → score → decide → cache lookup → execute → cache store → record.
+"""The request path: admit → embed (when needed) → score → decide → cache lookup → execute → cache store → record.
 
 This is the one place to read to know what happens to a request. Each stage is a component handed in
 by the app factory. The question is embedded at most once, and only when the classifier or the
@@ -7,7 +7,9 @@ first drew it: its key includes the model the route chose, and the matching rule
 to cache (deciding costs a fraction of a millisecond). A hit skips the models; a fresh answer is stored
 once complete, unless a fallback model gave it (a degraded answer must not outlive the outage). The
 recorder closes every request, streamed, cached and failed ones included: it prices it in the ledger,
-counts it in the metrics and writes its log line.
+counts what it spent against its key's and team's budgets, counts it in the metrics and writes its log
+line. Admission (rate limits, budget state) comes first, so a refused request costs nothing; a rule's
+`deny` is answered right after the decision, before the cache.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from router.cache import BYPASS, CachedAnswer, CacheLookup, ResponseCache
 from router.cascade import CascadingExecutor
 from router.classify.embedding_service import MAX_TEXT_CHARS, EmbeddingService
 from router.classify.scorer import EscalationScorer
-from router.errors import RouterError
+from router.errors import PolicyDenied, RouterError
 from router.ledger import CostRecord, Ledger
+from router.limits import Limiter
 from router.metrics import Metrics
 from router.resilience import Executor
 from router.routing import Router
@@ -52,15 +55,24 @@ class Outcome:
 class RequestRecorder:
     """Closes every request: prices it in the ledger, counts it in the metrics, writes one log line."""
 
-    def __init__(self, ledger: Ledger | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger | None = None, metrics: Metrics | None = None, limiter: Limiter | None = None
+    ) -> None:
         self._ledger = ledger
         self._metrics = metrics
+        self._limiter = limiter
 
     async def record(self, ctx: RequestContext, served: Served, outcome: Outcome) -> CostRecord | None:
         record = None
         if self._ledger is not None:
             record = await self._ledger.price(ctx, served, outcome.usage, outcome.latency_ms, outcome.status)
             self._ledger.add(record)
+        if self._limiter is not None and record is not None:
+            tokens = outcome.usage.completion_tokens if outcome.usage and served.route != "cache" else 0
+            try:
+                await self._limiter.spend(ctx, record.cost_usd, tokens)
+            except Exception:  # the answer is out; a counting failure must not turn it into an error
+                log.exception("request %s: could not count its spend", ctx.request_id)
         if self._metrics is not None:
             self._metrics.observe_request(
                 served, outcome.status, outcome.latency_ms, outcome.ttft_ms, outcome.usage, record
@@ -102,6 +114,7 @@ class Pipeline:
         scorer: EscalationScorer | None = None,
         cache: ResponseCache | None = None,
         embeddings: EmbeddingService | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.router = router
         self._executor = CascadingExecutor(executor, router)
@@ -111,6 +124,7 @@ class Pipeline:
         self.scorer = scorer
         self.cache = cache
         self.embeddings = embeddings or (scorer.embeddings if scorer else None)
+        self.limiter = limiter
 
     def prepare(self, ctx: RequestContext) -> RequestContext:
         """Fill in what the stages need that the client did not send (the prompt's token count)."""
@@ -134,10 +148,16 @@ class Pipeline:
         score = await self.scorer.score(ctx.last_user_text()[:MAX_TEXT_CHARS], ctx.embedding)
         return ctx if score is None else replace(ctx, scores={**ctx.scores, "escalation": score})
 
+    async def admitted(self, ctx: RequestContext) -> RequestContext:
+        """Rate limits (429 when used up) and the budget state the policy's `budget:` conditions read."""
+        return ctx if self.limiter is None else await self.limiter.admit(ctx)
+
     async def routed(self, ctx: RequestContext) -> tuple[RequestContext, Decision, CacheLookup]:
-        """Score, decide, and ask the cache: everything that happens before a model is called."""
-        ctx = await self.scored(ctx)
+        """Admit, score, decide, and ask the cache: everything that happens before a model is called."""
+        ctx = await self.scored(await self.admitted(ctx))
         decision = self.decide(ctx)
+        if decision.deny is not None:
+            raise _Refused(decision, PolicyDenied(decision.deny.message, decision.deny.status))
         if self.cache is None:
             return ctx, decision, BYPASS
         embedded = ctx
@@ -175,9 +195,23 @@ class Pipeline:
         except Exception:  # the answer is ready: failing to cache it must not lose it
             log.exception("request: could not cache the answer")
 
+    async def _routed_or_refused(
+        self, ctx: RequestContext, started: float
+    ) -> tuple[RequestContext, Decision, CacheLookup]:
+        """`routed`, recording a request refused by a limit or a `deny` rule before the error goes out."""
+        try:
+            return await self.routed(ctx)
+        except _Refused as refused:
+            await self._record_failure(ctx, refused.decision, refused.error, started, BYPASS.status)
+            raise refused.error from None
+        except RouterError as exc:
+            decision = self.router.refusal(exc.code or "refused")
+            await self._record_failure(ctx, decision, exc, started, BYPASS.status)
+            raise
+
     async def complete(self, ctx: RequestContext) -> tuple[Completion, Served]:
         started = time.perf_counter()
-        ctx, decision, lookup = await self.routed(ctx)
+        ctx, decision, lookup = await self._routed_or_refused(ctx, started)
         if lookup.answer is not None:
             served = self._from_cache(decision, lookup, lookup.answer)
             elapsed_ms = _ms_since(started)
@@ -198,7 +232,7 @@ class Pipeline:
 
     async def stream(self, ctx: RequestContext) -> StreamResult:
         started = time.perf_counter()
-        ctx, decision, lookup = await self.routed(ctx)
+        ctx, decision, lookup = await self._routed_or_refused(ctx, started)
         if lookup.answer is not None:
             served = self._from_cache(decision, lookup, lookup.answer)
             deltas = _replay(lookup.answer)
@@ -258,6 +292,14 @@ class Pipeline:
             raise
         finally:
             await self._recorder.record(ctx, served, Outcome(status, _ms_since(started), usage, ttft_ms))
+
+
+class _Refused(Exception):
+    """A decision that refuses the request (`deny`), carried out of `routed` with the error to send."""
+
+    def __init__(self, decision: Decision, error: RouterError) -> None:
+        self.decision = decision
+        self.error = error
 
 
 REPLAY_CHUNK_CHARS = 64

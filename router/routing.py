@@ -4,6 +4,8 @@ Order of authority, stated once here and in the README:
 1. the first policy rule that matches (a policy can overrule what the client asked for: privacy first);
 2. otherwise an explicit model the client asked for (`local`, `cloud`, a configured model or alias);
 3. otherwise (`auto`, or a model name the gateway does not know) the policy's default route.
+Then budgets: a tenant over budget whose request would go to the cloud is sent to the local model or
+refused with 429, as `limits.on_budget_exceeded` says (a rule can test `budget:` to act sooner).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from router.config import GatewayConfig
 from router.errors import ModelNotFound
 from router.policy import PolicyEngine, PolicyMatch
 from router.policy.schema import CacheAction
-from router.types import NO_CACHE, CacheSettings, CascadeSettings, Decision, RequestContext, Route
+from router.types import NO_CACHE, CacheSettings, CascadeSettings, Decision, Denial, RequestContext, Route
 
 AUTO = "auto"
 
@@ -74,14 +76,15 @@ class Router:
         ordered = list(dict.fromkeys(models))  # de-duplicated, order kept
         return route, ordered[0], tuple(ordered[1:])
 
-    def cache_settings(self, rule_cache: CacheAction | None) -> CacheSettings:
+    def cache_settings(self, rule_cache: CacheAction | None, default_cache: CacheAction | None = None) -> CacheSettings:
         """The gateway's cache defaults, then the policy default's `cache:`, then the matching rule's.
         The gateway's `cache.enabled: false` turns caching off whatever a policy says."""
         base = self._config.cache
         if not base.enabled:
             return NO_CACHE
         settings = CacheSettings(True, base.ttl_s, base.semantic, base.semantic_threshold, False)
-        for layer in (self.policy.policy.default.cache, rule_cache):
+        policy_default = default_cache if default_cache is not None else self.policy.policy.default.cache
+        for layer in (policy_default, rule_cache):
             if layer is not None:
                 settings = CacheSettings(
                     enabled=layer.enabled,
@@ -98,6 +101,11 @@ class Router:
         route, model, fallbacks = self._chain("cloud", pinned=True)
         return replace(decision, route=route, model=model, fallbacks=fallbacks, reason="cascade", cascade=None)
 
+    def refusal(self, reason: str) -> Decision:
+        """The decision a request refused before routing (a rate limit) is recorded under."""
+        route, models = self.models_for("local")
+        return Decision(route, models[0], reason, allow_cloud=False)
+
     def decide(self, ctx: RequestContext) -> Decision:
         return self.explain(ctx).decision
 
@@ -109,18 +117,24 @@ class Router:
                 f"use `auto`, `local`, `cloud` or one of: {', '.join(self._config.models)}",
                 param="model",
             )
-        policy = self.policy
-        match = policy.evaluate(ctx)
+        match = self.policy.evaluate(ctx)
         scores: dict[str, float] = {}
-        cascade = None
-        if match.rule is not None:
-            target, reason, rule = match.rule.route, match.rule.name, match.rule
-            threshold, cascade = match.rule.threshold, match.rule.cascade
+        rule = match.rule
+        action = rule if rule is not None else match.default
+        if rule is not None and rule.deny is not None:
+            denial = Denial(rule.deny.message, rule.deny.status)
+            route, model = self.models_for("local")
+            decision = Decision(route, model[0], rule.name, rule=rule.name, allow_cloud=False, deny=denial)
+            return Explanation(decision, match, requested)
+        if rule is not None:
+            target, reason = rule.route, rule.name
         elif requested not in (None, AUTO):
-            target, reason, rule, threshold = requested, "requested-model", None, None
+            target, reason, action = requested, "requested-model", None
         else:
-            target, reason, rule = policy.policy.default.route, "default", None
-            threshold, cascade = policy.policy.default.threshold, policy.policy.default.cascade
+            target, reason = match.default.route, "default"
+        assert target is not None
+        threshold = action.threshold if action is not None else None
+        cascade = action.cascade if action is not None else None
         if target == AUTO:
             target, reason, scores = self._classify(ctx, threshold, reason)
         pinned = rule is not None and rule.pin
@@ -132,12 +146,34 @@ class Router:
             rule=rule.name if rule else None,
             fallbacks=fallbacks,
             allow_cloud=not (pinned and route == "local"),
-            max_tokens_cap=rule.max_tokens if rule else None,
+            max_tokens_cap=action.max_tokens if action is not None else None,
             scores=scores,
-            cache=self.cache_settings(rule.cache if rule else None),
+            cache=self.cache_settings(rule.cache if rule else None, match.default.cache),
             # Only a local answer can be second-guessed, and only where a cloud model exists to ask.
             cascade=CascadeSettings(cascade.metric, cascade.threshold)
             if cascade is not None and route == "local" and self._config.routes.cloud
             else None,
+            redact=tuple(action.redact or ()) if action is not None else (),
+            upstream_headers=dict(action.headers or {}) if action is not None else {},
         )
-        return Explanation(decision, match, requested)
+        return Explanation(self._within_budget(ctx, decision), match, requested)
+
+    def _within_budget(self, ctx: RequestContext, decision: Decision) -> Decision:
+        """A tenant over budget gets no cloud answer: the local model answers, or 429, as configured."""
+        if ctx.budget is None or ctx.budget.state != "over":
+            return decision
+        message = (
+            f"Budget exceeded: {ctx.budget.describe()}. Cloud models are unavailable to this tenant until the "
+            f"budget resets"
+        )
+        if self._config.limits.on_budget_exceeded == "reject":
+            if decision.route == "local" and decision.cascade is None:
+                return replace(decision, allow_cloud=False)
+            return replace(decision, deny=Denial(message + ".", 429), reason="budget-exceeded")
+        route, models = self.models_for("local")
+        if decision.route == "local":
+            return replace(decision, allow_cloud=False, cascade=None)
+        return replace(
+            decision, route=route, model=models[0], fallbacks=(), allow_cloud=False, cascade=None,
+            reason="budget-exceeded", redact=(),
+        )  # fmt: skip

@@ -6,6 +6,7 @@ All frozen: a stage returns new data, it never mutates what it was given.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -46,6 +47,17 @@ class RequestContext:
     embedding: Any = field(default=None, compare=False, repr=False)
     """The last user message's unit-length embedding (numpy float32), computed once when the classifier
     or the semantic cache needs it, and shared by both."""
+    received_at: float = field(default_factory=time.time)
+    """Wall-clock arrival time (epoch seconds): what `time:` windows and budget periods read."""
+    key_name: str | None = None
+    """The API key's name, when keys are configured (its team is `tenant`)."""
+    budget: BudgetStatus | None = None
+    """The tenant's spending against its budgets, when any apply (read once, before routing)."""
+    upstream_headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra headers a policy rule adds to calls to remote models."""
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Facts derived from the messages (PII found, language, code), computed once when a rule asks.
+    Only valid for these messages: a context with other messages must be given a fresh memo."""
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
@@ -68,6 +80,32 @@ def content_text(content: Any) -> str:
             part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
         )
     return str(content)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """A tenant's spending against the tightest of its budgets (day or month), at admission."""
+
+    state: Literal["ok", "near", "over"]
+    spent_usd: float = 0.0
+    limit_usd: float | None = None
+    period: str | None = None
+    """`day` or `month`: the budget that is the closest to running out."""
+    subject: str | None = None
+    """Whose budget: `team:<name>` or `key:<name>`."""
+
+    def describe(self) -> str:
+        if self.limit_usd is None:
+            return "no budget applies"
+        return f"{self.subject} spent ${self.spent_usd:.4f} of ${self.limit_usd:g} this {self.period}"
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A policy rule's refusal: no model is called."""
+
+    message: str
+    status: int = 403
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +171,12 @@ class Decision:
     cache: CacheSettings = NO_CACHE
     cascade: CascadeSettings | None = None
     """Set when the local model answers first and low confidence sends the request on to the cloud."""
+    deny: Denial | None = None
+    """Set when a rule refuses the request: the pipeline answers with this error and calls no model."""
+    redact: tuple[str, ...] = ()
+    """PII kinds replaced by placeholders before a cloud model sees the request (restored in the answer)."""
+    upstream_headers: Mapping[str, str] = field(default_factory=dict)
+    """Extra headers for calls to remote models (a rule's `headers:`)."""
 
 
 @dataclass(frozen=True, slots=True)

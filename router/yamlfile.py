@@ -86,13 +86,24 @@ def validate_yaml(
     context: dict[str, Any] | None = None,
 ) -> ModelT:
     """Parse and validate YAML text against `model`, raising `error_type` with file:line for every problem."""
+    return validate_yaml_with_lines(model, text, source, error_type, context)[0]
+
+
+def validate_yaml_with_lines(
+    model: type[ModelT],
+    text: str,
+    source: str,
+    error_type: type[ConfigError] = ConfigError,
+    context: dict[str, Any] | None = None,
+) -> tuple[ModelT, dict[LinePath, int]]:
+    """`validate_yaml`, also returning where each key path is written (to point at it later)."""
     data, lines = parse_yaml(text, source, error_type)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise error_type(f"{source}:1: expected a mapping of keys at the top level, got {type(data).__name__}")
     try:
-        return model.model_validate(data, context=context)
+        return model.model_validate(data, context=context), lines
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

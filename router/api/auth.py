@@ -1,21 +1,20 @@
-"""API keys: when any are configured, every /v1 request must carry one (`Authorization: Bearer KEY`)."""
+"""API keys: when any are configured, every /v1 request must carry one (`Authorization: Bearer KEY`).
+
+A presented key is hashed and compared in constant time with the configured hashes (`router/keys.py`).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from fastapi import Request
 
 from router.errors import AuthenticationFailed
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+from router.keys import hash_key
 
 
 async def authenticate(request: Request) -> None:
-    """Sets `request.state.tenant` from the key; keys are kept hashed and compared in constant time."""
+    """Sets `request.state.tenant` (the key's team) and `request.state.key_name` from the key."""
     keys = request.app.state.components.api_keys
     if not keys:
         return
@@ -27,8 +26,9 @@ async def authenticate(request: Request) -> None:
             code="missing_api_key",
         )
     digest = hash_key(token.strip())
-    for known, tenant in keys.items():
+    for known, identity in keys.items():
         if hmac.compare_digest(known, digest):
-            request.state.tenant = tenant
+            request.state.tenant = identity.team
+            request.state.key_name = identity.name
             return
     raise AuthenticationFailed("Incorrect API key provided.")

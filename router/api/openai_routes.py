@@ -130,6 +130,7 @@ def _context(request: Request, body: Any, kind: str, messages: tuple[Any, ...], 
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
         headers=_headers(request),
         tenant=_tenant(request),
+        key_name=getattr(request.state, "key_name", None),
         timeout_s=_client_timeout(request),
     )
 

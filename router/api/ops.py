@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -119,25 +119,38 @@ class ExplainRequest(BaseModel):
     model: str = "auto"
     messages: list[dict[str, Any]] = Field(min_length=1)
     headers: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
 
 
 @router_api.post("/explain")
 async def explain(request: Request) -> dict[str, Any]:
-    """Which route a request would take and why, without calling any model."""
+    """Which route a request would take and why, without calling any model or counting it against limits."""
     c = _components(request)
     body = await parse_request(request, ExplainRequest, c.config.server.max_body_bytes)
-    ctx = await c.pipeline.scored(
-        c.pipeline.prepare(
-            RequestContext(
-                request_id=request.state.request_id,
-                kind="chat",
-                requested_model=body.model,
-                messages=tuple(body.messages),
-                headers={k.lower(): v for k, v in body.headers.items()},
-            )
+    headers = {k.lower(): v for k, v in body.headers.items()}
+    passthrough = {k: v for k, v in (("metadata", body.metadata), ("tools", body.tools)) if v is not None}
+    ctx = c.pipeline.prepare(
+        RequestContext(
+            request_id=request.state.request_id,
+            kind="chat",
+            requested_model=body.model,
+            messages=tuple(body.messages),
+            headers=headers,
+            passthrough=passthrough,
+            tenant=getattr(request.state, "tenant", None) or headers.get(c.config.ledger.tenant_header.lower()),
+            key_name=getattr(request.state, "key_name", None),
         )
     )
+    ctx = await c.pipeline.scored(await with_budget(c, ctx))
     return explanation_dict(c, ctx)
+
+
+async def with_budget(c: Components, ctx: RequestContext) -> RequestContext:
+    """The tenant's budget state as admission would see it, read without counting a request."""
+    if c.pipeline.limiter is None:
+        return ctx
+    return replace(ctx, budget=await c.pipeline.limiter.status(ctx))
 
 
 def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
@@ -148,8 +161,12 @@ def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
         "model": d.model,
         "reason": d.reason,
         "rule": d.rule,
+        "deny": asdict(d.deny) if d.deny else None,
         "fallbacks": list(d.fallbacks),
         "allow_cloud": d.allow_cloud,
+        "max_tokens_cap": d.max_tokens_cap,
+        "redact": list(d.redact),
+        "upstream_headers": dict(d.upstream_headers),
         "scores": dict(d.scores),
         "cascade": asdict(d.cascade) if d.cascade else None,
         "cache": {
@@ -157,21 +174,41 @@ def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
             "not_cacheable": not_cacheable(ctx, d.cache),
         },
         "prompt_tokens": ctx.prompt_tokens,
+        "tenant": ctx.tenant,
+        "budget": asdict(ctx.budget) | {"summary": ctx.budget.describe()} if ctx.budget else None,
         "requested_model": ctx.requested_model,
         "requested_target": explanation.requested_target,
-        "rules": [{"rule": t.rule, "matched": t.matched, "why_not": t.why_not} for t in explanation.match.trace],
+        "rules": [
+            {
+                "rule": t.rule,
+                "matched": t.matched,
+                "why_not": t.why_not,
+                "evidence": list(t.evidence),
+                "origin": t.origin,
+            }
+            for t in explanation.match.trace
+        ],
         "policy": c.pipeline.router.policy.version,
     }
 
 
 @router_api.get("/policy")
 async def policy(request: Request) -> dict[str, Any]:
+    """The policy in force: its version and hash, where it was read from, the last reload and any refused edit."""
     c = _components(request)
     engine = c.pipeline.router.policy
-    return {
+    body: dict[str, Any] = {
         "source": engine.source,
         "version": engine.version,
         "sha256": engine.digest,
-        "default": engine.policy.default.model_dump(),
-        "rules": [rule.model_dump(by_alias=True, exclude_none=True) for rule in engine.policy.rules],
+        "files": [str(f) for f in engine.files],
+        "default": engine.policy.default.model_dump(exclude_none=True),
+        "rules": [
+            rule.model_dump(by_alias=True, exclude_none=True) | {"origin": rule.origin}
+            for rule in engine.rules_for(None)
+        ],
+        "tenants": sorted(engine.policy.tenants),
     }
+    if c.policy_watcher is not None:
+        body["reload"] = asdict(c.policy_watcher.status)
+    return body

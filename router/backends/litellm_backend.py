@@ -202,6 +202,8 @@ class LiteLLMBackend:
             kwargs["max_tokens"] = max_tokens
         if extra:
             kwargs["extra_body"] = extra
+        if ctx.upstream_headers:
+            kwargs["extra_headers"] = dict(ctx.upstream_headers)
         if stream:
             # Always ask for usage: the gateway needs it even when the client did not.
             kwargs["stream_options"] = {"include_usage": True}

@@ -147,10 +147,13 @@ class OpenAIHttpBackend:
         return next(self._bases) + path, json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
     @contextlib.asynccontextmanager
-    async def _exchange(self, url: str, body: bytes) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def _exchange(
+        self, url: str, body: bytes, extra_headers: Mapping[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """Send; map transport failures and error statuses; yield the open response."""
+        headers = {**extra_headers, **self._headers} if extra_headers else self._headers
         try:
-            async with self._client().post(url, data=body, headers=self._headers) as response:
+            async with self._client().post(url, data=body, headers=headers) as response:
                 if response.status >= 400:
                     self._failed += 1
                     raise error_for_status(self.name, response.status, await response.read(), response.headers)
@@ -166,7 +169,10 @@ class OpenAIHttpBackend:
             raise UpstreamError(f"{self.name} broke off the answer: {exc!r}") from exc
 
     async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion:
-        async with self._admission.slot(), self._exchange(*self._request(ctx, max_tokens, stream=False)) as response:
+        async with (
+            self._admission.slot(),
+            self._exchange(*self._request(ctx, max_tokens, stream=False), ctx.upstream_headers) as response,
+        ):
             raw = await response.read()
         try:
             body = json.loads(raw)
@@ -191,7 +197,10 @@ class OpenAIHttpBackend:
         )
 
     async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
-        async with self._admission.slot(), self._exchange(*self._request(ctx, max_tokens, stream=True)) as response:
+        async with (
+            self._admission.slot(),
+            self._exchange(*self._request(ctx, max_tokens, stream=True), ctx.upstream_headers) as response,
+        ):
             async for raw_line in response.content:
                 line = raw_line.decode("utf-8").strip()
                 if not line.startswith("data:"):

@@ -1,7 +1,12 @@
-"""A loaded policy: first matching rule wins, else the default.
+"""A loaded policy: rules tried from the highest priority down, first match wins, else the default.
 
-`PolicyEngine` is immutable once built; reloading a policy means building a new engine and swapping it
-in (see `PolicyHolder`), so a request always sees one whole policy, never half of an edit.
+Loading resolves `include:` (fragments relative to the including file, cycles refused) and remembers
+where each rule was written, so errors and explain name `file:line`. Order, stated once: a tenant's own
+rules, then the policy's included rules (in `include:` order), then its own rules; a stable sort by
+`priority` (highest first) then decides, so equal priorities keep that written order.
+
+`PolicyEngine` is immutable once built; a reload builds a new engine and swaps it in
+(`Router.use_policy`), so a request always sees one whole policy, never half of an edit.
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from router.errors import PolicyError
-from router.policy.matchers import why_not
-from router.policy.schema import Policy, Rule
+from router.policy.matchers import Verdict, evaluate
+from router.policy.schema import DefaultAction, Policy, PolicyFragment, Rule
 from router.types import RequestContext
-from router.yamlfile import validate_yaml
+from router.yamlfile import LinePath, validate_yaml_with_lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,9 @@ class RuleTrace:
     rule: str
     matched: bool
     why_not: str | None
+    evidence: tuple[str, ...] = ()
+    """What made the conditions hold (or the ones that held before one failed): spans, counts, scores."""
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,39 +39,114 @@ class PolicyMatch:
     """The first rule that matched, or None when the default applies."""
     trace: tuple[RuleTrace, ...]
     """Every rule up to and including the match, with why each earlier one did not match."""
+    default: DefaultAction
+    """The default that applies to this request (a tenant's own, or the policy's)."""
+
+
+def _ordered(rules: Iterable[Rule]) -> tuple[Rule, ...]:
+    return tuple(sorted(rules, key=lambda rule: -rule.priority))  # sorted() is stable: ties keep written order
 
 
 class PolicyEngine:
-    def __init__(self, policy: Policy, source: str, digest: str) -> None:
+    def __init__(self, policy: Policy, source: str, digest: str, files: tuple[Path, ...] = ()) -> None:
         self.policy = policy
         self.source = source
         self.digest = digest
+        self.files = files
+        """Every file the policy was read from (itself and its includes): what hot reload watches."""
+        self._shared = _ordered(policy.rules)
+        self._by_tenant = {name: _ordered([*tenant.rules, *policy.rules]) for name, tenant in policy.tenants.items()}
 
     @property
     def version(self) -> str:
         """Short content hash: what `/v1/router/policy` and logs call this policy."""
         return self.digest[:12]
 
+    def rules_for(self, tenant: str | None) -> tuple[Rule, ...]:
+        return self._by_tenant.get(tenant or "", self._shared)
+
+    def default_for(self, tenant: str | None) -> DefaultAction:
+        override = self.policy.tenants.get(tenant or "")
+        return override.default if override is not None and override.default is not None else self.policy.default
+
     def evaluate(self, ctx: RequestContext) -> PolicyMatch:
         trace: list[RuleTrace] = []
-        for rule in self.policy.rules:
-            reason = why_not(rule.when, ctx)
-            trace.append(RuleTrace(rule.name, reason is None, reason))
-            if reason is None:
-                return PolicyMatch(rule, tuple(trace))
-        return PolicyMatch(None, tuple(trace))
+        for rule in self.rules_for(ctx.tenant):
+            verdict: Verdict = evaluate(rule.when, ctx)
+            trace.append(RuleTrace(rule.name, verdict.holds, verdict.why_not, verdict.evidence, rule.origin))
+            if verdict.holds:
+                return PolicyMatch(rule, tuple(trace), self.default_for(ctx.tenant))
+        return PolicyMatch(None, tuple(trace), self.default_for(ctx.tenant))
 
 
-def parse_policy(text: str, source: str, model_names: Iterable[str] | None = None) -> PolicyEngine:
-    """Validate policy YAML text. With `model_names`, routes must name `local`, `cloud` or one of them."""
-    context = {"models": set(model_names)} if model_names is not None else None
-    policy = validate_yaml(Policy, text, source, PolicyError, context)
-    return PolicyEngine(policy, source, hashlib.sha256(text.encode()).hexdigest())
+class _Loader:
+    """Reads a policy and its includes, each file validated on its own so errors carry its own lines."""
+
+    def __init__(self, model_names: Iterable[str] | None) -> None:
+        self._context = {"models": set(model_names)} if model_names is not None else None
+        self.texts: list[tuple[Path | None, str]] = []
+        self._origins: dict[str, str] = {}
+        self._source = "policy"
+
+    def _mark(self, rules: list[Rule], lines: dict[LinePath, int], source: str, path: LinePath) -> None:
+        for i, rule in enumerate(rules):
+            origin = f"{source}:{lines.get((*path, i), '?')}"
+            if rule.name in self._origins:
+                raise PolicyError(
+                    f"{origin}: rules.{i}.name: rule name `{rule.name}` is already used at {self._origins[rule.name]}; "
+                    "names must be unique across the policy, its includes and its tenants"
+                )
+            self._origins[rule.name] = origin
+            rule._origin = origin
+
+    def _fragment_rules(self, fragment: PolicyFragment, base: Path, chain: tuple[Path, ...]) -> list[Rule]:
+        rules: list[Rule] = []
+        for name in fragment.include:
+            path = (base / name).resolve()
+            where = chain[-1] if chain else self._source
+            if path in chain:
+                cycle = " -> ".join(str(p) for p in (*chain[chain.index(path) :], path))
+                raise PolicyError(f"{where}: include `{name}` forms a cycle: {cycle}")
+            text = _read(path, f"{where}: include `{name}`")
+            included, lines = validate_yaml_with_lines(PolicyFragment, text, str(path), PolicyError, self._context)
+            self.texts.append((path, text))
+            rules += self._fragment_rules(included, path.parent, (*chain, path))
+            self._mark(included.rules, lines, str(path), ("rules",))
+            rules += included.rules
+        return rules
+
+    def load(self, text: str, source: str, path: Path | None) -> PolicyEngine:
+        self._source = source
+        policy, lines = validate_yaml_with_lines(Policy, text, source, PolicyError, self._context)
+        self.texts.append((path, text))
+        base = path.parent if path is not None else Path.cwd()
+        chain = (path.resolve(),) if path is not None else ()
+        included = self._fragment_rules(policy, base, chain)
+        self._mark(policy.rules, lines, source, ("rules",))
+        for tenant, override in policy.tenants.items():
+            self._mark(override.rules, lines, source, ("tenants", tenant, "rules"))
+        merged = policy.model_copy(update={"rules": [*included, *policy.rules], "include": []})
+        digest = hashlib.sha256()
+        for _, content in self.texts:
+            digest.update(hashlib.sha256(content.encode()).digest())
+        files = tuple(p for p, _ in self.texts if p is not None)
+        return PolicyEngine(merged, source, digest.hexdigest(), files)
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{what}: cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def parse_policy(
+    text: str, source: str, model_names: Iterable[str] | None = None, path: Path | None = None
+) -> PolicyEngine:
+    """Validate policy YAML text. With `model_names`, routes must name `local`, `cloud` or one of them;
+    includes are resolved relative to `path` (or the working directory)."""
+    return _Loader(model_names).load(text, source, path)
 
 
 def load_policy(path: Path, model_names: Iterable[str] | None = None) -> PolicyEngine:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror or exc}") from exc
-    return parse_policy(text, str(path), model_names)
+    return parse_policy(_read(path, str(path)), str(path), model_names, path)

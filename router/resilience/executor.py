@@ -9,6 +9,10 @@ For each model in the chain (the decision's model, then its fallbacks):
 - a model that still fails before it has produced anything hands over to the next one.
 The client sees one answer; `x-router-fallback` and the log line say what happened. A stream can fall
 back or retry only before its first delta: after that, a failure ends it with an error event.
+
+Each model gets the request as it may see it: a cloud model gets personal data replaced by placeholders
+when the decision says `redact` (the answer gets the originals back), remote models get a rule's extra
+headers.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -34,6 +38,7 @@ from router.errors import (
     UpstreamUnavailable,
 )
 from router.metrics import Metrics, failure_reason
+from router.pii import Redaction
 from router.resilience.breaker import CircuitBreaker
 from router.types import Completion, Decision, RequestContext, Served, StreamDelta
 
@@ -92,18 +97,20 @@ class Executor:
     async def complete(
         self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float
     ) -> tuple[Completion, Served]:
-        async def attempt(backend: Backend, timeouts: Timeouts, remaining: float) -> Completion:
+        async def attempt(backend: Backend, ctx: RequestContext, timeouts: Timeouts, remaining: float) -> Completion:
             async with asyncio.timeout(min(timeouts.total_s, remaining)):
                 return await backend.complete(ctx, max_tokens)
 
-        return await self._chain(ctx, decision, deadline, attempt)
+        return await self._chain(ctx, decision, deadline, attempt, _restore_completion)
 
     async def stream(
         self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float
     ) -> tuple[AsyncIterator[StreamDelta], Served]:
         """Start a stream; returns once its first delta has arrived, so retries and fallback stay invisible."""
 
-        async def attempt(backend: Backend, timeouts: Timeouts, remaining: float) -> AsyncIterator[StreamDelta]:
+        async def attempt(
+            backend: Backend, ctx: RequestContext, timeouts: Timeouts, remaining: float
+        ) -> AsyncIterator[StreamDelta]:
             started = time.monotonic()
             deltas = aiter(backend.stream(ctx, max_tokens))
             try:
@@ -115,7 +122,7 @@ class Executor:
             ends_at = min(started + timeouts.total_s, deadline)
             return _guarded(backend.name, first, deltas, ends_at)
 
-        return await self._chain(ctx, decision, deadline, attempt)
+        return await self._chain(ctx, decision, deadline, attempt, _restore_stream)
 
     def _skip_reason(self, decision: Decision, backend: Backend) -> RouterError | None:
         if backend.tier == "cloud" and not decision.allow_cloud:
@@ -129,7 +136,8 @@ class Executor:
         ctx: RequestContext,
         decision: Decision,
         deadline: float,
-        attempt: Callable[[Backend, Timeouts, float], Awaitable[T]],
+        attempt: Callable[[Backend, RequestContext, Timeouts, float], Awaitable[T]],
+        restore: Callable[[T, Redaction], T],
     ) -> tuple[T, Served]:
         failures: list[tuple[str, RouterError]] = []
         for name in (decision.model, *decision.fallbacks):
@@ -137,14 +145,17 @@ class Executor:
             if (skip := self._skip_reason(decision, backend)) is not None:
                 failures.append((name, skip))
                 continue
+            call_ctx, redaction = _as_seen_by(backend, ctx, decision)
             try:
-                result = await self._attempts(ctx, backend, deadline, attempt)
+                result = await self._attempts(call_ctx, backend, deadline, attempt)
             except HANDOVER_ERRORS as exc:
                 if isinstance(exc, Overloaded):
                     self._metrics.shed.labels(name).inc()
                 failures.append((name, exc))
                 log.warning("request %s: %s could not answer: %s", ctx.request_id, name, exc.message)
                 continue
+            if redaction is not None:
+                result = restore(result, redaction)
             return result, self._served(decision, backend, failures)
         raise _exhausted(decision, failures)
 
@@ -153,7 +164,7 @@ class Executor:
         ctx: RequestContext,
         backend: Backend,
         deadline: float,
-        attempt: Callable[[Backend, Timeouts, float], Awaitable[T]],
+        attempt: Callable[[Backend, RequestContext, Timeouts, float], Awaitable[T]],
     ) -> T:
         guard = self._guards[backend.name]
         retrying = AsyncRetrying(
@@ -171,7 +182,7 @@ class Executor:
                 if remaining <= 0:
                     raise UpstreamTimeout(f"the request's deadline passed before {backend.name} could answer")
                 try:
-                    result = await attempt(backend, guard.timeouts, remaining)
+                    result = await attempt(backend, ctx, guard.timeouts, remaining)
                 except TimeoutError as exc:
                     await self._failed(guard, backend.name, "timeout")
                     raise UpstreamTimeout(f"{backend.name} did not answer in time") from exc
@@ -212,6 +223,44 @@ class Executor:
             fallback=fallback,
             fallback_reason=f"{first_model}: {first_error.message}",
         )
+
+
+def _as_seen_by(backend: Backend, ctx: RequestContext, decision: Decision) -> tuple[RequestContext, Redaction | None]:
+    """The request as this model may see it, and the redaction to undo in its answer (None: nothing hidden)."""
+    if decision.upstream_headers:
+        ctx = replace(ctx, upstream_headers=decision.upstream_headers)
+    if not decision.redact or backend.tier != "cloud":
+        return ctx, None
+    redaction = Redaction(decision.redact, avoid=ctx.all_text() + (ctx.prompt or ""))
+    messages = redaction.redact_messages(ctx.messages)
+    prompt = redaction.redact(ctx.prompt) if ctx.prompt is not None else None
+    if not redaction.active:
+        return ctx, None
+    return replace(ctx, messages=messages, prompt=prompt, memo={}), redaction
+
+
+def _restore_completion(completion: Completion, redaction: Redaction) -> Completion:
+    return replace(
+        completion,
+        content=redaction.restore(completion.content) if completion.content else completion.content,
+        message_extra=redaction.restore_extra(completion.message_extra),
+    )
+
+
+async def _restore_stream(deltas: AsyncIterator[StreamDelta], redaction: Redaction) -> AsyncIterator[StreamDelta]:
+    """Restore placeholders as the answer streams; one split across deltas is held until it is whole."""
+    restorer = redaction.stream_restorer()
+    try:
+        async for delta in deltas:
+            content = restorer.feed(delta.content) if delta.content else delta.content
+            if delta.finish_reason is not None or delta.usage is not None:
+                content = (content or "") + restorer.flush() or content
+            extra = redaction.restore_extra(delta.delta_extra) if delta.delta_extra else delta.delta_extra
+            yield replace(delta, content=content, delta_extra=extra)
+        if tail := restorer.flush():
+            yield StreamDelta(content=tail)
+    finally:
+        await _close(deltas)
 
 
 async def _guarded(

@@ -45,7 +45,7 @@ def test_bad_regex_is_reported_with_its_line() -> None:
 
 def test_missing_route_is_reported() -> None:
     message = refused("rules:\n  - name: r\n    when: {keywords: [x]}\n")
-    assert "rules.0.route: required key is missing" in message
+    assert "p.yaml:2: rules.0: Value error, `route` is missing" in message
 
 
 def test_empty_condition_is_refused() -> None:
