@@ -157,7 +157,8 @@ class Pipeline:
         ctx = await self.scored(await self.admitted(ctx))
         decision = self.decide(ctx)
         if decision.deny is not None:
-            raise _Refused(decision, PolicyDenied(decision.deny.message, decision.deny.status))
+            deny = decision.deny
+            raise _Refused(decision, PolicyDenied(deny.message, deny.status, code=deny.code))
         if self.cache is None:
             return ctx, decision, BYPASS
         embedded = ctx

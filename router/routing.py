@@ -169,7 +169,7 @@ class Router:
         if self._config.limits.on_budget_exceeded == "reject":
             if decision.route == "local" and decision.cascade is None:
                 return replace(decision, allow_cloud=False)
-            return replace(decision, deny=Denial(message + ".", 429), reason="budget-exceeded")
+            return replace(decision, deny=Denial(message + ".", 429, "budget_exceeded"), reason="budget-exceeded")
         route, models = self.models_for("local")
         if decision.route == "local":
             return replace(decision, allow_cloud=False, cascade=None)

@@ -106,6 +106,7 @@ class Denial:
 
     message: str
     status: int = 403
+    code: str = "denied_by_policy"
 
 
 @dataclass(frozen=True, slots=True)

@@ -127,3 +127,49 @@ def ledger_gateway(stand_in_cloud: str, tmp_path_factory: pytest.TempPathFactory
     env = {CLOUD_KEY_ENV: "sk-stand-in"}
     with start_gateway(tmp_path_factory.mktemp("ledger"), stand_in_cloud, env, "/readyz") as gw:
         yield gw
+
+
+@dataclass
+class FaultyCloud:
+    url: str
+
+    @property
+    def v1(self) -> str:
+        return f"{self.url}/v1"
+
+    def set(self, mode: str, times: int | None = None, **options: float) -> None:
+        httpx.post(f"{self.url}/control", json={"mode": mode, "times": times, **options}).raise_for_status()
+
+    def calls(self) -> list[float]:
+        return httpx.get(f"{self.url}/calls").json()["at"]
+
+    def requests(self) -> list[dict]:
+        """What each call sent (messages, prompt, headers): what a cloud provider would have seen."""
+        return httpx.get(f"{self.url}/calls").json()["requests"]
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/reset").raise_for_status()
+
+
+def faulty_cloud_args(port: int) -> list[str]:
+    return [sys.executable, "-m", "tests.faulty_cloud", "--port", str(port)]
+
+
+@pytest.fixture(scope="session")
+def faulty_cloud_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def faulty_cloud_session(faulty_cloud_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyCloud]:
+    log = tmp_path_factory.mktemp("faulty") / "faulty.log"
+    url = f"http://127.0.0.1:{faulty_cloud_port}"
+    with running(faulty_cloud_args(faulty_cloud_port), f"{url}/v1/models", log):
+        yield FaultyCloud(url)
+
+
+@pytest.fixture()
+def faulty_cloud(faulty_cloud_session: FaultyCloud) -> Iterator[FaultyCloud]:
+    faulty_cloud_session.reset()
+    yield faulty_cloud_session
+    faulty_cloud_session.reset()

@@ -2,9 +2,11 @@
 
 Run as `python -m tests.faulty_cloud --port P`. `POST /control` sets how the next requests fail:
     {"mode": "ok" | "error500" | "rate_limit" | "bad_request" | "slow_first_byte" | "hang" | "drop_mid_stream",
-     "times": N (then back to ok; omit for "until told otherwise"), "retry_after": S, "delay_s": S}
-`GET /calls` returns how many completion calls arrived and when (server clock), `POST /reset` clears
-both. Answers are canned and instant, so timing is the server's choice, not a model's.
+     "times": N (then back to ok; omit for "until told otherwise"), "retry_after": S, "delay_s": S,
+     "echo": true (answer with the last user message instead of the canned answer)}
+`GET /calls` returns how many completion calls arrived, when (server clock), and what each one sent
+(messages and headers: what a cloud provider would have seen); `POST /reset` clears all. Answers are
+instant, so timing is the server's choice, not a model's.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ class Faults:
         self.times: int | None = None
         self.retry_after = 1.0
         self.delay_s = 5.0
+        self.echo = False
         self.calls: list[float] = []
+        self.requests: list[dict[str, Any]] = []
 
     def next_mode(self) -> str:
         self.calls.append(time.monotonic())
@@ -69,8 +73,19 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None, usage: 
 USAGE = {"prompt_tokens": 7, "completion_tokens": len(ANSWER), "total_tokens": 7 + len(ANSWER)}
 
 
+def _answer(body: dict[str, Any]) -> list[str]:
+    if not faults.echo:
+        return ANSWER
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"] or [{"content": body.get("prompt", "")}]
+    text = str(users[-1].get("content") or "")
+    return [text[i : i + 5] for i in range(0, len(text), 5)] or [""]  # small pieces: placeholders get split
+
+
 async def completions(request: Request) -> Response:
     body = await request.json()
+    faults.requests.append(
+        {"messages": body.get("messages"), "prompt": body.get("prompt"), "headers": dict(request.headers)}
+    )
     model = body.get("model", "faulty")
     mode = faults.next_mode()
     if mode == "error500":
@@ -83,9 +98,10 @@ async def completions(request: Request) -> Response:
         await asyncio.sleep(3600)
     if mode == "slow_first_byte":
         await asyncio.sleep(faults.delay_s)
+    answer = _answer(body)
     if body.get("stream"):
-        return StreamingResponse(_stream(model, mode == "drop_mid_stream"), media_type="text/event-stream")
-    message = {"role": "assistant", "content": "".join(ANSWER)}
+        return StreamingResponse(_stream(model, answer, mode == "drop_mid_stream"), media_type="text/event-stream")
+    message = {"role": "assistant", "content": "".join(answer)}
     return JSONResponse(
         {
             "id": "chatcmpl-faulty",
@@ -98,9 +114,9 @@ async def completions(request: Request) -> Response:
     )
 
 
-async def _stream(model: str, drop: bool):
+async def _stream(model: str, answer: list[str], drop: bool):
     yield _chunk(model, {"role": "assistant", "content": ""})
-    for i, piece in enumerate(ANSWER):
+    for i, piece in enumerate(answer):
         if drop and i == 2:
             raise ConnectionResetError("injected: connection dropped mid-stream")
         yield _chunk(model, {"content": piece})
@@ -116,11 +132,12 @@ async def control(request: Request) -> Response:
     faults.times = body.get("times")
     faults.retry_after = float(body.get("retry_after", faults.retry_after))
     faults.delay_s = float(body.get("delay_s", faults.delay_s))
+    faults.echo = bool(body.get("echo", faults.echo))
     return JSONResponse({"mode": faults.mode})
 
 
 async def calls(request: Request) -> Response:
-    return JSONResponse({"count": len(faults.calls), "at": faults.calls})
+    return JSONResponse({"count": len(faults.calls), "at": faults.calls, "requests": faults.requests})
 
 
 async def reset(request: Request) -> Response:

@@ -286,6 +286,8 @@ class DenyAction(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _string_is_the_message(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("`deny` needs a message; YAML reads an unquoted yes/no/on/off as a boolean: quote it")
         return {"message": value} if isinstance(value, str) else value
 
 

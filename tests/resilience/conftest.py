@@ -2,62 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
-from tests.conftest import CLOUD_KEY_ENV, HERE, Gateway
+from tests.conftest import CLOUD_KEY_ENV, HERE, FaultyCloud, Gateway
 from tests.servers import RedisServer, free_port, gateway_args, running
 
 RESILIENCE_POLICY = HERE / "policies" / "resilience.yaml"
 FAST_BACKOFF = {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "max_retry_after_s": 5}
-
-
-@dataclass
-class FaultyCloud:
-    url: str
-
-    @property
-    def v1(self) -> str:
-        return f"{self.url}/v1"
-
-    def set(self, mode: str, times: int | None = None, **options: float) -> None:
-        httpx.post(f"{self.url}/control", json={"mode": mode, "times": times, **options}).raise_for_status()
-
-    def calls(self) -> list[float]:
-        return httpx.get(f"{self.url}/calls").json()["at"]
-
-    def reset(self) -> None:
-        httpx.post(f"{self.url}/reset").raise_for_status()
-
-
-def faulty_cloud_args(port: int) -> list[str]:
-    return [sys.executable, "-m", "tests.faulty_cloud", "--port", str(port)]
-
-
-@pytest.fixture(scope="session")
-def faulty_cloud_port() -> int:
-    return free_port()
-
-
-@pytest.fixture(scope="session")
-def faulty_cloud_session(faulty_cloud_port: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyCloud]:
-    log = tmp_path_factory.mktemp("faulty") / "faulty.log"
-    url = f"http://127.0.0.1:{faulty_cloud_port}"
-    with running(faulty_cloud_args(faulty_cloud_port), f"{url}/v1/models", log):
-        yield FaultyCloud(url)
-
-
-@pytest.fixture()
-def faulty_cloud(faulty_cloud_session: FaultyCloud) -> Iterator[FaultyCloud]:
-    faulty_cloud_session.reset()
-    yield faulty_cloud_session
-    faulty_cloud_session.reset()
 
 
 def _remote(engine: str, name: str, api_base: str) -> dict:
