@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 
 from tests.conftest import CLOUD_KEY_ENV
-from tests.resilience.conftest import RESILIENCE_POLICY, faulty_cloud_args, resilient_config
-from tests.servers import RedisServer, free_port, gateway_args, running
+from tests.resilience.conftest import RESILIENCE_POLICY, resilient_config
+from tests.servers import RedisServer, faulty_cloud_args, free_port, gateway_args, running
 
 
 async def _one(client: httpx.AsyncClient, url: str, deadline_s: float, n: int) -> str:

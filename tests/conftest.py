@@ -14,7 +14,7 @@ import yaml
 
 from router.backends.model_files import default_gguf_path
 from router.config import Settings
-from tests.servers import RedisServer, free_port, gateway_args, running
+from tests.servers import RedisServer, faulty_cloud_args, free_port, gateway_args, running
 
 HERE = Path(__file__).parent
 TEST_POLICY = HERE / "policies" / "test.yaml"
@@ -149,10 +149,6 @@ class FaultyCloud:
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/reset").raise_for_status()
-
-
-def faulty_cloud_args(port: int) -> list[str]:
-    return [sys.executable, "-m", "tests.faulty_cloud", "--port", str(port)]
 
 
 @pytest.fixture(scope="session")

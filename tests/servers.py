@@ -64,6 +64,11 @@ def running(
                 process.wait()
 
 
+def faulty_cloud_args(port: int) -> list[str]:
+    """The fault-injecting stand-in cloud (`tests/faulty_cloud.py`) on a port."""
+    return [sys.executable, "-m", "tests.faulty_cloud", "--port", str(port)]
+
+
 def gateway_args(port: int, config: Path, policy: Path) -> list[str]:
     return [
         sys.executable, "-m", "router", "serve",

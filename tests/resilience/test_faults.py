@@ -10,8 +10,7 @@ import openai
 import pytest
 
 from tests.api.test_disconnect import NEVER_STOP, wait_for
-from tests.conftest import Gateway
-from tests.resilience.conftest import FaultyCloud
+from tests.conftest import FaultyCloud, Gateway
 
 HI = [{"role": "user", "content": "Say hi."}]
 
