@@ -66,7 +66,8 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
+        # SIGTERM: stop accepting, let requests in flight (streams too) finish, then run the shutdown.
+        timeout_graceful_shutdown=application.state.components.config.server.shutdown_grace_s,
         access_log=False,  # the gateway logs one richer line per request itself (router.requests)
     )
 

@@ -187,6 +187,12 @@ class ServerConfig(_Strict):
         description="Deadline of one request, all attempts and fallbacks included; a client may "
         "ask for less with the `x-router-timeout` header (seconds).",
     )
+    shutdown_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="On SIGTERM the gateway stops accepting connections and lets requests in flight (streams "
+        "included) finish for up to this long before it exits. Keep it below the orchestrator's grace period.",
+    )
 
 
 class LedgerConfig(_Strict):

@@ -3,7 +3,8 @@
 Run as `python -m tests.faulty_cloud --port P`. `POST /control` sets how the next requests fail:
     {"mode": "ok" | "error500" | "rate_limit" | "bad_request" | "slow_first_byte" | "hang" | "drop_mid_stream",
      "times": N (then back to ok; omit for "until told otherwise"), "retry_after": S, "delay_s": S,
-     "echo": true (answer with the last user message instead of the canned answer)}
+     "echo": true (answer with the last user message instead of the canned answer),
+     "chunk_delay_s": S (pause between streamed chunks; default 0.01)}
 `GET /calls` returns how many completion calls arrived, when (server clock), and what each one sent
 (messages and headers: what a cloud provider would have seen); `POST /reset` clears all. Answers are
 instant, so timing is the server's choice, not a model's.
@@ -36,6 +37,7 @@ class Faults:
         self.retry_after = 1.0
         self.delay_s = 5.0
         self.echo = False
+        self.chunk_delay_s = 0.01
         self.calls: list[float] = []
         self.requests: list[dict[str, Any]] = []
 
@@ -120,7 +122,7 @@ async def _stream(model: str, answer: list[str], drop: bool):
         if drop and i == 2:
             raise ConnectionResetError("injected: connection dropped mid-stream")
         yield _chunk(model, {"content": piece})
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(faults.chunk_delay_s)
     yield _chunk(model, {}, finish="stop")
     yield _chunk(model, {}, usage=USAGE)
     yield b"data: [DONE]\n\n"
@@ -133,6 +135,7 @@ async def control(request: Request) -> Response:
     faults.retry_after = float(body.get("retry_after", faults.retry_after))
     faults.delay_s = float(body.get("delay_s", faults.delay_s))
     faults.echo = bool(body.get("echo", faults.echo))
+    faults.chunk_delay_s = float(body.get("chunk_delay_s", faults.chunk_delay_s))
     return JSONResponse({"mode": faults.mode})
 
 
