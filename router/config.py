@@ -27,7 +27,8 @@ DEFAULT_CLOUD_MODEL = "gpt-4o-mini"
 class Settings(BaseSettings):
     """Process settings from the environment (prefix `ROUTER_`)."""
 
-    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore")
+    # An empty variable means unset (compose and Kubernetes pass `VAR=` for an optional value left out).
+    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", env_ignore_empty=True)
 
     config: Path | None = Field(None, description="Gateway YAML file; unset means the embedded defaults.")
     policy: Path | None = Field(None, description="Routing policy YAML; unset means the packaged default policy.")
