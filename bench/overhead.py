@@ -214,7 +214,7 @@ def main() -> None:
 
         (work / "router.yaml").write_text(json.dumps({
             "models": {
-                "gemma-3-270m": {"engine": "llama-cpp"},
+                "gemma-3-270m": {"engine": "llama-cpp", "package": "gemma-3-270m"},
                 MODEL: {"engine": "openai-compatible", "tier": "cloud", "model": MODEL, "api_base": [f"{upstream}/v1"],
                         "max_concurrency": 1024},
                 f"{MODEL}-sse": {"engine": "openai-compatible", "tier": "cloud", "model": MODEL,

@@ -39,9 +39,17 @@ class CascadingExecutor:
             return None
         return decision.cascade.escalate(confidence), confidence.value(decision.cascade.metric)
 
+    def _without_unreachable_cascade(self, decision: Decision) -> Decision:
+        """No cloud model could take an escalation now (no key, not configured): answer as if there were
+        no cascade, so a stream is not held back for a second opinion that cannot come."""
+        if decision.cascade is None or self._executor.can_reach(self._router.escalated(decision)):
+            return decision
+        return replace(decision, cascade=None)
+
     async def complete(
         self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float
     ) -> tuple[Completion, Served]:
+        decision = self._without_unreachable_cascade(decision)
         if decision.cascade is None:
             return await self._executor.complete(ctx, decision, max_tokens, deadline)
         ctx = replace(ctx, measure_confidence=True)
@@ -63,6 +71,7 @@ class CascadingExecutor:
     async def stream(
         self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float
     ) -> tuple[AsyncIterator[StreamDelta], Served]:
+        decision = self._without_unreachable_cascade(decision)
         if decision.cascade is None:
             return await self._executor.stream(ctx, decision, max_tokens, deadline)
         ctx = replace(ctx, measure_confidence=True)

@@ -157,7 +157,7 @@ def route(
 
 def _token_counter(components: Components) -> TokenCounter:
     """Exact counts from the local GGUF's vocabulary (weights are not loaded), else the estimate."""
-    from router.backends.model_files import default_gguf_path
+    from router.backends.model_files import model_gguf_path
     from router.config import LlamaCppModel
     from router.tokens import gguf_vocab_counter
 
@@ -166,7 +166,7 @@ def _token_counter(components: Components) -> TokenCounter:
     if not isinstance(spec, LlamaCppModel):
         return TokenCounter()
     try:
-        path = spec.model_path or default_gguf_path(components.settings.model_dir)
+        path = model_gguf_path(spec.model_path, spec.package, components.settings.model_dir)
         return TokenCounter(gguf_vocab_counter(str(path)))
     except Exception:  # no GGUF at hand: estimate; the decision is still shown
         return TokenCounter()
@@ -357,17 +357,24 @@ def train(
     out: Annotated[Path, typer.Option(help="Where to write the head.")] = Path("router/classify/head.npz"),
     cache_dir: EmbeddingCache = None,
     config: ConfigOpt = None,
+    hold_out: Annotated[
+        bool, typer.Option("--hold-out", help="Keep a fixed quarter of the domains out, for `router eval` to score.")
+    ] = False,
+    folds: Annotated[int, typer.Option(help="Domain-grouped cross-validation folds for the selection.")] = 8,
 ) -> None:
-    """Train the escalation head; a quarter of the domains is held out and never seen."""
+    """Train the escalation head, choosing its family by domain-grouped cross-validation."""
     from router.classify.data import read_mmlu
     from router.classify.train import train as train_head
 
     logging.basicConfig(level="INFO", format="%(message)s")
-    result = train_head(read_mmlu(mmlu), _embedder(config), _embedding_cache(cache_dir))
+    result = train_head(read_mmlu(mmlu), _embedder(config), _embedding_cache(cache_dir), folds, hold_out)
     result.head.save(out)
-    typer.echo(f"chose {result.chosen}; cross-validated APGR per family:")
+    typer.echo(f"chose {result.chosen}; out-of-fold APGR per family (95% CI, resampling domains):")
     for name, apgr in sorted(result.validation.items(), key=lambda item: -item[1]):
-        typer.echo(f"  {apgr:.4f}  {name}")
+        low, high = result.intervals[name]
+        typer.echo(f"  {apgr:.4f} [{low:.3f}, {high:.3f}]  {name}")
+    held = result.head.meta["test_domains"]
+    typer.echo(f"held out: {', '.join(held)}" if held else "trained on every clean domain (none held out)")
     typer.echo(f"wrote {out}")
 
 

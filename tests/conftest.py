@@ -58,7 +58,13 @@ def stand_in_cloud(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def write_config(path: Path, cloud_base: str, **server: object) -> Path:
     config = {
         "models": {
-            "gemma-3-270m": {"engine": "llama-cpp", "n_ctx": 2048, "n_threads": 1, "default_max_tokens": 64},
+            "gemma-3-270m": {
+                "engine": "llama-cpp",
+                "package": "gemma-3-270m",
+                "n_ctx": 2048,
+                "n_threads": 1,
+                "default_max_tokens": 64,
+            },
             CLOUD_MODEL: {
                 "engine": "litellm",
                 "model": f"openai/{CLOUD_MODEL}",

@@ -109,7 +109,15 @@ def test_cascade_rules_that_cannot_work_are_refused(rule: str, expected: str) ->
 class _CloudDown:
     """A stand-in executor: the local model answers unsure, every cloud call fails."""
 
+    def __init__(self, reachable: bool = True) -> None:
+        self.reachable = reachable
+        self.measured: list[bool] = []
+
+    def can_reach(self, decision: Decision) -> bool:
+        return self.reachable
+
     async def complete(self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float):
+        self.measured.append(ctx.measure_confidence)
         if decision.route == "cloud":
             raise UpstreamUnavailable("cloud down")
         unsure = Confidence(-2.0, -5.0, 4.0, 3)
@@ -129,3 +137,16 @@ async def test_when_the_cloud_cannot_answer_the_local_answer_stands() -> None:
     assert decision.cascade is not None
     completion, served = await CascadingExecutor(_CloudDown(), router).complete(ctx, decision, 8, math.inf)
     assert completion.content == "local answer" and served.cascade == "escalation-failed" and served.route == "local"
+
+
+async def test_with_no_cloud_to_escalate_to_the_cascade_stands_aside() -> None:
+    """No key, no cloud: the answer is not held back to measure a confidence nobody can act on."""
+    from router.config import GatewayConfig
+    from router.routing import Router
+
+    router = Router(GatewayConfig(), parse_policy("default: {route: local, cascade: {threshold: -0.5}}\n", "p"))
+    ctx = RequestContext("r", "chat", "auto", ({"role": "user", "content": "hi"},))
+    executor = _CloudDown(reachable=False)
+    completion, served = await CascadingExecutor(executor, router).complete(ctx, router.decide(ctx), 8, math.inf)
+    assert completion.content == "local answer" and served.cascade is None
+    assert executor.measured == [False]

@@ -52,6 +52,8 @@ async def readyz(request: Request) -> JSONResponse:
         "shared_state": "none" if c.redis is None else ("redis" if c.redis.available else "redis-unreachable"),
         "cache": c.pipeline.cache.store.describe() if c.pipeline.cache is not None else {"store": "off"},
     }
+    if c.pipeline.scorer is not None:
+        body["classifier"] = c.pipeline.scorer.describe()
     if embeddings is not None and embeddings.error:
         body["embedder_error"] = embeddings.error
     if waiting_for:

@@ -87,6 +87,7 @@ def gguf_template_renderer(metadata: Mapping[str, str], eos: str, bos: str) -> C
     def render(messages: Messages) -> ChatPrompt:
         result = formatter(messages=[dict(m) for m in messages])
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
-        return ChatPrompt(result.prompt, (*stop, eos))
+        # An empty stop string would end every generation before its first token.
+        return ChatPrompt(result.prompt, tuple(s for s in (*stop, eos) if s))
 
     return render

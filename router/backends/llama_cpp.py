@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
 from router.backends.confidence import ConfidenceMeter
-from router.backends.model_files import default_gguf_path
+from router.backends.model_files import model_gguf_path, packaged_model
 from router.config import LlamaCppModel
 from router.errors import InvalidRequest, Overloaded, UpstreamUnavailable
 from router.tokens import count_with, load_vocab
@@ -73,6 +73,7 @@ class LlamaCppBackend:
         self._served = 0
         self._stats_lock = threading.Lock()
         self.model_path: Path | None = spec.model_path
+        self._system_prompt: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -89,8 +90,14 @@ class LlamaCppBackend:
     def _load(self) -> None:
         from llama_cpp import Llama
 
-        path = self._spec.model_path or default_gguf_path(self._model_dir)
+        spec = self._spec
+        packaged = None if spec.model_path else packaged_model(spec.package)
+        path = model_gguf_path(spec.model_path, spec.package, self._model_dir)
         self.model_path = path
+        chat_format = spec.chat_format or (packaged.chat_format if packaged else "gguf")
+        self._system_prompt = (
+            spec.system_prompt if spec.system_prompt is not None else (packaged.system_prompt if packaged else None)
+        )
         if not path.exists():
             raise FileNotFoundError(f"model file {path} does not exist")
         threads = self._spec.n_threads or max(1, (os.cpu_count() or 1) // self._spec.instances)
@@ -105,14 +112,15 @@ class LlamaCppBackend:
             for _ in range(self._spec.instances)
         ]
         first = instances[0]
-        if self._spec.chat_format == "gguf":
-            eos = first.detokenize([first.token_eos()]).decode("utf-8", "ignore")
-            bos = first.detokenize([first.token_bos()]).decode("utf-8", "ignore")
+        if chat_format == "gguf":
+            # special=True: without it llama.cpp renders control tokens such as <|im_end|> as ''.
+            eos = first.detokenize([first.token_eos()], special=True).decode("utf-8", "ignore")
+            bos = first.detokenize([first.token_bos()], special=True).decode("utf-8", "ignore")
             self._render = gguf_template_renderer(first.metadata, eos, bos)
-        elif self._spec.chat_format in FORMATS:
-            self._render = FORMATS[self._spec.chat_format]
+        elif chat_format in FORMATS:
+            self._render = FORMATS[chat_format]
         else:
-            raise ValueError(f"unknown chat_format `{self._spec.chat_format}`; expected one of {[*FORMATS, 'gguf']}")
+            raise ValueError(f"unknown chat_format `{chat_format}`; expected one of {[*FORMATS, 'gguf']}")
         # Tokenizing for counts and context checks must not wait for a busy generation context,
         # so a vocabulary-only instance (no weights in use, a few MB) serves it.
         self._tokenizer = load_vocab(str(path))
@@ -158,7 +166,10 @@ class LlamaCppBackend:
         assert self._tokenizer is not None and self._render is not None
         stops: list[str] = []
         if ctx.kind == "chat":
-            rendered = self._render(ctx.messages)
+            messages = ctx.messages
+            if self._system_prompt and not any(m.get("role") in ("system", "developer") for m in messages):
+                messages = ({"role": "system", "content": self._system_prompt}, *messages)
+            rendered = self._render(messages)
             text, stops = rendered.text, list(rendered.stop)
         else:
             text = ctx.prompt or ""

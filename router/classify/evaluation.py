@@ -51,3 +51,38 @@ def random_curve(weak: np.ndarray, strong: np.ndarray) -> Curve:
 
 def summary(c: Curve) -> dict[str, float]:
     return {"apgr": round(c.apgr, 4), "cpt50": round(c.cpt(0.5), 4), "cpt80": round(c.cpt(0.8), 4)}
+
+
+def bootstrap(
+    scores: np.ndarray,
+    weak: np.ndarray,
+    strong: np.ndarray,
+    groups: list[str] | None = None,
+    reps: int = 1000,
+    seed: int = 7,
+) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of APGR, CPT(50%) and CPT(80%).
+
+    With several groups (MMLU domains) whole groups are resampled, since prompts of one domain are not
+    independent draws; with one group (GSM8K, MT-Bench), prompts are.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(set(groups or []))
+    members = [np.flatnonzero(np.array(groups) == g) for g in names] if len(names) > 1 else None
+    draws: dict[str, list[float]] = {"apgr": [], "cpt50": [], "cpt80": []}
+    for _ in range(reps):
+        if members is not None:
+            idx = np.concatenate([members[i] for i in rng.integers(0, len(members), len(members))])
+        else:
+            idx = rng.integers(0, len(scores), len(scores))
+        c = curve(scores[idx], weak[idx], strong[idx])
+        draws["apgr"].append(c.apgr)
+        draws["cpt50"].append(c.cpt(0.5))
+        draws["cpt80"].append(c.cpt(0.8))
+    return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in draws.items()}
+
+
+def bootstrap_apgr(
+    scores: np.ndarray, weak: np.ndarray, strong: np.ndarray, groups: list[str] | None = None, reps: int = 500
+) -> tuple[float, float]:
+    return bootstrap(scores, weak, strong, groups, reps)["apgr"]

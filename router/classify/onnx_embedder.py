@@ -1,9 +1,10 @@
-"""The request path's embedder: the sentence-transformers model exported once to ONNX, run by onnxruntime.
+"""The request path's embedder: the sentence-transformers model as ONNX, run by onnxruntime.
 
 sentence-transformers on torch spends ~25-50 ms on one short prompt on two cores, mostly in framework
-overhead; the same network under onnxruntime takes a few milliseconds. The export runs once, at the
-first start, with torch (the `classifier` extra has it), into the model cache folder, keyed by a hash
-of the model's files; later starts load the ONNX file and never import torch. Pooling (mean over the
+overhead; the same network under onnxruntime takes a few milliseconds. The ONNX file is built once, at
+the first start, into the model cache folder, keyed by a hash of the model's files: for BERT encoders
+(the default) straight from the safetensors without torch (`onnx_bert.py`), for anything else by a torch
+export (the `classifier` extra). Pooling (mean over the
 attention mask) and normalisation run in numpy, as sentence-transformers does them; the vectors match
 torch's to cosine 1.0000 (measured). onnxruntime's dynamic int8 quantisation was tried and left out:
 it moved vectors to cosine 0.92-0.97 of the originals, more than the semantic cache's margin.
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger(__name__)
+GRAPH_VERSION = "g2"
+"""Part of the ONNX file's name: a new way of building the graph never reads a file built the old way."""
 MAX_TOKENS = 256
 """all-MiniLM-L6-v2 was trained on 256 word pieces at most; sentence-transformers truncates there too."""
 
@@ -35,7 +38,32 @@ def _fingerprint(model_dir: Path) -> str:
 
 
 def export_onnx(model_dir: Path, target: Path) -> None:
-    """Write the transformer of a sentence-transformers model as ONNX (token ids + mask → token states)."""
+    """Write the transformer of a sentence-transformers model as ONNX (token ids + mask → token states).
+
+    BERT encoders (the default embedder) are built from their safetensors without torch; any other
+    architecture is exported through torch, which then must be installed (the `classifier` extra).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.partial")  # replicas starting together export side by side
+    if _is_bert(model_dir):
+        from router.classify.onnx_bert import build_bert_onnx
+
+        partial.write_bytes(build_bert_onnx(model_dir))
+        partial.replace(target)  # atomic: a concurrent start never reads half a file
+        return
+    _export_with_torch(model_dir, partial)
+    partial.replace(target)
+
+
+def _is_bert(model_dir: Path) -> bool:
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return config.get("model_type") == "bert" and (model_dir / "model.safetensors").is_file()
+
+
+def _export_with_torch(model_dir: Path, partial: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from transformers import AutoModel
@@ -51,8 +79,6 @@ def export_onnx(model_dir: Path, target: Path) -> None:
             return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     ids = torch.ones((2, 8), dtype=torch.long)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".{os.getpid()}.partial")  # replicas starting together export side by side
     with torch.no_grad():
         torch.onnx.export(
             TokenStates(),
@@ -64,7 +90,6 @@ def export_onnx(model_dir: Path, target: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-    partial.replace(target)  # atomic: a concurrent start never reads half a file
 
 
 class OnnxEmbedder:
@@ -72,7 +97,7 @@ class OnnxEmbedder:
         import onnxruntime
         from tokenizers import Tokenizer
 
-        onnx_file = cache_dir / f"{model_dir.name}-{_fingerprint(model_dir)}.onnx"
+        onnx_file = cache_dir / f"{model_dir.name}-{_fingerprint(model_dir)}-{GRAPH_VERSION}.onnx"
         if not onnx_file.exists():
             log.info("exporting the embedder %s to ONNX (once) at %s", model_dir, onnx_file)
             export_onnx(model_dir, onnx_file)

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from router.classify.data import Dataset, held_out_domains
+from router.classify.data import Dataset
 from router.classify.embedding_service import TextEmbedder
-from router.classify.evaluation import Curve, curve, random_curve, summary
+from router.classify.evaluation import Curve, bootstrap, curve, random_curve, summary
 from router.classify.head import Head
-from router.classify.train import Scorer, cached_embeddings, knn_scorer
+from router.classify.train import EXCLUDED_DOMAINS, Scorer, cached_embeddings, knn_scorer
 
 
 def mf_scorer(emb: np.ndarray, data: Dataset, rank: int = 64) -> Scorer:
@@ -49,25 +49,40 @@ def evaluate(
     others: list[Dataset],
     embedder: TextEmbedder,
     cache_dir: Path | None,
-) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, Curve]]]:
-    test_domains = set(head.meta.get("test_domains") or held_out_domains(mmlu.groups))
-    train = mmlu.subset(np.array([g not in test_domains for g in mmlu.groups]), "train")
-    held_out = mmlu.subset(np.array([g in test_domains for g in mmlu.groups]), "mmlu (held-out domains)")
+    reps: int = 1000,
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Curve]]]:
+    """Every router on every data set: APGR, CPT(50%), CPT(80%) and their 95% bootstrap intervals.
+
+    The baselines are fitted on exactly the domains the head trained on (every clean domain of `mmlu`
+    but the head's own `test_domains`), so no router sees more than another. A head fitted on all of
+    `mmlu` has no held-out domains there: score it on other data (`--data`), never on what it saw.
+    """
+    test_domains = set(head.meta.get("test_domains") or [])
+    keep = np.array([g not in test_domains and g not in EXCLUDED_DOMAINS for g in mmlu.groups])
+    train = mmlu.subset(keep, "train")
+    sets = list(others)
+    if test_domains:
+        held = np.array([g in test_domains for g in mmlu.groups])
+        sets.insert(0, mmlu.subset(held, "mmlu (held-out domains)"))
     train_emb = cached_embeddings(embedder, train.prompts, cache_dir)
     routers: dict[str, Scorer | None] = {"hybrid-router (shipped head)": head.score, **baselines(train_emb, train)}
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     curves: dict[str, dict[str, Curve]] = {}
-    for data in [held_out, *others]:
+    for data in sets:
         emb = cached_embeddings(embedder, data.prompts, cache_dir)
         results[data.name], curves[data.name] = {}, {}
         for name, scorer in routers.items():
-            c = (
-                random_curve(data.weak, data.strong)
-                if scorer is None
-                else curve(scorer(emb, data.prompts), data.weak, data.strong)
-            )
+            if scorer is None:
+                c, intervals = random_curve(data.weak, data.strong), {}
+            else:
+                scores = np.asarray(scorer(emb, data.prompts), dtype=float)
+                c = curve(scores, data.weak, data.strong)
+                intervals = bootstrap(scores, data.weak, data.strong, data.groups, reps)
             curves[data.name][name] = c
-            results[data.name][name] = summary(c)
+            results[data.name][name] = {
+                **summary(c),
+                **{f"{k}_ci": [round(v, 4) for v in iv] for k, iv in intervals.items()},
+            }
     return results, curves
 
 
@@ -103,11 +118,23 @@ def write_outputs(results: dict[str, Any], curves: dict[str, dict[str, Curve]], 
     return written
 
 
-def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
+def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Per data set, the routers best APGR first, with 95% bootstrap intervals."""
+
+    def interval(s: dict[str, Any], key: str, scale: float = 1.0, unit: str = "") -> str:
+        if f"{key}_ci" not in s:
+            return ""
+        low, high = s[f"{key}_ci"]
+        return f"[{scale * low:.{1 if unit else 3}f}, {scale * high:.{1 if unit else 3}f}]"
+
     lines = []
     for dataset, by_router in results.items():
         lines.append(f"{dataset}")
-        lines.append(f"  {'router':<38} {'APGR':>7} {'CPT(50%)':>9} {'CPT(80%)':>9}")
-        for name, s in by_router.items():
-            lines.append(f"  {name:<38} {s['apgr']:>7.3f} {100 * s['cpt50']:>8.1f}% {100 * s['cpt80']:>8.1f}%")
+        ci = "(95% CI)"
+        lines.append(f"  {'router':<38} {'APGR':>6} {ci:<15} {'CPT(50%)':>8} {ci:<13} {'CPT(80%)':>8} {ci}")
+        for name, s in sorted(by_router.items(), key=lambda item: -item[1]["apgr"]):
+            lines.append(
+                f"  {name:<38} {s['apgr']:>6.3f} {interval(s, 'apgr'):<15} {100 * s['cpt50']:>7.1f}% "
+                f"{interval(s, 'cpt50', 100, '%'):<13} {100 * s['cpt80']:>7.1f}% {interval(s, 'cpt80', 100, '%')}"
+            )
     return "\n".join(lines)

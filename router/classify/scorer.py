@@ -17,7 +17,19 @@ from router.classify.head import SHIPPED_HEAD, Head
 class EscalationScorer:
     def __init__(self, embeddings: EmbeddingService, head_path: Path = SHIPPED_HEAD) -> None:
         self.embeddings = embeddings
+        self.head_path = head_path
         self._head = Head.load(head_path)
+
+    def describe(self) -> dict[str, object]:
+        """What `/readyz` and `router route --explain` say about the classifier in use."""
+        meta = self._head.meta
+        return {
+            "ready": self.ready,
+            "head": self.head_path.name,
+            "family": meta.get("chosen", self._head.kind),
+            "trained_on": meta.get("weak_model", "Mixtral-8x7B vs GPT-4 (MMLU)"),
+            "error": self.error,
+        }
 
     @property
     def ready(self) -> bool:

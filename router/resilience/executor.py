@@ -124,6 +124,12 @@ class Executor:
 
         return await self._chain(ctx, decision, deadline, attempt, _restore_stream)
 
+    def can_reach(self, decision: Decision) -> bool:
+        """Whether any model of the decision's chain could be called now (configured, key present, allowed)."""
+        return any(
+            self._skip_reason(decision, self._backends[name]) is None for name in (decision.model, *decision.fallbacks)
+        )
+
     def _skip_reason(self, decision: Decision, backend: Backend) -> RouterError | None:
         if backend.tier == "cloud" and not decision.allow_cloud:
             return UpstreamUnavailable("the policy pins this request to local", code="pinned_local")

@@ -27,6 +27,7 @@ def resilient_config(path: Path, cloud_v1: str, engine: str = "litellm") -> Path
         "models": {
             "gemma-3-270m": {
                 "engine": "llama-cpp",
+                "package": "gemma-3-270m",
                 "n_ctx": 2048,
                 "n_threads": 1,
                 "default_max_tokens": 8,
