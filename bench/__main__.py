@@ -19,6 +19,9 @@ from pathlib import Path
 HERE = Path(__file__).parent
 RESULTS = HERE / "RESULTS.md"
 BENCHMARKS = {
+    "local_models": [],
+    "cascade": [],
+    "startup": [],
     "routing_decision": ["--requests", "300", "--concurrency", "8"],
     "cache": [],
     "overhead": ["--duration", "10"],

@@ -29,6 +29,7 @@ from router.backends.model_files import PACKAGED_MODELS
 
 HERE = Path(__file__).parent
 EVERYDAY = HERE / "data" / "everyday.jsonl"
+EVERYDAY_DEV = HERE / "data" / "everyday-dev.jsonl"
 SHARED = HERE.parent.parent / "shared" / "data" / "routing"
 GSM8K = SHARED / "gsm8k" / "gpt3_6b_175b_solutions.jsonl"
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -56,18 +57,24 @@ def gsm8k_right(answer: str, truth: str) -> bool:
     return expected is not None and got is not None and abs(expected - got) < 1e-6
 
 
-def load_sets(gsm8k_count: int) -> list[dict[str, Any]]:
-    cases = [{"set": "everyday", "max_tokens": 48, **json.loads(line)} for line in EVERYDAY.read_text().splitlines()]
+def load_sets(gsm8k_count: int, dev: bool = False) -> list[dict[str, Any]]:
+    """The report sets, or with `dev` the ones for choosing a system prompt: other everyday prompts
+    (`everyday-dev.jsonl`) and the GSM8K questions after the reported ones."""
+    everyday = EVERYDAY_DEV if dev else EVERYDAY
+    cases = [{"set": "everyday", "max_tokens": 48, **json.loads(line)} for line in everyday.read_text().splitlines()]
+    first = gsm8k_count if dev else 0
     with GSM8K.open() as rows:
         for i, line in enumerate(rows):
-            if i >= gsm8k_count:
+            if i < first:
+                continue
+            if i >= first + gsm8k_count:
                 break
             row = json.loads(line)
             cases.append({"set": "gsm8k", "max_tokens": 320, "prompt": row["question"], "truth": row["ground_truth"]})
     return cases
 
 
-async def run_one(package: str, gsm8k_count: int, system_prompt: str | None) -> dict[str, Any]:
+async def run_one(package: str, gsm8k_count: int, system_prompt: str | None, dev: bool = False) -> dict[str, Any]:
     from router.backends.llama_cpp import LlamaCppBackend
     from router.config import LlamaCppModel, Settings
     from router.types import RequestContext
@@ -82,7 +89,7 @@ async def run_one(package: str, gsm8k_count: int, system_prompt: str | None) -> 
     if not backend.ready:
         raise SystemExit(f"{package}: {backend.unavailable_reason()}")
     answers, tokens, busy_s = [], 0, 0.0
-    for case in load_sets(gsm8k_count):
+    for case in load_sets(gsm8k_count, dev):
         ctx = RequestContext(
             request_id=uuid.uuid4().hex,
             kind="chat",
@@ -125,8 +132,8 @@ async def run_one(package: str, gsm8k_count: int, system_prompt: str | None) -> 
     }
 
 
-def _table(results: list[dict[str, Any]], gsm8k_count: int) -> str:
-    everyday_total = sum(1 for _ in EVERYDAY.read_text().splitlines())
+def _table(results: list[dict[str, Any]], gsm8k_count: int, dev: bool) -> str:
+    everyday_total = sum(1 for _ in (EVERYDAY_DEV if dev else EVERYDAY).read_text().splitlines())
     lines = [
         f"| model | file MB | everyday ({everyday_total}) | GSM8K ({gsm8k_count}) | tokens/s | load s | peak RSS MB |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -149,16 +156,19 @@ def main() -> None:
     parser.add_argument("--gsm8k", type=int, default=40, help="how many GSM8K questions (from the first)")
     parser.add_argument("--system-prompt", default=None, help="override the packaged models' system prompt")
     parser.add_argument("--answers", type=Path, default=HERE / ".work" / "answers.jsonl")
+    parser.add_argument("--dev", action="store_true", help="the sets for choosing a system prompt, not the report")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # the child process: one model, JSON on stdout
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(asyncio.run(run_one(args.one, args.gsm8k, args.system_prompt))))
+        print(json.dumps(asyncio.run(run_one(args.one, args.gsm8k, args.system_prompt, args.dev))))
         return
     results = []
     for name in args.models.split(","):
         command = [sys.executable, "-m", "bench.local_models", "--one", name, "--gsm8k", str(args.gsm8k)]
         if args.system_prompt is not None:
             command += ["--system-prompt", args.system_prompt]
+        if args.dev:
+            command.append("--dev")
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
@@ -170,7 +180,7 @@ def main() -> None:
             for answer in result["answers"]:
                 out.write(json.dumps(answer) + "\n")
     print("Local models, each loaded by the gateway's llama.cpp backend (temperature 0, 2 threads, n_ctx 2048)\n")
-    print(_table(results, args.gsm8k))
+    print(_table(results, args.gsm8k, args.dev))
     print(f"\nEvery answer and its confidence: {args.answers}")
 
 

@@ -163,7 +163,10 @@ def packaged_model(name: str) -> PackagedModel:
 
 def packaged_gguf_path(name: str, model_dir: Path) -> Path:
     """The GGUF file of a packaged model, assembled into `model_dir` on first use."""
-    model = packaged_model(name)
+    return locate(packaged_model(name), model_dir)
+
+
+def locate(model: PackagedModel, model_dir: Path) -> Path:
     if model.assembler is None:  # used in place, inside its package
         return _module_dir(model.modules[0], model.install) / model.relative_paths[0]
     target = model_dir / model.file_name

@@ -33,17 +33,36 @@ SEED = 20261122
 
 
 def cached_embeddings(embedder: TextEmbedder, texts: list[str], cache_dir: Path | None) -> np.ndarray:
-    """Embeddings of `texts`, from a cache file keyed by the texts' hash when one exists."""
+    """Embeddings of `texts`; with a cache folder, each text is embedded once across every call and subset.
+
+    The cache is one matrix and its row keys (a hash of each text) per embedder width: training, held-out
+    and evaluation subsets of the same data share their rows instead of each re-embedding everything.
+    """
     if cache_dir is None:
         return embedder.embed(texts)
-    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:24]
-    path = cache_dir / f"{digest}-{embedder.dimensions}.npy"
-    if path.exists():
-        return np.load(path)
-    vectors = embedder.embed(texts)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    return vectors
+    keys = [hashlib.sha256(t.encode()).hexdigest()[:32] for t in texts]
+    matrix_path = cache_dir / f"embeddings-{embedder.dimensions}.npy"
+    keys_path = matrix_path.with_suffix(".keys")
+    known: dict[str, int] = {}
+    matrix = np.zeros((0, embedder.dimensions), dtype=np.float32)
+    if matrix_path.exists() and keys_path.exists():
+        matrix = np.load(matrix_path)
+        known = {key: i for i, key in enumerate(keys_path.read_text().split())}
+        if len(known) != len(matrix):  # a torn write: start over rather than trust it
+            known, matrix = {}, np.zeros((0, embedder.dimensions), dtype=np.float32)
+    missing = list(dict.fromkeys(k for k in keys if k not in known))
+    if missing:
+        first_text = {k: t for k, t in zip(keys, texts, strict=True)}
+        fresh = embedder.embed([first_text[k] for k in missing]).astype(np.float32)
+        matrix = np.concatenate([matrix, fresh])
+        for key in missing:
+            known[key] = len(known)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.save(matrix_path.with_suffix(".partial.npy"), matrix)
+        keys_path.with_suffix(".partial").write_text("\n".join(known))
+        matrix_path.with_suffix(".partial.npy").replace(matrix_path)
+        keys_path.with_suffix(".partial").replace(keys_path)
+    return matrix[[known[k] for k in keys]]
 
 
 Scorer = Callable[[np.ndarray, list[str]], np.ndarray]

@@ -1,0 +1,222 @@
+"""`router label`: what the local model that actually answers gets right, prompt by prompt.
+
+Every router people use learns when a *fixed* weak model fails (RouteLLM's from Mixtral-8x7B against
+GPT-4). Ours can learn from the model it serves: a labeller sends checkable prompts through the same
+`Backend` the gateway uses (the same chat template, system prompt and confidence meter), checks each
+answer, and writes one JSON line per prompt. `router train --labels` and `router eval --labels` read them.
+
+Tasks (a prompt whose answer can be checked):
+- a GSM8K folder (`gsm8k_responses.csv` for the recorded weak and strong outcomes, the ground truth from
+  `gpt3_6b_175b_solutions.jsonl`): the last number of the answer against the ground truth's;
+- MMLU-style CSVs with an `answer` column (A-D): the first choice letter the answer names;
+- JSON lines with `prompt` and `expect` (keywords, any one as a whole word) or `answer` (exact number
+  or text), optional `reject`, `id`, `group`, `strong_right`.
+
+The labels file (JSON lines, one object per prompt; documented in the README):
+`{"id", "group", "prompt", "local_model", "local_right", "answer", "confidence": {"mean_logprob",
+"min_logprob", "mean_entropy", "tokens"}, "strong_right", "weak_right"}` — `strong_right` and
+`weak_right` are the recorded outcomes of the data's strong and weak models (null where the data has
+none). A run appends to the file and skips the ids already in it, so an interrupted run continues.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from router.classify.data import STRONG, WEAK
+from router.errors import ConfigError
+
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+LETTER = re.compile(r"\b([A-D])\b")
+REQUIRED = ("id", "group", "prompt", "local_model", "local_right")
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: str
+    group: str
+    """The unit of a train/test split: a domain, or the data set's name."""
+    prompt: str
+    check: str
+    """number | letter | keywords | exact"""
+    truth: Any
+    max_tokens: int = 320
+    reject: tuple[str, ...] = ()
+    strong_right: bool | None = None
+    weak_right: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    id: str
+    group: str
+    prompt: str
+    local_model: str
+    local_right: bool
+    answer: str = ""
+    confidence: dict[str, float] | None = None
+    strong_right: bool | None = None
+    weak_right: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        record.update(record.pop("extra"))
+        return json.dumps(record, ensure_ascii=False)
+
+
+# -- checking answers ---------------------------------------------------------------------------------
+
+
+def last_number(text: str) -> float | None:
+    found = NUMBER.findall(text.replace("$", ""))
+    for candidate in reversed(found):
+        try:
+            return float(candidate.replace(",", "").rstrip("."))
+        except ValueError:
+            continue
+    return None
+
+
+def is_right(task: Task, answer: str) -> bool:
+    text = answer.strip()
+    if task.check == "number":
+        expected, got = last_number(str(task.truth)), last_number(text)
+        return expected is not None and got is not None and abs(expected - got) < 1e-6
+    if task.check == "letter":
+        found = LETTER.search(text.upper().replace("ANSWER:", " "))
+        return found is not None and found.group(1) == str(task.truth).strip().upper()
+    lowered = text.lower()
+    if any(re.search(phrase, lowered) for phrase in task.reject):
+        return False
+    if task.check == "keywords":
+        return any(re.search(rf"(?<![\w.]){re.escape(str(w).lower())}(?!\w)", lowered) for w in task.truth)
+    return lowered.rstrip(".") == str(task.truth).strip().lower()
+
+
+# -- reading tasks ----------------------------------------------------------------------------------------
+
+
+def _truthy(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    return value.strip().lower() in ("true", "1", "1.0")
+
+
+def _gsm8k(folder: Path) -> list[Task]:
+    truths: dict[str, str] = {}
+    solutions = folder / "gpt3_6b_175b_solutions.jsonl"
+    if not solutions.exists():
+        raise ConfigError(f"{folder}: a GSM8K folder needs gpt3_6b_175b_solutions.jsonl (the ground truth)")
+    for line in solutions.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            truths[row["question"].strip()] = row["ground_truth"]
+    tasks = []
+    responses = folder / "gsm8k_responses.csv"
+    with responses.open(newline="", encoding="utf-8") as f:
+        for i, row in enumerate(csv.DictReader(f)):
+            truth = truths.get(row["prompt"].strip())
+            if truth is None:
+                continue
+            tasks.append(
+                Task(f"gsm8k:{i:04d}", "gsm8k", row["prompt"], "number", truth, 320,
+                     strong_right=_truthy(row.get(STRONG)), weak_right=_truthy(row.get(WEAK)))
+            )  # fmt: skip
+    return tasks
+
+
+def _mmlu_csv(path: Path) -> list[Task]:
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if "answer" not in (reader.fieldnames or []):
+            raise ConfigError(
+                f"{path}: MMLU-style CSVs need an `answer` column (the correct letter) to check the local model; "
+                f"this one has {reader.fieldnames}"
+            )
+        return [
+            Task(f"{path.stem}:{i:04d}", path.stem, row["prompt"], "letter", row["answer"], 8,
+                 strong_right=_truthy(row.get(STRONG)), weak_right=_truthy(row.get(WEAK)))
+            for i, row in enumerate(reader)
+        ]  # fmt: skip
+
+
+def _jsonl(path: Path) -> list[Task]:
+    tasks = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            prompt = row["prompt"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}:{number}: expected a JSON object with `prompt`: {exc}") from None
+        if "expect" in row:
+            check, truth = "keywords", list(row["expect"])
+        elif "answer" in row:
+            check, truth = ("number" if isinstance(row["answer"], int | float) else "exact"), row["answer"]
+        else:
+            raise ConfigError(f"{path}:{number}: expected `expect` (keywords) or `answer` to check the reply")
+        tasks.append(
+            Task(str(row.get("id", f"{path.stem}:{number:04d}")), str(row.get("group", path.stem)), prompt, check,
+                 truth, int(row.get("max_tokens", 64)), tuple(row.get("reject", ())),
+                 strong_right=row.get("strong_right"), weak_right=row.get("weak_right"))
+        )  # fmt: skip
+    return tasks
+
+
+def read_tasks(path: Path) -> list[Task]:
+    """The checkable prompts in a GSM8K folder, a folder of MMLU-style CSVs, a CSV or a JSON-lines file."""
+    if path.is_dir():
+        if (path / "gsm8k_responses.csv").exists():
+            return _gsm8k(path)
+        return [task for csv_path in sorted(path.glob("*.csv")) for task in _mmlu_csv(csv_path)]
+    if path.suffix == ".csv":
+        return _mmlu_csv(path)
+    return _jsonl(path)
+
+
+# -- the labels file ------------------------------------------------------------------------------------
+
+
+def read_labels(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """Every record of the labels files, checked: a bad line is an error naming the file and the line."""
+    records: list[dict[str, Any]] = []
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise ConfigError(f"{path}:{number}: not a JSON object: {exc}") from None
+            if not isinstance(record, dict):
+                raise ConfigError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            missing = [key for key in REQUIRED if key not in record]
+            if missing:
+                raise ConfigError(f"{path}:{number}: a label needs {', '.join(missing)} (see `router label --help`)")
+            if not isinstance(record["local_right"], bool):
+                raise ConfigError(f"{path}:{number}: `local_right` must be true or false, not {record['local_right']!r}")
+            if record.get("strong_right") is not None and not isinstance(record["strong_right"], bool):
+                raise ConfigError(f"{path}:{number}: `strong_right` must be true, false or null")
+            records.append(record)
+    return records
+
+
+def done_ids(path: Path) -> set[str]:
+    """Ids already labelled in `path` (a run that was interrupted continues after them)."""
+    if not path.exists():
+        return set()
+    ids = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            ids.add(json.loads(line)["id"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line torn by the interruption: labelled again
+    return ids

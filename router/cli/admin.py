@@ -1,0 +1,147 @@
+"""`router keys hash`, `router stats`, `router cache clear`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from router.cli._common import (
+    ConfigOpt,
+    _fail,
+    _settings,
+    app,
+    cache_app,
+    keys_app,
+)
+from router.config import load_gateway_config
+from router.errors import ConfigError, RouterError
+
+if TYPE_CHECKING:
+    pass
+
+
+@keys_app.command("hash")
+def keys_hash(key: Annotated[str, typer.Argument(help="The API key to hash; `-` reads it from stdin.")]) -> None:
+    """Print a key's SHA-256, for `auth.keys[].sha256` (the config never needs the key itself)."""
+    from router.keys import hash_key
+
+    secret = sys.stdin.readline().strip() if key == "-" else key
+    typer.echo(hash_key(secret))
+
+
+@app.command()
+def stats(
+    window: Annotated[str, typer.Option(help="How far back: 15m, 6h, 24h, 7d, 30d...")] = "24h",
+    by: Annotated[str, typer.Option(help="Break the savings down by tenant, rule, model or route.")] = "tenant",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole stats object as JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Print the savings table from the ledger (the same store the gateway writes)."""
+    import asyncio
+
+    from router.app import build_ledger_store
+    from router.ledger import Ledger
+    from router.redis_client import RedisGuard, connect
+
+    if by not in ("tenant", "rule", "model", "route"):
+        typer.secho("--by takes tenant, rule, model or route", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
+    settings = _settings(config, None)
+    try:
+        gateway = load_gateway_config(settings.config)
+    except ConfigError as error:
+        _fail(error)
+
+    async def read() -> dict:
+        redis = RedisGuard(connect(settings.redis_url)) if settings.redis_url else None
+        ledger = Ledger(build_ledger_store(settings, gateway, redis), gateway.ledger)
+        try:
+            return await ledger.stats(window)
+        finally:
+            await ledger.store.close()
+            if redis is not None:
+                await redis.close()
+
+    try:
+        result = asyncio.run(read())
+    except RouterError as error:
+        typer.secho(error.message, fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2) from None
+    result["reference_model"] = gateway.ledger.reference_model or next(iter(gateway.routes.cloud), None)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    t = result["totals"]
+    typer.echo(f"window {window} ({result['granularity']} buckets), reference model {result['reference_model']}")
+    typer.echo(
+        f"requests {t['requests']}  errors {t['errors']}  spent ${t['cost_usd']:.6f}  "
+        f"cloud-only ${t['counterfactual_usd']:.6f}  saved ${t['savings_usd']:.6f} ({t['savings_pct']:.1f}%)"
+    )
+    if by == "route":
+        rows = [{"route": name, **values} for name, values in result["routes"].items()]
+    else:
+        rows = result[{"tenant": "tenants", "rule": "rules", "model": "models"}[by]]
+    width = max([len(by), *(len(str(row[by])) for row in rows)])
+    typer.echo(f"{by:<{width}}  {'requests':>9}  {'spent USD':>12}  {'cloud-only USD':>14}  {'saved USD':>12}")
+    for row in rows:
+        typer.echo(
+            f"{row[by]!s:<{width}}  {row['requests']:>9}  {row['cost_usd']:>12.6f}  "
+            f"{row['counterfactual_usd']:>14.6f}  {row['savings_usd']:>12.6f}"
+        )
+
+
+@cache_app.command("clear")
+def cache_clear(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's entries (as the gateway names it).")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Ask this running gateway instead (its memory cache); default: Redis when configured."),
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="ROUTER_API_KEY", help="Key for the gateway's API.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Drop cached answers: in Redis directly (every replica follows), or through a gateway's HTTP API."""
+    import asyncio
+
+    import httpx
+
+    from router.cache import RedisCacheStore, scope_tag
+    from router.redis_client import RedisGuard, connect
+
+    settings = _settings(config, None)
+    try:
+        gateway = load_gateway_config(settings.config)
+    except ConfigError as error:
+        _fail(error)
+    if url is None and settings.redis_url is None:
+        url = f"http://{settings.host}:{settings.port}"
+    if url is not None:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        try:
+            response = httpx.post(f"{url.rstrip('/')}/v1/router/cache/clear", json={"tenant": tenant}, headers=headers)
+        except httpx.HTTPError as exc:
+            typer.secho(f"cannot reach the gateway at {url}: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=1) from None
+        if response.status_code != 200:
+            typer.secho(f"{url}: {response.status_code} {response.text}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=1)
+        typer.echo(f"cleared {response.json().get('cleared', 0)} entries")
+        return
+
+    async def clear() -> int:
+        guard = RedisGuard(connect(settings.redis_url or ""))
+        try:
+            scope = None if tenant is None else scope_tag(tenant, gateway.cache.scope)
+            return await RedisCacheStore(guard).clear(scope)
+        finally:
+            await guard.close()
+
+    try:
+        cleared = asyncio.run(clear())
+    except Exception as exc:
+        typer.secho(f"cannot clear the cache in Redis: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"cleared {cleared} entries")
