@@ -202,7 +202,8 @@ def read_labels(paths: Iterable[Path]) -> list[dict[str, Any]]:
             if missing:
                 raise ConfigError(f"{path}:{number}: a label needs {', '.join(missing)} (see `router label --help`)")
             if not isinstance(record["local_right"], bool):
-                raise ConfigError(f"{path}:{number}: `local_right` must be true or false, not {record['local_right']!r}")
+                wrong = record["local_right"]
+                raise ConfigError(f"{path}:{number}: `local_right` must be true or false, not {wrong!r}")
             if record.get("strong_right") is not None and not isinstance(record["strong_right"], bool):
                 raise ConfigError(f"{path}:{number}: `strong_right` must be true, false or null")
             records.append(record)
