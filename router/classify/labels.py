@@ -221,3 +221,44 @@ def done_ids(path: Path) -> set[str]:
         except (ValueError, KeyError, TypeError):
             continue  # a line torn by the interruption: labelled again
     return ids
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """Labels as a routing data set: the local model is the weak side, the data's strong model the strong."""
+
+    data: Any
+    """A `Dataset` (weak = the local model's outcome, strong = the recorded strong model's)."""
+    confidence: dict[str, Any]
+    """Per metric, one value per prompt (higher = surer; entropy negated), NaN where none was measured."""
+    local_model: str
+
+
+def labelled_set(records: list[dict[str, Any]], name: str = "labels") -> LabelledSet:
+    """Records with a recorded strong outcome, as a `Dataset` plus the cascade's confidence per prompt."""
+    import numpy as np
+
+    from router.classify.data import Dataset
+
+    usable = [r for r in records if r.get("strong_right") is not None]
+    if not usable:
+        raise ConfigError("no label has a recorded strong-model outcome (`strong_right`): nothing to route between")
+    models = sorted({r["local_model"] for r in usable})
+    if len(models) > 1:
+        raise ConfigError(f"labels of several local models mixed ({', '.join(models)}): pass one model's files")
+
+    def metric(record: dict[str, Any], key: str) -> float:
+        value = (record.get("confidence") or {}).get(key)
+        if value is None:
+            return float("nan")
+        return -float(value) if key == "mean_entropy" else float(value)
+
+    dataset = Dataset(
+        name,
+        [r["prompt"] for r in usable],
+        np.array([float(r["local_right"]) for r in usable]),
+        np.array([float(r["strong_right"]) for r in usable]),
+        [str(r["group"]) for r in usable],
+    )
+    confidence = {k: np.array([metric(r, k) for r in usable]) for k in ("mean_logprob", "min_logprob", "mean_entropy")}
+    return LabelledSet(dataset, confidence, models[0])

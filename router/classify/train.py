@@ -209,6 +209,14 @@ def domain_folds(groups: list[str], folds: int, seed: int = SEED) -> np.ndarray:
     return np.array([fold_of[g] for g in groups])
 
 
+def selection_folds(groups: list[str], folds: int) -> np.ndarray:
+    """Whole domains per fold when there are enough of them; with fewer than three (labels of one data
+    set), seeded folds of rows, which measure ranking within the set only."""
+    if len(set(groups)) >= 3:
+        return domain_folds(groups, min(folds, len(set(groups))))
+    return np.random.default_rng(SEED).permutation(len(groups)) % folds
+
+
 def out_of_fold_scores(candidate: Candidate, emb: np.ndarray, data: Dataset, fold: np.ndarray) -> np.ndarray:
     """Each row scored by the candidate fitted on the other folds' domains only."""
     scores = np.zeros(len(data))
@@ -245,7 +253,7 @@ def train(
 
     train_set, test_domains = training_split(mmlu, hold_out)
     emb = cached_embeddings(embedder, train_set.prompts, cache_dir)
-    fold = domain_folds(train_set.groups, min(folds, len(set(train_set.groups))))
+    fold = selection_folds(train_set.groups, folds)
     scores: dict[str, float] = {}
     intervals: dict[str, tuple[float, float]] = {}
     for candidate in candidates:

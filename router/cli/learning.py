@@ -42,9 +42,18 @@ def _embedding_cache(cache_dir: Path | None) -> Path:
     return cache_dir or Settings().model_dir.parent / "embeddings"
 
 
+LabelsOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--labels", help="Labels files from `router label` (repeatable): the local model's own outcomes."),
+]
+
+
 @app.command()
 def train(
-    mmlu: Annotated[Path, typer.Option("--mmlu", help="Folder of MMLU-style outcome CSVs (one per domain).")],
+    mmlu: Annotated[
+        Path | None, typer.Option("--mmlu", help="Folder of MMLU-style outcome CSVs (one per domain).")
+    ] = None,
+    labels: LabelsOpt = None,
     out: Annotated[Path, typer.Option(help="Where to write the head.")] = Path("router/classify/head.npz"),
     cache_dir: EmbeddingCache = None,
     config: ConfigOpt = None,
@@ -53,28 +62,53 @@ def train(
     ] = False,
     folds: Annotated[int, typer.Option(help="Domain-grouped cross-validation folds for the selection.")] = 8,
 ) -> None:
-    """Train the escalation head, choosing its family by domain-grouped cross-validation."""
+    """Train the escalation head, choosing its family by domain-grouped cross-validation.
+
+    With --mmlu: on the recorded weak and strong outcomes (Mixtral-8x7B vs GPT-4). With --labels: on the
+    local model's own outcomes from `router label` ("local wrong and strong right").
+    """
+    from dataclasses import replace
+
     from router.classify.data import read_mmlu
+    from router.classify.labels import labelled_set, read_labels
     from router.classify.train import train as train_head
 
     logging.basicConfig(level="INFO", format="%(message)s")
-    result = train_head(read_mmlu(mmlu), _embedder(config), _embedding_cache(cache_dir), folds, hold_out)
-    result.head.save(out)
+    if (mmlu is None) == (labels is None):
+        _fail(ConfigError("give either --mmlu (recorded outcomes) or --labels (your local model's labels)"))
+    try:
+        local_model = None
+        if labels:
+            labelled = labelled_set(read_labels(labels))
+            dataset, local_model = labelled.data, labelled.local_model
+        else:
+            assert mmlu is not None
+            dataset = read_mmlu(mmlu)
+    except ConfigError as error:
+        _fail(error)
+    result = train_head(dataset, _embedder(config), _embedding_cache(cache_dir), folds, hold_out)
+    head = result.head
+    if local_model is not None:
+        head = replace(head, meta={**head.meta, "local_model": local_model, "trained_on": f"{local_model} labels"})
+    head.save(out)
     typer.echo(f"chose {result.chosen}; out-of-fold APGR per family (95% CI, resampling domains):")
     for name, apgr in sorted(result.validation.items(), key=lambda item: -item[1]):
         low, high = result.intervals[name]
         typer.echo(f"  {apgr:.4f} [{low:.3f}, {high:.3f}]  {name}")
-    held = result.head.meta["test_domains"]
+    held = head.meta["test_domains"]
     typer.echo(f"held out: {', '.join(held)}" if held else "trained on every clean domain (none held out)")
     typer.echo(f"wrote {out}")
 
 
 @app.command("eval")
 def evaluate(
-    mmlu: Annotated[Path, typer.Option("--mmlu", help="MMLU-style folder: baselines train on its training domains.")],
+    mmlu: Annotated[
+        Path | None, typer.Option("--mmlu", help="MMLU-style folder: baselines train on its training domains.")
+    ] = None,
     data: Annotated[
         list[Path] | None, typer.Option("--data", help="More data to score: a folder or an outcome CSV (repeatable).")
     ] = None,
+    labels: LabelsOpt = None,
     weak: Annotated[str | None, typer.Option(help="Weak model's column in outcome CSVs.")] = None,
     strong: Annotated[str | None, typer.Option(help="Strong model's column in outcome CSVs.")] = None,
     head: Annotated[Path | None, typer.Option(help="The head to evaluate (default: the shipped one).")] = None,
@@ -82,21 +116,42 @@ def evaluate(
     cache_dir: EmbeddingCache = None,
     config: ConfigOpt = None,
 ) -> None:
-    """APGR and CPT(50%/80%) of the head and the baselines on held-out MMLU domains and any other data."""
+    """APGR and CPT(50%/80%), with 95% bootstrap intervals, of the head and every baseline on unseen data.
+
+    With --labels: for the pair (your local model, the strong model), every router scored out of fold.
+    """
     from router.classify.data import read_any, read_mmlu, read_outcome_csv
     from router.classify.head import SHIPPED_HEAD, Head
     from router.classify.report import evaluate as run_eval
     from router.classify.report import table, write_outputs
 
-    others = []
-    for path in data or []:
-        if path.is_file() and (weak or strong):
-            others.append(read_outcome_csv(path, **{k: v for k, v in {"weak": weak, "strong": strong}.items() if v}))
-        else:
-            others.append(read_any(path))
-    results, curves = run_eval(
-        Head.load(head or SHIPPED_HEAD), read_mmlu(mmlu), others, _embedder(config), _embedding_cache(cache_dir)
-    )
+    if labels:
+        from router.classify.label_eval import evaluate_labels
+        from router.classify.labels import labelled_set, read_labels
+
+        try:
+            labelled = labelled_set(read_labels(labels))
+        except ConfigError as error:
+            _fail(error)
+        general = Head.load(SHIPPED_HEAD)
+        family = Head.load(head).meta.get("chosen", "logreg(C=0.1)") if head else general.meta.get("chosen", "")
+        results, curves = evaluate_labels(
+            labelled, general, _embedder(config), _embedding_cache(cache_dir), family or "logreg(C=0.1)"
+        )
+    else:
+        if mmlu is None:
+            _fail(ConfigError("give --mmlu (the data the baselines train on) or --labels"))
+        others = []
+        for path in data or []:
+            if path.is_file() and (weak or strong):
+                values = {k: v for k, v in {"weak": weak, "strong": strong}.items() if v}
+                others.append(read_outcome_csv(path, **values))
+            else:
+                others.append(read_any(path))
+        assert mmlu is not None
+        results, curves = run_eval(
+            Head.load(head or SHIPPED_HEAD), read_mmlu(mmlu), others, _embedder(config), _embedding_cache(cache_dir)
+        )
     typer.echo(table(results))
     for path in write_outputs(results, curves, out):
         typer.echo(f"wrote {path}")
@@ -126,3 +181,78 @@ def calibrate(
         f"threshold {threshold:.4f}: {100 * share_at(scores, threshold):.1f}% of {len(texts)} prompts to the cloud"
     )
     typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {threshold:.4f}")
+
+
+@app.command()
+def label(
+    data: Annotated[
+        list[Path],
+        typer.Argument(help="Checkable prompts: a GSM8K folder, MMLU-style CSVs with `answer`, or JSON lines."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The labels file (JSON lines); appended to, resumable.")],
+    model: Annotated[str | None, typer.Option(help="A configured model's name (default: routes.local).")] = None,
+    sample: Annotated[
+        int | None, typer.Option(help="Label a seeded sample of this many prompts per data source.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Prompts in flight (default: the model's instances, or its pool's servers).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Time a few prompts and say how long the whole run would take.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a configured model over checkable prompts and write what it got right, with its confidence."""
+    import asyncio
+    import hashlib
+
+    from router.backends import build_backend
+    from router.classify.labeller import estimate, label_tasks
+    from router.classify.labels import done_ids, read_tasks
+    from router.config import LlamaCppModel, OpenAICompatibleModel
+
+    settings = _settings(config, None)
+    try:
+        gateway = load_gateway_config(settings.config)
+        tasks = []
+        for path in data:
+            found = read_tasks(path)
+            if sample is not None:  # a seeded sample that stays the same when a run is resumed
+                found = sorted(found, key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())[:sample]
+            tasks += found
+    except ConfigError as error:
+        _fail(error)
+    name = model or gateway.routes.local
+    if name not in gateway.models:
+        _fail(ConfigError(f"no model `{name}` in the config; configured: {', '.join(gateway.models)}"))
+    spec = gateway.models[name]
+    if concurrency is None:
+        concurrency = (
+            spec.instances if isinstance(spec, LlamaCppModel)
+            else len(spec.api_base) if isinstance(spec, OpenAICompatibleModel) else 4
+        )  # fmt: skip
+
+    async def run() -> None:
+        backend = build_backend(name, spec, settings.model_dir)
+        await backend.start()
+        try:
+            if not backend.ready:
+                _fail(ConfigError(f"model `{name}` cannot answer: {backend.unavailable_reason()}"))
+            if dry_run:
+                left = [t for t in tasks if t.id not in done_ids(out)]
+                seconds = await estimate(backend, name, left, probes=5, concurrency=concurrency)
+                typer.echo(
+                    f"{len(left)} prompts to label with {name} (of {len(tasks)}; {len(tasks) - len(left)} already in "
+                    f"{out}): about {seconds / 60:.1f} min at concurrency {concurrency} on this machine"
+                )
+                return
+            summary = await label_tasks(backend, name, tasks, out, concurrency)
+            typer.echo(
+                f"labelled {summary.labelled} prompts ({summary.skipped} already in {out}) in {summary.seconds:.0f} s; "
+                f"{name} right on {summary.right} of {summary.labelled}"
+            )
+        finally:
+            await backend.close()
+
+    asyncio.run(run())

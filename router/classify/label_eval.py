@@ -1,0 +1,111 @@
+"""`router eval --labels`: routers for the real pair (the local model that answers, the strong model).
+
+Every trained router here is scored out of fold: each prompt by a model fitted without its fold (whole
+groups when the labels span three or more, else seeded row folds), so no router is scored on what it
+saw. Routers compared, in the same run:
+- the head family `router train` would ship, fitted to these labels ("fitted to <model>");
+- the general head trained on Mixtral-8x7B vs GPT-4 outcomes (what ships for models with no labels);
+- the baselines: random, prompt length, RouteLLM's similarity-weighted kNN and matrix factorisation;
+- the cascade's confidence alone (escalate the answers the local model was least sure of; it needs the
+  local answer first, so it pays for a local generation on every prompt);
+- the fitted head and the confidence combined (a logistic model over the head's score and the three
+  confidence metrics, fitted out of fold like the rest).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.classify.data import Dataset
+from router.classify.embedding_service import TextEmbedder
+from router.classify.evaluation import Curve, bootstrap, curve, random_curve, summary
+from router.classify.head import Head
+from router.classify.labels import LabelledSet
+from router.classify.report import mf_scorer
+from router.classify.train import (
+    CANDIDATES,
+    Candidate,
+    cached_embeddings,
+    knn_scorer,
+    out_of_fold_scores,
+    selection_folds,
+)
+
+
+def _by_name(name: str) -> Candidate:
+    for candidate in CANDIDATES:
+        if candidate.name == name:
+            return candidate
+    raise ValueError(f"unknown head family {name!r}")
+
+
+def _bare(fit: Any) -> Candidate:
+    return Candidate("baseline", fit, shippable=False)
+
+
+def _combined(
+    head_scores: np.ndarray, confidence: dict[str, np.ndarray], data: Dataset, fold: np.ndarray
+) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    columns = [np.log(np.clip(head_scores, 1e-6, 1 - 1e-6) / np.clip(1 - head_scores, 1e-6, 1))]
+    for values in confidence.values():
+        columns.append(np.nan_to_num(values, nan=float(np.nanmean(values)) if np.isfinite(values).any() else 0.0))
+    x = np.column_stack(columns)
+    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
+    y = data.needs_strong
+    scores = np.zeros(len(data))
+    for k in np.unique(fold):
+        held = fold == k
+        if len(set(y[~held])) < 2:
+            continue
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(x[~held], y[~held])
+        scores[held] = model.decision_function(x[held])
+    return scores
+
+
+def evaluate_labels(
+    labelled: LabelledSet,
+    general_head: Head,
+    embedder: TextEmbedder,
+    cache_dir: Path | None,
+    family: str,
+    folds: int = 8,
+    reps: int = 1000,
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Curve]]]:
+    data = labelled.data
+    emb = cached_embeddings(embedder, data.prompts, cache_dir)
+    fold = selection_folds(data.groups, folds)
+    fitted = out_of_fold_scores(_by_name(family), emb, data, fold)
+    surest_first = {name: -np.nan_to_num(v, nan=0.0) for name, v in labelled.confidence.items()}
+    scores: dict[str, np.ndarray | None] = {
+        f"head fitted to {labelled.local_model} ({family})": fitted,
+        "fitted head + cascade confidence (combined)": _combined(fitted, labelled.confidence, data, fold),
+        "general head (Mixtral vs GPT-4)": general_head.score(emb, data.prompts),
+        "cascade confidence alone (mean_logprob)": surest_first["mean_logprob"],
+        "cascade confidence alone (min_logprob)": surest_first["min_logprob"],
+        "cascade confidence alone (mean_entropy)": surest_first["mean_entropy"],
+        "random": None,
+        "prompt-length": np.array([len(t) for t in data.prompts], dtype=float),
+        "similarity-weighted (RouteLLM SW)": out_of_fold_scores(
+            _bare(lambda e, d: knn_scorer(e, d.needs_strong, min(50, max(1, len(d) - 1)))), emb, data, fold
+        ),
+        "matrix-factorisation (RouteLLM MF)": out_of_fold_scores(
+            _bare(lambda e, d: mf_scorer(e, d, rank=min(64, max(1, len(d) - 1)))), emb, data, fold
+        ),
+    }
+    name = f"{data.name} ({labelled.local_model} vs strong, out of fold)"
+    results: dict[str, dict[str, Any]] = {}
+    curves: dict[str, Curve] = {}
+    for router, values in scores.items():
+        if values is None:
+            curves[router], intervals = random_curve(data.weak, data.strong), {}
+        else:
+            curves[router] = curve(values, data.weak, data.strong)
+            intervals = bootstrap(values, data.weak, data.strong, data.groups, reps)
+        cis = {f"{key}_ci": [round(v, 4) for v in bounds] for key, bounds in intervals.items()}
+        results[router] = {**summary(curves[router]), **cis}
+    return {name: results}, {name: curves}
