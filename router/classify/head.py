@@ -19,7 +19,8 @@ SHIPPED_HEAD = Path(__file__).with_name("head.npz")
 
 @dataclass(frozen=True)
 class Head:
-    """A logistic regression or a one-hidden-layer MLP over [embedding, standardised features]."""
+    """A logistic regression, a ridge regression or a one-hidden-layer MLP over [embedding, standardised
+    features], or a kernel regression of the strong model's gain over the training prompts' embeddings."""
 
     kind: str
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]
@@ -37,12 +38,35 @@ class Head:
 
     def score(self, embeddings: np.ndarray, texts: list[str]) -> np.ndarray:
         """One score in 0..1 per text: the higher, the more the strong model is needed."""
+        if self.kind == "kernel-gain":
+            return self._kernel_score(embeddings)
         x = self.inputs(embeddings, texts)
         for i, (weights, bias) in enumerate(self.layers):
             x = x @ weights + bias
             if i < len(self.layers) - 1:
                 x = np.maximum(x, 0.0)
         return 1.0 / (1.0 + np.exp(-x.reshape(-1)))
+
+    def _kernel_score(self, embeddings: np.ndarray) -> np.ndarray:
+        """Similarity-weighted mean of the strong model's gain over the `k` most similar training prompts
+        (weights exp(temperature · cosine)), mapped from -1..1 to 0..1. The layer holds the training
+        prompts' unit embeddings (float16) and their gains."""
+        (vectors, gains), k, temperature = self.layers[0], int(self.meta["k"]), float(self.meta["temperature"])
+        x = np.asarray(embeddings, dtype=np.float32)
+        sims = x @ vectors.astype(np.float32).T
+        k = min(k, sims.shape[1])
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.indices(sims.shape)[1]
+        near = np.take_along_axis(sims, top, axis=1)
+        weights = np.exp(temperature * (near - near.max(axis=1, keepdims=True)))
+        gain = (weights * gains.astype(np.float32)[top]).sum(axis=1) / weights.sum(axis=1)
+        if len(self.layers) == 1:
+            return (gain + 1.0) / 2.0
+        # With a second layer, an ensemble: the kernel's gain and a logistic regression's logit, each
+        # standardised on the training prompts, averaged, and squashed back to 0..1.
+        (w, b), (mean, std) = self.layers[1], self.layers[2]
+        logit = (x @ w + b).reshape(-1)
+        z = ((gain - mean[0]) / std[0] + (logit - mean[1]) / std[1]) / 2.0
+        return 1.0 / (1.0 + np.exp(-1.7 * z))
 
     def save(self, path: Path) -> None:
         arrays = {f"w{i}": w for i, (w, _) in enumerate(self.layers)} | {

@@ -27,7 +27,7 @@ class EscalationScorer:
             "ready": self.ready,
             "head": self.head_path.name,
             "family": meta.get("chosen", self._head.kind),
-            "trained_on": meta.get("weak_model", "Mixtral-8x7B vs GPT-4 (MMLU)"),
+            "trained_on": meta.get("trained_on", "Mixtral-8x7B vs GPT-4 outcomes on MMLU"),
             "error": self.error,
         }
 

@@ -60,7 +60,7 @@ def train(
     hold_out: Annotated[
         bool, typer.Option("--hold-out", help="Keep a fixed quarter of the domains out, for `router eval` to score.")
     ] = False,
-    folds: Annotated[int, typer.Option(help="Domain-grouped cross-validation folds for the selection.")] = 8,
+    repeats: Annotated[int, typer.Option(help="Selection splits, each holding out a quarter of the domains.")] = 40,
 ) -> None:
     """Train the escalation head, choosing its family by domain-grouped cross-validation.
 
@@ -86,12 +86,15 @@ def train(
             dataset = read_mmlu(mmlu)
     except ConfigError as error:
         _fail(error)
-    result = train_head(dataset, _embedder(config), _embedding_cache(cache_dir), folds, hold_out)
+    try:
+        result = train_head(dataset, _embedder(config), _embedding_cache(cache_dir), repeats, hold_out)
+    except ConfigError as error:
+        _fail(error)
     head = result.head
     if local_model is not None:
         head = replace(head, meta={**head.meta, "local_model": local_model, "trained_on": f"{local_model} labels"})
     head.save(out)
-    typer.echo(f"chose {result.chosen}; out-of-fold APGR per family (95% CI, resampling domains):")
+    typer.echo(f"chose {result.chosen}; mean APGR on held-out domains per family (95% CI over the splits):")
     for name, apgr in sorted(result.validation.items(), key=lambda item: -item[1]):
         low, high = result.intervals[name]
         typer.echo(f"  {apgr:.4f} [{low:.3f}, {high:.3f}]  {name}")

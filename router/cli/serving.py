@@ -118,6 +118,9 @@ def route(
     typer.echo(f"tokens:  {result['prompt_tokens']} prompt tokens")
     if result["scores"]:
         typer.echo(f"score:   {result['scores']['escalation']:.4f} (threshold {result['scores']['threshold']:.4f})")
+    if components.pipeline.scorer is not None:
+        head = components.pipeline.scorer.describe()
+        typer.echo(f"head:    {head['head']} ({head['family']}; trained on {head['trained_on']})")
     if result["fallbacks"]:
         typer.echo(f"fallback: {', '.join(result['fallbacks'])}")
     if not result["allow_cloud"]:

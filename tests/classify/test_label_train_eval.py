@@ -1,0 +1,96 @@
+"""label → train → eval end to end with the real default local model, and a run that resumes.
+
+The fixture is twelve checkable prompts in three groups, easy and hard ones in each, all marked right
+for the strong model: what the default model gets wrong is exactly what a fitted router should send up.
+It runs the default model three times over twelve short prompts: about a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).parent / "data" / "label_fixture.jsonl"
+
+
+def router(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "router", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("labels") / "labels.jsonl"
+    done = router("label", str(FIXTURE), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_every_prompt_is_labelled_once_with_its_confidence(labels: Path) -> None:
+    records = _records(labels)
+    assert sorted(r["id"] for r in records) == sorted(
+        json.loads(line)["id"] for line in FIXTURE.read_text().splitlines()
+    )
+    assert all(r["confidence"] and r["confidence"]["mean_logprob"] <= 0 for r in records)
+    right = {r["id"]: r["local_right"] for r in records}
+    assert right["geo-1"] and right["math-1"] and right["words-1"]  # the easy ones
+    assert not all(right.values())  # seven-digit products and reversed spelling: beyond a small model
+
+
+def test_a_second_run_at_temperature_zero_agrees(labels: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again.jsonl"
+    assert router("label", str(FIXTURE), "--out", str(again)).returncode == 0
+    first = {r["id"]: r["local_right"] for r in _records(labels)}
+    assert {r["id"]: r["local_right"] for r in _records(again)} == first
+
+
+def test_an_interrupted_run_continues_where_it_stopped(tmp_path: Path) -> None:
+    out = tmp_path / "labels.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "router", "label", str(FIXTURE), "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = _records(out) if out.read_text().strip() else []
+    assert 2 <= len(before) < 12
+    done = router("label", str(FIXTURE), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"({len(before)} already in" in done.stdout
+    ids = [r["id"] for r in _records(out)]
+    assert len(ids) == len(set(ids)) == 12
+
+
+def test_train_then_eval_on_the_labels(labels: Path, tmp_path: Path) -> None:
+    head = tmp_path / "head.npz"
+    trained = router("train", "--labels", str(labels), "--out", str(head), "--repeats", "4")
+    assert trained.returncode == 0, trained.stderr
+    assert head.exists() and "chose " in trained.stdout
+    evaluated = router("eval", "--labels", str(labels), "--head", str(head), "--out", str(tmp_path / "eval"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    (by_router,) = report.values()
+    assert "general head (Mixtral vs GPT-4)" in by_router and "cascade confidence alone (mean_logprob)" in by_router
+    assert all(0 <= s["apgr"] <= 1 for s in by_router.values())
+
+
+def test_a_labels_file_in_the_wrong_format_is_refused_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "group": "g", "prompt": "p", "local_model": "m", "local_right": true}\n{"id": 3\n')
+    done = router("train", "--labels", str(bad), "--out", str(tmp_path / "h.npz"))
+    assert done.returncode == 2 and "bad.jsonl:2: not a JSON object" in done.stderr
