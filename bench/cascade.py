@@ -1,12 +1,14 @@
 """How well the local model's confidence tells its right answers from its wrong ones, on real answers.
 
-    python -m bench.cascade [--answers bench/.work/answers.jsonl] [--model NAME]
+    python -m bench.cascade [--answers bench/.work/answers.jsonl] [--model NAME] [--policy FILE]
 
 Reads the answers `python -m bench.local_models` wrote (each with whether it was right and the cascade's
 three confidence metrics as the gateway's backend measured them) and prints, per set and pooled: the
 AUROC of each metric for right-vs-wrong (0.5 = no information; 95% bootstrap interval), and for a range
 of thresholds the share of requests a cascade would escalate, the share of wrong answers it would catch,
 and the share of answers that would be right if every escalated one were answered right by the cloud.
+Then the whole policy (default: the packaged one) on the same answers: which prompts its rules and the
+classifier send up before generating, which its cascade escalates afterwards, and what is left.
 """
 
 from __future__ import annotations
@@ -87,20 +89,68 @@ def report(rows: list[dict], thresholds: dict[str, list[float]]) -> str:
     return "\n".join(lines)
 
 
+def simulate_policy(rows: list[dict], policy_file: Path) -> str:
+    """What a policy does with these answers: sent up before generation (a rule or the classifier),
+    escalated by the cascade after it, or kept; and the share right if the cloud answers right."""
+    from dataclasses import replace
+
+    from router.classify.embedding_service import EmbeddingService
+    from router.classify.scorer import EscalationScorer
+    from router.config import GatewayConfig
+    from router.policy import load_policy
+    from router.routing import Router
+    from router.types import Confidence, RequestContext
+
+    router = Router(GatewayConfig(), load_policy(policy_file))
+    scorer = EscalationScorer(EmbeddingService())
+    outcomes: dict[str, list[tuple[str, bool]]] = {"everyday": [], "gsm8k": []}
+    for row in rows:
+        ctx = RequestContext("b", "chat", "auto", ({"role": "user", "content": row["prompt"]},))
+        decision = router.decide(replace(ctx, scores={"escalation": scorer.score_now(row["prompt"])}))
+        confidence = Confidence(row["mean_logprob"], row["min_logprob"], row["mean_entropy"], row["tokens"])
+        if decision.route == "cloud":
+            outcome = "up"
+        elif decision.cascade is not None and decision.cascade.escalate(confidence):
+            outcome = "cascade"
+        else:
+            outcome = "kept"
+        outcomes[row["set"]].append((outcome, bool(row["right"])))
+    lines = [
+        f"Policy `{policy_file.name}` on these answers (a cloud answer counted right):",
+        "",
+        "| set | local alone right | sent up before generating | escalated by the cascade | wrong answers kept "
+        "| right after routing |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, part in outcomes.items():
+        n = len(part)
+        if not n:
+            continue
+        up = sum(o == "up" for o, _ in part)
+        cascade = sum(o == "cascade" for o, _ in part)
+        wrong_kept = sum(o == "kept" and not right for o, right in part)
+        local_right = sum(right for _, right in part)
+        routed_right = sum(o != "kept" or right for o, right in part)
+        lines.append(
+            f"| {name} | {local_right}/{n} | {up} ({100 * up / n:.0f}%) | {cascade} ({100 * cascade / n:.0f}%) "
+            f"| {wrong_kept} | {routed_right}/{n} ({100 * routed_right / n:.0f}%) |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--answers", type=Path, default=HERE / ".work" / "answers.jsonl")
-    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
+    parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct")
+    parser.add_argument("--policy", type=Path, default=HERE.parent / "policies" / "default.yaml")
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.answers.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if r["model"] == args.model and r["mean_logprob"] is not None]
-    thresholds = {
-        "mean_logprob": [-0.2, -0.3, -0.4, -0.5],
-        "min_logprob": [-2.0, -3.0, -4.0],
-        "mean_entropy": [0.5, 0.8],
-    }
+    thresholds = {"mean_logprob": [-0.085, -0.2, -0.45], "min_logprob": [-1.0, -1.4], "mean_entropy": [0.3, 0.6]}
     print(f"Cascade signal of {args.model} on {len(rows)} answers ({args.answers.name})\n")
     print(report(rows, thresholds))
+    print()
+    print(simulate_policy(rows, args.policy))
 
 
 if __name__ == "__main__":

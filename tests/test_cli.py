@@ -54,3 +54,20 @@ def test_route_json_with_headers_and_another_policy() -> None:
     assert decision["reason"] == "research-team"
     assert decision["route"] == "cloud"
     assert decision["prompt_tokens"] > 0
+
+
+def test_explain_says_which_head_scores_and_a_config_can_name_a_fitted_one(tmp_path: Path) -> None:
+    import shutil
+
+    from router.classify.head import SHIPPED_HEAD
+
+    shipped = router("route", "--explain", "What is the capital of France?")
+    assert shipped.returncode == 0, shipped.stderr
+    assert "score:   " in shipped.stdout and "head:    head.npz" in shipped.stdout
+    fitted = tmp_path / "fitted-to-my-model.npz"
+    shutil.copy(SHIPPED_HEAD, fitted)
+    config = tmp_path / "router.yaml"
+    config.write_text(f"classifier:\n  head: {fitted}\n")
+    named = router("route", "--config", str(config), "What is the capital of France?")
+    assert named.returncode == 0, named.stderr
+    assert "head:    fitted-to-my-model.npz" in named.stdout

@@ -135,6 +135,8 @@ class LiteLLMBackend:
         self._failed = 0
 
     async def start(self) -> None:
+        if self.unavailable_reason() is not None:
+            return  # it can never answer as configured (no key): importing litellm would only slow the start
         litellm = await self._lib()
         # litellm's first call pays for lazy imports and client set-up (seconds on two cores); pay it
         # here, with a mocked answer that never leaves the process, instead of in a client's request.

@@ -53,7 +53,7 @@ class Head:
         prompts' unit embeddings (float16) and their gains."""
         (vectors, gains), k, temperature = self.layers[0], int(self.meta["k"]), float(self.meta["temperature"])
         x = np.asarray(embeddings, dtype=np.float32)
-        sims = x @ vectors.astype(np.float32).T
+        sims = x @ (vectors if vectors.dtype == np.float32 else vectors.astype(np.float32)).T
         k = min(k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else np.indices(sims.shape)[1]
         near = np.take_along_axis(sims, top, axis=1)
@@ -69,9 +69,10 @@ class Head:
         return 1.0 / (1.0 + np.exp(-1.7 * z))
 
     def save(self, path: Path) -> None:
-        arrays = {f"w{i}": w for i, (w, _) in enumerate(self.layers)} | {
-            f"b{i}": b for i, (_, b) in enumerate(self.layers)
-        }
+        layers = self.layers
+        if self.kind == "kernel-gain":
+            layers = ((layers[0][0].astype(np.float16), layers[0][1]), *layers[1:])
+        arrays = {f"w{i}": w for i, (w, _) in enumerate(layers)} | {f"b{i}": b for i, (_, b) in enumerate(layers)}
         np.savez_compressed(
             path,
             feature_mean=self.feature_mean,
@@ -86,4 +87,6 @@ class Head:
             meta = json.loads(str(data["meta"]))
             n = sum(1 for key in data.files if key.startswith("w"))
             layers = tuple((data[f"w{i}"], data[f"b{i}"]) for i in range(n))
+            if meta["kind"] == "kernel-gain":  # stored as float16 (half the file); scored in float32, converted once
+                layers = ((layers[0][0].astype(np.float32), layers[0][1]), *layers[1:])
             return cls(meta["kind"], layers, data["feature_mean"], data["feature_std"], meta["use_features"], meta)

@@ -46,7 +46,7 @@ def embedder():
 
 
 def test_training_the_same_sample_twice_gives_the_same_head(embedder) -> None:
-    first, second = train(sample(), embedder), train(sample(), embedder)
+    first, second = train(sample(), embedder, repeats=4), train(sample(), embedder, repeats=4)
     assert first.chosen == second.chosen
     for (w1, b1), (w2, b2) in zip(first.head.layers, second.head.layers, strict=True):
         np.testing.assert_array_equal(w1, w2)
@@ -57,7 +57,7 @@ def test_training_the_same_sample_twice_gives_the_same_head(embedder) -> None:
 
 
 def test_a_saved_head_scores_exactly_as_before(embedder, tmp_path: Path) -> None:
-    result = train(sample(), embedder)
+    result = train(sample(), embedder, repeats=4)
     result.head.save(tmp_path / "head.npz")
     loaded = Head.load(tmp_path / "head.npz")
     texts = ["Prove Fermat's little theorem.", "hello"]
@@ -70,19 +70,37 @@ def test_the_shipped_head_loads_and_scores_in_range(embedder) -> None:
     head = Head.load(SHIPPED_HEAD)
     scores = head.score(embedder.embed(["hi", "Prove the Riemann hypothesis"]), ["hi", "Prove the Riemann hypothesis"])
     assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
-    assert head.meta["test_domains"] and not set(head.meta["test_domains"]) & set(head.meta["train_domains"])
+    # Fitted on every clean shared domain; the one with broken labels is recorded as left out.
+    assert "high_school_mathematics" in head.meta["excluded_domains"]
+    assert "high_school_mathematics" not in head.meta["train_domains"] and len(head.meta["train_domains"]) == 47
+
+
+def test_a_kernel_ensemble_head_round_trips_through_its_file(embedder, tmp_path: Path) -> None:
+    from router.classify.train import ensemble_head
+
+    data = sample()
+    vectors = embedder.embed(data.prompts)
+    head = ensemble_head(vectors, data, k=20, temperature=10.0, c=0.1)
+    head.save(tmp_path / "ensemble.npz")
+    loaded = Head.load(tmp_path / "ensemble.npz")
+    texts = ["Prove that 7 is prime.", "Say hello."]
+    probe = embedder.embed(texts)
+    np.testing.assert_allclose(loaded.score(probe, texts), head.score(probe, texts), rtol=1e-5)
+    hard, easy = loaded.score(probe, texts)
+    assert hard > easy
 
 
 def test_eval_reports_apgr_and_cpt_for_the_head_and_every_baseline(embedder, tmp_path: Path) -> None:
     from router.classify.report import write_outputs
 
     data = sample()
-    head = train(data, embedder).head
+    head = train(data, embedder, repeats=4, hold_out=True).head
     results, curves = evaluate(head, data, [data.subset(np.arange(len(data)) % 2 == 0, "other")], embedder, None)
     assert set(results) == {"mmlu (held-out domains)", "other"}
     for by_router in results.values():
         assert {"hybrid-router (shipped head)", "random", "prompt-length"} <= set(by_router)
-        assert all(set(s) == {"apgr", "cpt50", "cpt80"} for s in by_router.values())
+        assert all({"apgr", "cpt50", "cpt80"} <= set(s) for s in by_router.values())
+        assert all("apgr_ci" in s for name, s in by_router.items() if name != "random")
     written = write_outputs(results, curves, tmp_path)
     assert (tmp_path / "eval.json").exists()
     assert all(path.exists() for path in written)
