@@ -91,7 +91,8 @@ http {{
 """
 
 
-def _wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 300) -> float:
+def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 300) -> float:
+    """Seconds until `url` answers 200 (polled every 50 ms); fails if the process exits first."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if process.poll() is not None:
@@ -242,10 +243,10 @@ def main() -> None:
         theirs_args = [str(venv / "bin" / "litellm"), "--config", str(work / "litellm.yaml"), "--host", "127.0.0.1",
                        "--port", str(theirs_port), "--num_workers", "1"]  # fmt: skip
         ours = stack.enter_context(_process(ours_args, work / "ours.log", {"ROUTER_API_KEYS": f"bench:{KEY}"}))
-        ours_ready = _wait_ready(f"http://127.0.0.1:{ours_port}/readyz", ours)
+        ours_ready = wait_ready(f"http://127.0.0.1:{ours_port}/readyz", ours)
         quiet = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
         theirs = stack.enter_context(_process(theirs_args, work / "litellm.log", quiet))
-        theirs_ready = _wait_ready(f"http://127.0.0.1:{theirs_port}/health/readiness", theirs)
+        theirs_ready = wait_ready(f"http://127.0.0.1:{theirs_port}/health/readiness", theirs)
 
         targets = {
             "direct (nginx, baseline)": f"{upstream}/v1/chat/completions",

@@ -19,18 +19,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
-
+from bench.overhead import wait_ready
 from router.backends.model_files import packaged_gguf_path
 from router.config import DEFAULT_LOCAL_PACKAGE, DEFAULT_POLICY_FILE, Settings
 from tests.servers import free_port
 
 
-def time_to_ready(args: list[str], url: str, env: dict[str, str] | None = None, timeout_s: float = 120) -> float:
-    started = time.monotonic()
+def time_to_ready(args: list[str], url: str, env: dict[str, str] | None = None) -> float:
     process = subprocess.Popen(
         args,
         stdout=subprocess.DEVNULL,
@@ -39,16 +36,7 @@ def time_to_ready(args: list[str], url: str, env: dict[str, str] | None = None, 
         start_new_session=True,
     )
     try:
-        while time.monotonic() - started < timeout_s:
-            if process.poll() is not None:
-                raise RuntimeError(f"{args[:4]} exited with {process.returncode}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"{url} not ready within {timeout_s} s")
+        return wait_ready(url, process, timeout_s=120)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

