@@ -112,7 +112,7 @@ def build_components(settings: Settings) -> Components:
         tokens=TokenCounter(getattr(local, "count_tokens", None)),
         request_timeout_s=config.server.request_timeout_s,
         recorder=RequestRecorder(ledger, metrics, limiter),
-        scorer=EscalationScorer(embeddings, config.classifier.head or SHIPPED_HEAD)
+        scorer=EscalationScorer(embeddings, config.classifier.head_for(config.routes.local) or SHIPPED_HEAD)
         if embeddings is not None and policy.policy.uses_classifier
         else None,
         cache=cache,
@@ -122,7 +122,7 @@ def build_components(settings: Settings) -> Components:
     watcher = PolicyWatcher(
         policy_path,
         policy,
-        policy_applier(pipeline, config.classifier.head or SHIPPED_HEAD),
+        policy_applier(pipeline, config.classifier.head_for(config.routes.local) or SHIPPED_HEAD),
         config.models,
         on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
     )

@@ -240,6 +240,14 @@ class ClassifierConfig(_Strict):
         description="A head from `router train` (an .npz), e.g. one fitted to your local model with "
         "`router train --labels`; unset: the general head shipped in the package.",
     )
+    heads: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Heads fitted to particular local models, by configured model name: the one for "
+        "`routes.local` wins over `head`; a local model with none falls back to `head`, then the general head.",
+    )
+
+    def head_for(self, local_model: str) -> Path | None:
+        return self.heads.get(local_model) or self.head
 
 
 class EmbedderConfig(_Strict):

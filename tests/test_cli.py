@@ -60,6 +60,7 @@ def test_explain_says_which_head_scores_and_a_config_can_name_a_fitted_one(tmp_p
     import shutil
 
     from router.classify.head import SHIPPED_HEAD
+    from router.config import DEFAULT_LOCAL_MODEL
 
     shipped = router("route", "--explain", "What is the capital of France?")
     assert shipped.returncode == 0, shipped.stderr
@@ -71,3 +72,13 @@ def test_explain_says_which_head_scores_and_a_config_can_name_a_fitted_one(tmp_p
     named = router("route", "--config", str(config), "What is the capital of France?")
     assert named.returncode == 0, named.stderr
     assert "head:    fitted-to-my-model.npz" in named.stdout
+    # A head fitted to the configured local model wins; another model's head is not used.
+    per_model = tmp_path / "for-qwen.npz"
+    shutil.copy(SHIPPED_HEAD, per_model)
+    config.write_text(
+        f"classifier:\n  head: {fitted}\n  heads:\n"
+        f"    {DEFAULT_LOCAL_MODEL}: {per_model}\n    other-model: /nowhere.npz\n"
+    )
+    chosen = router("route", "--config", str(config), "What is the capital of France?")
+    assert chosen.returncode == 0, chosen.stderr
+    assert "head:    for-qwen.npz" in chosen.stdout
