@@ -79,9 +79,3 @@ def bootstrap(
         draws["cpt50"].append(c.cpt(0.5))
         draws["cpt80"].append(c.cpt(0.8))
     return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in draws.items()}
-
-
-def bootstrap_apgr(
-    scores: np.ndarray, weak: np.ndarray, strong: np.ndarray, groups: list[str] | None = None, reps: int = 500
-) -> tuple[float, float]:
-    return bootstrap(scores, weak, strong, groups, reps)["apgr"]

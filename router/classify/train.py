@@ -118,20 +118,6 @@ def ridge_gain_head(emb: np.ndarray, texts: list[str], gain: np.ndarray, alpha: 
     return _fitted_head("ridge-gain", emb, texts, use_features, fit, {"alpha": alpha})
 
 
-def mlp_head(emb: np.ndarray, texts: list[str], y: np.ndarray, hidden: int, alpha: float) -> Head:
-    from sklearn.neural_network import MLPClassifier
-
-    def fit(x: np.ndarray) -> tuple:
-        model = MLPClassifier(
-            hidden_layer_sizes=(hidden,), alpha=alpha, max_iter=300, early_stopping=True, random_state=SEED
-        ).fit(x, y)
-        return tuple(
-            (w.astype(np.float32), b.astype(np.float32)) for w, b in zip(model.coefs_, model.intercepts_, strict=True)
-        )
-
-    return _fitted_head("mlp", emb, texts, True, fit, {"hidden": hidden, "alpha": alpha})
-
-
 def kernel_gain_head(emb: np.ndarray, gain: np.ndarray, k: int, temperature: float) -> Head:
     """RouteLLM's similarity-weighted idea on the strong model's gain (-1..1) with a wide neighbourhood:
     on a new domain what carries is how much the strong model helped on prompts like it."""
@@ -191,12 +177,6 @@ def _ridge(alpha: float, use_features: bool) -> Candidate:
     return Candidate(
         f"ridge-gain(alpha={alpha}{_features(use_features)})",
         lambda emb, data: ridge_gain_head(emb, data.prompts, data.strong - data.weak, alpha, use_features),
-    )
-
-
-def _mlp(hidden: int, alpha: float) -> Candidate:
-    return Candidate(
-        f"mlp({hidden}, alpha={alpha})", lambda emb, data: mlp_head(emb, data.prompts, data.needs_strong, hidden, alpha)
     )
 
 

@@ -31,3 +31,15 @@ def test_chatml_and_llama3_end_with_the_assistant_header() -> None:
     messages = [{"role": "user", "content": "Hi"}]
     assert FORMATS["chatml"](messages).text.endswith("<|im_start|>assistant\n")
     assert FORMATS["llama-3"](messages).text.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+
+
+def test_a_gguf_template_never_yields_an_empty_stop_string() -> None:
+    """llama.cpp renders control tokens as '' unless asked for them; an empty stop would end every answer."""
+    from router.backends.chat_templates import gguf_template_renderer
+
+    template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    render = gguf_template_renderer({"tokenizer.chat_template": template}, eos="", bos="")
+    prompt = render([{"role": "user", "content": "hi"}])
+    assert "" not in prompt.stop
+    with_eos = gguf_template_renderer({"tokenizer.chat_template": template}, eos="<|im_end|>", bos="")
+    assert "<|im_end|>" in with_eos([{"role": "user", "content": "hi"}]).stop
