@@ -131,10 +131,11 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     for dataset, by_router in results.items():
         lines.append(f"{dataset}")
         ci = "(95% CI)"
-        lines.append(f"  {'router':<38} {'APGR':>6} {ci:<15} {'CPT(50%)':>8} {ci:<13} {'CPT(80%)':>8} {ci}")
+        width = max(38, *(len(name) for name in by_router))
+        lines.append(f"  {'router':<{width}} {'APGR':>6} {ci:<15} {'CPT(50%)':>8} {ci:<13} {'CPT(80%)':>8} {ci}")
         for name, s in sorted(by_router.items(), key=lambda item: -item[1]["apgr"]):
             lines.append(
-                f"  {name:<38} {s['apgr']:>6.3f} {interval(s, 'apgr'):<15} {100 * s['cpt50']:>7.1f}% "
+                f"  {name:<{width}} {s['apgr']:>6.3f} {interval(s, 'apgr'):<15} {100 * s['cpt50']:>7.1f}% "
                 f"{interval(s, 'cpt50', 100, '%'):<13} {100 * s['cpt80']:>7.1f}% {interval(s, 'cpt80', 100, '%')}"
             )
     return "\n".join(lines)
