@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from router.api import RequestIdMiddleware, install_error_handlers, openai_api, ops, router_api
+from router.api import LastResortMiddleware, RequestIdMiddleware, install_error_handlers, openai_api, ops, router_api
+from router.api.openapi import install_openapi
 from router.backends import build_backend
 from router.backends.litellm_backend import import_litellm
 from router.cache import MemoryCacheStore, RedisCacheStore, ResponseCache
@@ -29,7 +31,7 @@ from router.config import DEFAULT_POLICY_FILE, GatewayConfig, Settings, load_gat
 from router.dashboard import dashboard
 from router.keys import key_table
 from router.ledger import Ledger, LedgerStore, Pricer, RedisLedgerStore, SqliteLedgerStore
-from router.limits import Limiter, LimitStore, MemoryLimitStore, RedisLimitStore
+from router.limits import Limiter, LimitStore, MemoryLimitStore, RedisLimitStore, restore_team_spend
 from router.metrics import Metrics
 from router.pipeline import Pipeline, RequestRecorder
 from router.policy import PolicyEngine, load_policy
@@ -190,6 +192,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if pipeline.cache is not None:
         await pipeline.cache.store.start()
     components.ledger.start()
+    if (limiter := components.pipeline.limiter) is not None:
+        teams = await restore_team_spend(limiter, components.ledger.store, time.time())
+        log.info("budgets: spend of %d team(s) this month restored from the ledger", teams)
     if components.policy_watcher is not None:
         components.policy_watcher.start()
     freezer = asyncio.create_task(_freeze_heap_when_started(list(starting)), name="freeze-heap")
@@ -220,8 +225,10 @@ def create_app(settings: Settings | None = None, components: Components | None =
         lifespan=_lifespan,
     )
     app.state.components = components
+    app.add_middleware(LastResortMiddleware)  # inside RequestId, so that its 500 carries the request id
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(openai_api)
     app.include_router(router_api)
     app.include_router(ops)

@@ -14,7 +14,7 @@ import yaml
 
 from router.backends.model_files import default_gguf_path
 from router.config import Settings
-from tests.servers import RedisServer, faulty_cloud_args, free_port, gateway_args, running
+from tests.servers import RedisCluster, RedisServer, faulty_cloud_args, free_port, gateway_args, running
 
 HERE = Path(__file__).parent
 TEST_POLICY = HERE / "policies" / "test.yaml"
@@ -125,6 +125,22 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+def redis_url_for(request: pytest.FixtureRequest, kind: str) -> str:
+    """The URL of the tests' own single Redis (`redis`) or three-node Redis Cluster (`cluster`)."""
+    return request.getfixturevalue("redis_cluster" if kind == "cluster" else "redis_server").url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real three-node Redis Cluster of the tests' own: the shared stores must work on one."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def sse_error_event(exc: RouterError) -> bytes:
     return f"data: {json.dumps(router_error_body(exc))}\n\n".encode()
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
+def param_path(loc: tuple[Any, ...]) -> str:
     """`("messages", 0, "role")` → `messages[0].role`, the way OpenAI names parameters."""
     out = ""
     for part in loc:
@@ -41,7 +41,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
 def validation_to_invalid_request(exc: ValidationError | RequestValidationError) -> InvalidRequest:
     first = exc.errors()[0]
     loc = tuple(p for p in first["loc"] if p != "body")
-    param = _loc(loc) or None
+    param = param_path(loc) or None
     if first["type"] == "missing":
         message = f"Missing required parameter: '{param}'."
     elif first["type"] == "extra_forbidden":
@@ -83,9 +83,3 @@ def install_error_handlers(app: FastAPI) -> None:
         message = f"Unknown request URL: {request.method} {request.url.path}." if exc.status_code == 404 else exc.detail
         body = envelope(str(message), "invalid_request_error", codes.get(exc.status_code, "http_error"))
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request %s: unexpected error", request_id(request))
-        body = envelope("The gateway hit an internal error; it has been logged.", "server_error", "internal_error")
-        return JSONResponse(body, status_code=500)

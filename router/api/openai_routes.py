@@ -14,6 +14,7 @@ from router.api.auth import authenticate
 from router.api.body import parse_request
 from router.api.errors import sse_error_event
 from router.api.formatting import DONE, ChunkWriter, completion_body, router_headers
+from router.api.openapi import json_body
 from router.components import Components
 from router.errors import InvalidRequest, ModelNotFound, RouterError
 from router.pipeline import StreamResult
@@ -135,14 +136,14 @@ def _context(request: Request, body: Any, kind: str, messages: tuple[Any, ...], 
     )
 
 
-@api.post("/chat/completions")
+@api.post("/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
 async def chat_completions(request: Request) -> Response:
     c = components(request)
     body = await parse_request(request, ChatCompletionRequest, c.config.server.max_body_bytes)
     return await _respond(request, _context(request, body, "chat", body.message_dicts(), None))
 
 
-@api.post("/completions")
+@api.post("/completions", openapi_extra=json_body(TextCompletionRequest))
 async def text_completions(request: Request) -> Response:
     c = components(request)
     body = await parse_request(request, TextCompletionRequest, c.config.server.max_body_bytes)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.api.auth import authenticate
 from router.api.body import parse_request
+from router.api.openapi import json_body
 from router.cache import not_cacheable, scope_tag
 from router.components import Components
 from router.errors import PermissionDenied
@@ -96,7 +97,7 @@ class CacheClearRequest(BaseModel):
     tenant: str | None = Field(None, description="Only this tenant's entries; unset: everything (open access only).")
 
 
-@router_api.post("/cache/clear")
+@router_api.post("/cache/clear", openapi_extra=json_body(CacheClearRequest))
 async def clear_cache(request: Request) -> dict[str, Any]:
     """Drop cached answers. With API keys on, a caller clears its own tenant's entries and no one else's."""
     c = _components(request)
@@ -125,7 +126,7 @@ class ExplainRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None
 
 
-@router_api.post("/explain")
+@router_api.post("/explain", openapi_extra=json_body(ExplainRequest))
 async def explain(request: Request) -> dict[str, Any]:
     """Which route a request would take and why, without calling any model or counting it against limits."""
     c = _components(request)

@@ -2,18 +2,23 @@
 
 Subjects: `key:<name>` (a key's own `limits:`) and `team:<tenant>` (`limits.teams`, else
 `limits.default`). A request is admitted only if every subject is under its requests and tokens per
-minute; its prompt tokens are counted at admission and its completion tokens when it ends. Spend (USD,
+minute (a sliding window: no 60 seconds ever admit more); its prompt tokens are counted at admission
+and its completion tokens when it ends. Spend (USD,
 as the ledger prices it) is added per UTC day and month; the budget state a policy sees (`ok`, `near`,
 `over`) is that of the subject and period closest to running out.
 """
 
 from __future__ import annotations
 
+import calendar
+import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from router.config import Limits, LimitsConfig
 from router.errors import LimitExceeded
+from router.ledger.stores import LedgerStore
 from router.limits.stores import Counted, LimitStore, Quota
 from router.types import BudgetStatus, RequestContext
 
@@ -68,7 +73,7 @@ class Limiter:
         if not admission.admitted:
             assert admission.refused_by is not None
             subject = subjects[admission.refused_by]
-            reset_s = max(1, int(60 - ctx.received_at % 60 + 0.999))
+            reset_s = max(1, math.ceil(admission.retry_after_s or 1))
             limit = (
                 subject.limits.requests_per_minute
                 if admission.refused_on == "requests"
@@ -97,3 +102,24 @@ class Limiter:
         subjects = self.subjects(ctx)
         if subjects and (usd > 0 or completion_tokens > 0):
             await self.store.spend([s.id for s in subjects], usd, completion_tokens, ctx.received_at)
+
+
+async def restore_team_spend(limiter: Limiter, ledger: LedgerStore, now: float) -> int:
+    """Seed today's and this month's spend per team from the ledger, so that a restart without Redis does
+    not hand every team a fresh budget. Returns the number of teams seeded.
+
+    The ledger keeps spend per tenant, not per API key: a key's own `usd_per_*` limits start from zero
+    after a restart unless Redis holds them.
+    """
+    year, month = time.gmtime(now)[:2]
+    month_start = calendar.timegm((year, month, 1, 0, 0, 0))
+    day_start = int(now // 86400) * 86400
+    day: dict[str, float] = {}
+    month_total: dict[str, float] = {}
+    for row in await ledger.query("day", month_start, int(now) + 1):
+        month_total[row.tenant] = month_total.get(row.tenant, 0.0) + row.get("cost_usd")
+        if row.bucket >= day_start:
+            day[row.tenant] = day.get(row.tenant, 0.0) + row.get("cost_usd")
+    for tenant, usd in month_total.items():
+        limiter.store.seed_spend(f"team:{tenant}", day.get(tenant, 0.0), usd, now)
+    return len(month_total)

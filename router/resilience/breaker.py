@@ -85,7 +85,9 @@ class RedisBreakerStore:
         self._local = MemoryBreakerStore()
 
     def _key(self, name: str, part: str) -> str:
-        return f"{self._prefix}:breaker:{name}:{part}"
+        # One hash tag per breaker: its keys share a Redis Cluster slot, so the multi-key DEL and the
+        # open-and-clear-probe transaction are legal there; different breakers still spread over slots.
+        return f"{self._prefix}:breaker:{{{name}}}:{part}"
 
     async def open_until(self, name: str) -> float | None:
         async def call(r: Any) -> float | None:

@@ -12,6 +12,7 @@ import pytest
 from router.cache import CachedAnswer, MemoryCacheStore, Record, RedisCacheStore
 from router.redis_client import RedisGuard, connect
 from router.types import Usage
+from tests.conftest import redis_url_for
 from tests.servers import RedisServer
 
 
@@ -41,12 +42,12 @@ async def eventually(check, timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[object]:
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[object]:
     if request.param == "memory":
         yield MemoryCacheStore(max_entries=100, max_bytes=1 << 20)
         return
-    s = await redis_store(redis_server.url)
+    s = await redis_store(redis_url_for(request, request.param))
     await s.clear()
     yield s
     await s.clear()
@@ -104,11 +105,13 @@ async def test_memory_store_drops_least_recently_used_past_its_bounds() -> None:
     assert await small.get("x") is None and small.totals()[0] == 2
 
 
-async def test_replicas_on_one_redis_see_each_others_entries(redis_server: RedisServer) -> None:
-    a = await redis_store(redis_server.url)
+@pytest.mark.parametrize("kind", ["redis", "cluster"])
+async def test_replicas_on_one_redis_see_each_others_entries(request: pytest.FixtureRequest, kind: str) -> None:
+    url = redis_url_for(request, kind)
+    a = await redis_store(url)
     await a.clear()
     await a.put("t-a:before", record("before", vector=unit(1)), ttl_s=60)
-    b = await redis_store(redis_server.url)  # starts after: rebuilds from the records
+    b = await redis_store(url)  # starts after: rebuilds from the records
     assert b.search("p", unit(1), 0.9).key == "t-a:before"
     await a.put("t-a:after", record("after", vector=unit(2)), ttl_s=60)  # arrives through the stream
     await eventually(lambda: b.search("p", unit(2), 0.9) is not None)

@@ -11,6 +11,7 @@ from router.ledger import CostRecord, RedisLedgerStore, SqliteLedgerStore
 from router.ledger.records import fold, percentile
 from router.ledger.stats import summarize
 from router.redis_client import RedisGuard, connect
+from tests.conftest import redis_url_for
 from tests.servers import RedisServer
 
 T0 = 1_800_000_000.0  # a fixed moment, on a day boundary's safe side
@@ -24,13 +25,13 @@ def rec(at: float = T0, route: str = "local", latency_ms: float = 80.0, **kw: ob
     return CostRecord(at=at, route=route, latency_ms=latency_ms, **values)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[object]:
+@pytest.fixture(params=["sqlite", "redis", "cluster"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[object]:
     sqlite = SqliteLedgerStore(tmp_path / "ledger.sqlite")
     if request.param == "sqlite":
         yield sqlite
     else:
-        guard = RedisGuard(connect(redis_server.url))
+        guard = RedisGuard(connect(redis_url_for(request, request.param)))
         store = RedisLedgerStore(guard, sqlite, prefix=f"t-{request.node.name}")
         await store.clear()
         yield store

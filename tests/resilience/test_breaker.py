@@ -10,6 +10,7 @@ from router.config import BreakerPolicy
 from router.redis_client import RedisGuard, connect
 from router.resilience import CircuitBreaker, MemoryBreakerStore, RedisBreakerStore
 from router.resilience.breaker import BreakerStore
+from tests.conftest import redis_url_for
 from tests.servers import RedisServer
 
 
@@ -21,12 +22,12 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[BreakerStore]:
+@pytest.fixture(params=["memory", "redis", "cluster"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[BreakerStore]:
     if request.param == "memory":
         yield MemoryBreakerStore()
         return
-    guard = RedisGuard(connect(redis_server.url))
+    guard = RedisGuard(connect(redis_url_for(request, request.param)))
     await guard.client.flushdb()
     yield RedisBreakerStore(guard, prefix=f"test-{request.node.name}")
     await guard.close()
@@ -125,10 +126,10 @@ async def test_redis_going_away_degrades_to_local_state_and_recovers(tmp_path) -
         assert not await b.allow()
         server.start()
         # Redis is back (empty, it keeps nothing on disk): the shared state is used again.
-        await guard.client.set("outage:breaker:m:open_until", repr(clock.now + 100))
+        await guard.client.set("outage:breaker:{m}:open_until", repr(clock.now + 100))
         clock.now += 50
         assert not await b.allow()
-        await guard.client.delete("outage:breaker:m:open_until")
+        await guard.client.delete("outage:breaker:{m}:open_until")
         assert await b.allow()
     finally:
         await guard.close()
