@@ -1,4 +1,5 @@
-"""Scale-out: three gateway processes share one Redis and behave as one gateway.
+"""Scale-out: three gateway processes share one Redis (a single server, or a three-node Redis Cluster)
+and behave as one gateway.
 
 A cached answer from one replica is a hit on the others; ledger totals and budgets add up across them
 exactly; a circuit opened by one is open for all; and a replica stopped with SIGTERM in the middle of
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import FaultyCloud, Gateway
-from tests.servers import RedisServer, free_port, gateway_args, running
+from tests.servers import RedisCluster, RedisServer, free_port, gateway_args, running
 
 REPLICAS = 3
 POLICY = "default:\n  route: cloud\n"
@@ -46,13 +47,14 @@ def config(path: Path, cloud_v1: str, redis_prefix_team: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["redis", "cluster"])
 def replicas(
-    faulty_cloud_session: FaultyCloud, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, faulty_cloud_session: FaultyCloud, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[list[Gateway], list[subprocess.Popen[bytes]]]]:
-    """Three replicas on a Redis of their own (a fresh ledger: totals are this module's requests only)."""
+    """Three replicas on a Redis of their own, or on a fresh three-node Redis Cluster (a fresh ledger
+    either way: totals are this module's requests only)."""
     tmp = tmp_path_factory.mktemp("scale-out")
-    redis = RedisServer(tmp)
+    redis: RedisServer | RedisCluster = RedisServer(tmp) if request.param == "redis" else RedisCluster(tmp)
     redis.start()
     (tmp / "policy.yaml").write_text(POLICY)
     gateways: list[Gateway] = []

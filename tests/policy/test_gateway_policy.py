@@ -282,3 +282,39 @@ def test_hot_reload_under_load_never_fails_a_request(gateways: tuple[Gateway, Ga
     assert failures == []
     assert served > 20
     assert "policy reload refused" in gw.log.read_text()
+
+
+def test_budget_spent_before_a_restart_still_counts_without_redis(
+    faulty_cloud_session: FaultyCloud, tmp_path: Path
+) -> None:
+    """No Redis: the gateway reads the month's spend back from its SQLite ledger when it starts."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    cfg = config(tmp_path / "router.yaml", faulty_cloud_session.v1)
+    env = {"TEST_BOB_KEY": KEYS["bob"], "ROUTER_REDIS_URL": ""}
+
+    def spent(gw: Gateway) -> float:
+        explain = httpx.post(
+            f"{gw.url}/v1/router/explain",
+            headers={"Authorization": f"Bearer {KEYS['bob']}"},
+            json={"messages": [{"role": "user", "content": "hello"}]},
+        ).json()
+        return explain["budget"]["spent_usd"]
+
+    for run in range(2):
+        port = free_port()
+        log = tmp_path / f"run-{run}.log"
+        with running(gateway_args(port, cfg, policy), f"http://127.0.0.1:{port}/healthz", log, env=env):
+            gw = Gateway(f"http://127.0.0.1:{port}", log)
+            if run == 0:
+                assert spent(gw) == 0.0
+                ask(gw, "first", who="bob")
+                ask(gw, "second", who="bob")  # $2.00 of the $2.50
+                assert spent(gw) == 2.0
+            else:  # restarted: the $2.00 is still spent, so the next answer crosses the budget
+                assert spent(gw) == 2.0
+                ask(gw, "third", who="bob")
+                with pytest.raises(openai.RateLimitError):
+                    ask(gw, "fourth", who="bob")
+        # stopping with SIGTERM flushes the ledger's pending records to SQLite
+    assert "restored from the ledger" in (tmp_path / "run-1.log").read_text()
