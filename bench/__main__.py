@@ -27,6 +27,7 @@ BENCHMARKS = {
     "overhead": ["--duration", "10"],
     "local_path": [],
     "resilience_load": ["--duration", "30", "--concurrency", "32"],
+    "soak": ["--duration", "600", "--concurrency", "64"],
 }
 
 

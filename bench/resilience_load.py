@@ -32,24 +32,13 @@ from tests.resilience.conftest import RESILIENCE_POLICY, resilient_config
 from tests.servers import RedisServer, faulty_cloud_args, free_port, gateway_args, running
 
 
-async def _one(client: httpx.AsyncClient, url: str, deadline_s: float, n: int) -> str:
-    body = {
-        "model": "cloud",
-        "messages": [{"role": "user", "content": f"Say hi ({n})."}],
-        "max_tokens": 4,
-        "stream": n % 4 == 0,  # a quarter of the traffic streams
-    }
-    started = time.monotonic()
-    try:
-        response = await client.post(url, json=body, headers={"x-router-timeout": str(deadline_s)})
-    except httpx.HTTPError as exc:
-        return f"lost:{type(exc).__name__}"
-    elapsed = time.monotonic() - started
-    if elapsed > deadline_s + 2.0:  # a little slack for the client and the event loop
+def classify(response: httpx.Response, stream: bool, elapsed_s: float, deadline_s: float) -> str:
+    """What became of one request: `answered:<route>`, `clear-error:<status> <code>` or `lost:<why>`."""
+    if elapsed_s > deadline_s + 2.0:  # a little slack for the client and the event loop
         return "lost:past-deadline"
     if response.status_code == 200:
         text = response.text
-        if body["stream"]:
+        if stream:
             if '"error"' in text:
                 return "clear-error:stream-error-event"
             if not text.rstrip().endswith("data: [DONE]"):
@@ -63,6 +52,25 @@ async def _one(client: httpx.AsyncClient, url: str, deadline_s: float, n: int) -
     except (ValueError, KeyError, AssertionError, TypeError):
         return f"lost:malformed-{response.status_code}"
     return f"clear-error:{response.status_code} {error.get('code')}"
+
+
+async def send(client: httpx.AsyncClient, url: str, body: dict[str, Any], deadline_s: float) -> str:
+    started = time.monotonic()
+    try:
+        response = await client.post(url, json=body, headers={"x-router-timeout": str(deadline_s)})
+    except httpx.HTTPError as exc:
+        return f"lost:{type(exc).__name__}"
+    return classify(response, bool(body.get("stream")), time.monotonic() - started, deadline_s)
+
+
+async def _one(client: httpx.AsyncClient, url: str, deadline_s: float, n: int) -> str:
+    body = {
+        "model": "cloud",
+        "messages": [{"role": "user", "content": f"Say hi ({n})."}],
+        "max_tokens": 4,
+        "stream": n % 4 == 0,  # a quarter of the traffic streams
+    }
+    return await send(client, url, body, deadline_s)
 
 
 async def _load(url: str, duration_s: float, concurrency: int, deadline_s: float) -> collections.Counter[str]:
@@ -80,7 +88,7 @@ async def _load(url: str, duration_s: float, concurrency: int, deadline_s: float
     return outcomes
 
 
-def _chaos(cloud: dict[str, Any], redis: RedisServer, duration_s: float, events: list[str]) -> None:
+def chaos(cloud: dict[str, Any], redis: RedisServer, duration_s: float, events: list[str]) -> None:
     """Kill and restart the cloud, then stop and restart Redis, at fixed fractions of the run."""
     started = time.monotonic()
 
@@ -122,11 +130,11 @@ def run(
             ):
                 events: list[str] = []
                 loop = asyncio.new_event_loop()
-                chaos = loop.run_in_executor(None, _chaos, cloud, redis, duration_s, events)
+                chaos_done = loop.run_in_executor(None, chaos, cloud, redis, duration_s, events)
                 outcomes = loop.run_until_complete(
                     _load(f"http://127.0.0.1:{port}/v1/chat/completions", duration_s, concurrency, deadline_s)
                 )
-                loop.run_until_complete(chaos)
+                loop.run_until_complete(chaos_done)
                 loop.close()
         finally:
             cloud["process"].kill()

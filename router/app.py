@@ -24,10 +24,10 @@ from router.backends.litellm_backend import import_litellm
 from router.cache import MemoryCacheStore, RedisCacheStore, ResponseCache
 from router.cache.stores import CacheStore
 from router.classify.embedding_service import EmbeddingService
-from router.classify.head import SHIPPED_HEAD
+from router.classify.head import SHIPPED_HEAD, packaged_head_for
 from router.classify.scorer import EscalationScorer
 from router.components import Components
-from router.config import DEFAULT_POLICY_FILE, GatewayConfig, Settings, load_gateway_config
+from router.config import DEFAULT_POLICY_FILE, GatewayConfig, LlamaCppModel, Settings, load_gateway_config
 from router.dashboard import dashboard
 from router.keys import key_table
 from router.ledger import Ledger, LedgerStore, Pricer, RedisLedgerStore, SqliteLedgerStore
@@ -72,6 +72,14 @@ def build_limiter(config: GatewayConfig, redis: RedisGuard | None) -> Limiter:
     return Limiter(config.limits, key_limits, store)
 
 
+def head_for_local(config: GatewayConfig) -> Path:
+    """The escalation head for the local model that answers: configured for it, else the one shipped for
+    its packaged GGUF (fitted to that model's own mistakes), else the general head."""
+    local = config.models[config.routes.local]
+    package = local.package if isinstance(local, LlamaCppModel) and local.model_path is None else None
+    return config.classifier.head_for(config.routes.local) or packaged_head_for(package) or SHIPPED_HEAD
+
+
 def policy_applier(pipeline: Pipeline, head: Path = SHIPPED_HEAD) -> Callable[[PolicyEngine], None]:
     """Swap a reloaded policy in; a policy that newly routes `auto` gets the classifier on the shared embedder."""
 
@@ -114,7 +122,7 @@ def build_components(settings: Settings) -> Components:
         tokens=TokenCounter(getattr(local, "count_tokens", None)),
         request_timeout_s=config.server.request_timeout_s,
         recorder=RequestRecorder(ledger, metrics, limiter),
-        scorer=EscalationScorer(embeddings, config.classifier.head_for(config.routes.local) or SHIPPED_HEAD)
+        scorer=EscalationScorer(embeddings, head_for_local(config))
         if embeddings is not None and policy.policy.uses_classifier
         else None,
         cache=cache,
@@ -124,7 +132,7 @@ def build_components(settings: Settings) -> Components:
     watcher = PolicyWatcher(
         policy_path,
         policy,
-        policy_applier(pipeline, config.classifier.head_for(config.routes.local) or SHIPPED_HEAD),
+        policy_applier(pipeline, head_for_local(config)),
         config.models,
         on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
     )

@@ -62,6 +62,9 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.loop_tasks = Gauge(
+            "router_event_loop_tasks", "Asyncio tasks alive in this replica (a leak shows as growth)", registry=r
+        )
         self.cache_entries = Gauge("router_cache_entries", "Answers in the cache", registry=r)
         self.cache_bytes = Gauge("router_cache_bytes", "Bytes of cached answers", registry=r)
         self.local_queue = Gauge(

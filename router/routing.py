@@ -6,12 +6,16 @@ Order of authority, stated once here and in the README:
 3. otherwise (`auto`, or a model name the gateway does not know) the policy's default route.
 Then budgets: a tenant over budget whose request would go to the cloud is sent to the local model or
 refused with 429, as `limits.on_budget_exceeded` says (a rule can test `budget:` to act sooner).
+Last, capabilities: a request that needs tools, JSON output, vision or logprobs is served by the first
+model of its chain that has them, or refused with 400 `capability_unavailable` when none has
+(`router/capabilities.py`); a pin still holds, so a pinned request never goes to a cloud model for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from router.capabilities import model_capabilities, required_capabilities
 from router.config import GatewayConfig
 from router.errors import ModelNotFound
 from router.policy import PolicyEngine, PolicyMatch
@@ -32,6 +36,7 @@ class Router:
     def __init__(self, config: GatewayConfig, policy: PolicyEngine) -> None:
         self._config = config
         self.policy = policy
+        self._capabilities = {name: model_capabilities(spec) for name, spec in config.models.items()}
 
     def use_policy(self, policy: PolicyEngine) -> None:
         """Swap in a new policy; requests already decided keep the one they saw."""
@@ -156,7 +161,31 @@ class Router:
             redact=tuple(action.redact or ()) if action is not None else (),
             upstream_headers=dict(action.headers or {}) if action is not None else {},
         )
-        return Explanation(self._within_budget(ctx, decision), match, requested)
+        return Explanation(self._capable(ctx, self._within_budget(ctx, decision)), match, requested)
+
+    def _capable(self, ctx: RequestContext, decision: Decision) -> Decision:
+        """The decision's chain cut to the models that can honour what the request needs, or a 400."""
+        needs = required_capabilities(ctx)
+        if not needs or decision.deny is not None:
+            return decision
+        chain = (decision.model, *decision.fallbacks)
+        capable = [name for name in chain if set(needs) <= self._capabilities[name]]
+        if not capable:
+            have = "; ".join(f"{name}: {', '.join(sorted(self._capabilities[name])) or 'none'}" for name in chain)
+            message = (
+                f"This request needs {' and '.join(needs)}, which no model it may use supports ({have}). "
+                "Send it without that, or configure a model that has it (`capabilities:` in the gateway config)."
+            )
+            return replace(decision, needs=needs, deny=Denial(message, 400, "capability_unavailable"),
+                           reason=f"needs-{'+'.join(needs)}")  # fmt: skip
+        if capable[0] == decision.model:
+            return replace(decision, needs=needs, fallbacks=tuple(capable[1:]))
+        missing = sorted(set(needs) - self._capabilities[decision.model])
+        route = self._config.models[capable[0]].tier
+        return replace(
+            decision, route=route, model=capable[0], fallbacks=tuple(capable[1:]), needs=needs,
+            reason=f"needs-{'+'.join(missing)}", cascade=decision.cascade if route == "local" else None,
+        )  # fmt: skip
 
     def _within_budget(self, ctx: RequestContext, decision: Decision) -> Decision:
         """A tenant over budget gets no cloud answer: the local model answers, or 429, as configured."""

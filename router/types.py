@@ -178,6 +178,8 @@ class Decision:
     """PII kinds replaced by placeholders before a cloud model sees the request (restored in the answer)."""
     upstream_headers: Mapping[str, str] = field(default_factory=dict)
     """Extra headers for calls to remote models (a rule's `headers:`)."""
+    needs: tuple[str, ...] = ()
+    """Capabilities the request needs (tools, json, vision, logprobs); every model in the chain has them."""
 
 
 @dataclass(frozen=True, slots=True)

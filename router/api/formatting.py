@@ -19,6 +19,8 @@ def router_headers(served: Served, request_id: str) -> dict[str, str]:
         "x-router-reason": served.decision.reason,
         "x-router-cache": served.cache,
     }
+    if served.decision.needs:
+        headers["x-router-needs"] = ",".join(served.decision.needs)
     if served.cascade is not None:
         headers["x-router-cascade"] = served.cascade
         if served.confidence is not None:

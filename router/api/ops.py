@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -69,6 +70,7 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus exposition of the gateway's metrics."""
     c = _components(request)
+    c.metrics.loop_tasks.set(len(asyncio.all_tasks()))
     for backend in c.backends.values():
         stats = backend.stats()
         if stats.get("engine") == "llama-cpp":  # queue gauges are read when scraped, not kept up to date
@@ -124,6 +126,9 @@ class ExplainRequest(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 @router_api.post("/explain", openapi_extra=json_body(ExplainRequest))
@@ -132,7 +137,8 @@ async def explain(request: Request) -> dict[str, Any]:
     c = _components(request)
     body = await parse_request(request, ExplainRequest, c.config.server.max_body_bytes)
     headers = {k.lower(): v for k, v in body.headers.items()}
-    passthrough = {k: v for k, v in (("metadata", body.metadata), ("tools", body.tools)) if v is not None}
+    fields = ("metadata", "tools", "response_format", "logprobs", "top_logprobs")
+    passthrough = {name: getattr(body, name) for name in fields if getattr(body, name) is not None}
     ctx = c.pipeline.prepare(
         RequestContext(
             request_id=request.state.request_id,
@@ -164,6 +170,7 @@ def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
         "model": d.model,
         "reason": d.reason,
         "rule": d.rule,
+        "needs": list(d.needs),
         "deny": asdict(d.deny) if d.deny else None,
         "fallbacks": list(d.fallbacks),
         "allow_cloud": d.allow_cloud,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
 from router.backends.confidence import ConfidenceMeter
+from router.backends.json_grammar import grammar_for
 from router.backends.model_files import model_gguf_path, packaged_model
 from router.config import LlamaCppModel
 from router.errors import InvalidRequest, Overloaded, UpstreamUnavailable
@@ -196,6 +197,9 @@ class LlamaCppBackend:
             "presence_penalty": params.get("presence_penalty", 0.0),
             "frequency_penalty": params.get("frequency_penalty", 0.0),
         }
+        grammar = grammar_for(ctx.passthrough.get("response_format"))
+        if grammar is not None:
+            kwargs["grammar"] = grammar
         if params.get("logit_bias"):
             try:
                 kwargs["logit_bias"] = {int(k): float(v) for k, v in params["logit_bias"].items()}

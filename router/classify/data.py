@@ -43,6 +43,17 @@ class Dataset:
             [self.groups[i] for i in idx],
         )
 
+    @staticmethod
+    def concat(name: str, *parts: Dataset) -> Dataset:
+        """Rows of several data sets in one (their groups stay apart, so splits still hold whole groups out)."""
+        return Dataset(
+            name,
+            [p for d in parts for p in d.prompts],
+            np.concatenate([d.weak for d in parts]),
+            np.concatenate([d.strong for d in parts]),
+            [g for d in parts for g in d.groups],
+        )
+
     @property
     def needs_strong(self) -> np.ndarray:
         """The training target: the weak model failed where the strong one succeeded."""
@@ -78,14 +89,7 @@ def _contaminated(folder: Path) -> set[str]:
 
 def read_mmlu(folder: Path) -> Dataset:
     """Every MMLU domain CSV in `folder`, without RouteLLM's contaminated prompts."""
-    parts = [read_outcome_csv(p) for p in sorted(folder.glob("*.csv"))]
-    merged = Dataset(
-        "mmlu",
-        [p for d in parts for p in d.prompts],
-        np.concatenate([d.weak for d in parts]),
-        np.concatenate([d.strong for d in parts]),
-        [g for d in parts for g in d.groups],
-    )
+    merged = Dataset.concat("mmlu", *(read_outcome_csv(p) for p in sorted(folder.glob("*.csv"))))
     dirty = _contaminated(folder)
     return merged.subset(np.array([p not in dirty for p in merged.prompts]), "mmlu")
 

@@ -15,6 +15,17 @@ import numpy as np
 from router.classify.features import feature_matrix
 
 SHIPPED_HEAD = Path(__file__).with_name("head.npz")
+FITTED_HEADS_DIR = Path(__file__).with_name("heads")
+"""Heads fitted to a packaged local model's own labels (`router label` + `router train --labels`), one
+file per packaged model id: `<package>.npz`."""
+
+
+def packaged_head_for(package: str | None) -> Path | None:
+    """The head shipped for a packaged local model, if it has one: it was fitted to that model's mistakes."""
+    if package is None:
+        return None
+    path = FITTED_HEADS_DIR / f"{package}.npz"
+    return path if path.exists() else None
 
 
 @dataclass(frozen=True)

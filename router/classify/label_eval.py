@@ -9,7 +9,9 @@ saw. Routers compared, in the same run:
 - the cascade's confidence alone (escalate the answers the local model was least sure of; it needs the
   local answer first, so it pays for a local generation on every prompt);
 - the fitted head and the confidence combined (a logistic model over the head's score and the three
-  confidence metrics, fitted out of fold like the rest).
+  confidence metrics, fitted out of fold like the rest);
+- with a prior (the recorded Mixtral vs GPT-4 MMLU outcomes): the head fitted to the labels and the prior
+  together (what ships for the default model), alone and combined with the confidence.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from router.classify.report import mf_scorer
 from router.classify.train import (
     CANDIDATES,
     Candidate,
+    as_scorer,
     cached_embeddings,
     knn_scorer,
     out_of_fold_scores,
@@ -67,6 +70,19 @@ def _combined(
     return scores
 
 
+def out_of_fold_with_prior(
+    candidate: Candidate, emb: np.ndarray, data: Dataset, fold: np.ndarray, prior_emb: np.ndarray, prior: Dataset
+) -> np.ndarray:
+    """Each label scored by the candidate fitted on the prior data plus the other folds' labels."""
+    scores = np.zeros(len(data))
+    for k in np.unique(fold):
+        held = fold == k
+        fit_on = Dataset.concat("prior+labels", prior, data.subset(~held))
+        scorer = as_scorer(candidate.fit(np.concatenate([prior_emb, emb[~held]]), fit_on))
+        scores[held] = scorer(emb[held], data.subset(held).prompts)
+    return scores
+
+
 def evaluate_labels(
     labelled: LabelledSet,
     general_head: Head,
@@ -75,13 +91,20 @@ def evaluate_labels(
     family: str,
     folds: int = 8,
     reps: int = 1000,
+    prior: Dataset | None = None,
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Curve]]]:
     data = labelled.data
     emb = cached_embeddings(embedder, data.prompts, cache_dir)
     fold = selection_folds(data.groups, folds)
     fitted = out_of_fold_scores(_by_name(family), emb, data, fold)
     surest_first = {name: -np.nan_to_num(v, nan=0.0) for name, v in labelled.confidence.items()}
-    scores: dict[str, np.ndarray | None] = {
+    scores: dict[str, np.ndarray | None] = {}
+    if prior is not None:
+        prior_emb = cached_embeddings(embedder, prior.prompts, cache_dir)
+        both = out_of_fold_with_prior(_by_name(family), emb, data, fold, prior_emb, prior)
+        scores[f"head fitted to {labelled.local_model} labels + Mixtral MMLU ({family})"] = both
+        scores["that head + cascade confidence (combined)"] = _combined(both, labelled.confidence, data, fold)
+    scores |= {
         f"head fitted to {labelled.local_model} ({family})": fitted,
         "fitted head + cascade confidence (combined)": _combined(fitted, labelled.confidence, data, fold),
         "general head (Mixtral vs GPT-4)": general_head.score(emb, data.prompts),

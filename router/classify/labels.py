@@ -16,7 +16,9 @@ The labels file (JSON lines, one object per prompt; documented in the README):
 `{"id", "group", "prompt", "local_model", "local_right", "answer", "confidence": {"mean_logprob",
 "min_logprob", "mean_entropy", "tokens"}, "strong_right", "weak_right"}` — `strong_right` and
 `weak_right` are the recorded outcomes of the data's strong and weak models (null where the data has
-none). A run appends to the file and skips the ids already in it, so an interrupted run continues.
+none). `prompt` and `answer` may be left out (a file that ships beside a head carries none of the
+data's text): `train` and `eval` then read the prompts back by id from `--tasks`. A run appends to the
+file and skips the ids already in it, so an interrupted run continues.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from router.errors import ConfigError
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 LETTER = re.compile(r"\b([A-D])\b")
-REQUIRED = ("id", "group", "prompt", "local_model", "local_right")
+REQUIRED = ("id", "group", "local_model", "local_right")
+# What a labels file may ship without: the prompts (and answers) are the data's, read back by id.
+PROMPT_FIELDS = ("prompt", "answer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,29 @@ def read_labels(paths: Iterable[Path]) -> list[dict[str, Any]]:
     return records
 
 
+def attach_prompts(records: list[dict[str, Any]], tasks: Iterable[Path]) -> list[dict[str, Any]]:
+    """Fill in the prompt of every record that carries none, from the data it was labelled on (by id)."""
+    missing = [r for r in records if not r.get("prompt")]
+    if not missing:
+        return records
+    prompts = {task.id: task.prompt for path in tasks for task in read_tasks(path)}
+    unknown = [r["id"] for r in missing if r["id"] not in prompts]
+    if unknown:
+        where = "the data given with --tasks" if prompts else "the labels file (and no --tasks was given)"
+        raise ConfigError(
+            f"{len(unknown)} label(s) have no prompt and are not in {where}, e.g. {unknown[0]!r}: pass --tasks "
+            "with the data they were labelled on"
+        )
+    return [r if r.get("prompt") else {**r, "prompt": prompts[r["id"]]} for r in records]
+
+
+def without_prompts(records: Iterable[dict[str, Any]]) -> str:
+    """The labels as JSON lines without prompts and answers: what may ship beside a head."""
+    return "".join(
+        json.dumps({k: v for k, v in r.items() if k not in PROMPT_FIELDS}, ensure_ascii=False) + "\n" for r in records
+    )
+
+
 def done_ids(path: Path) -> set[str]:
     """Ids already labelled in `path` (a run that was interrupted continues after them)."""
     if not path.exists():
@@ -241,6 +268,8 @@ def labelled_set(records: list[dict[str, Any]], name: str = "labels") -> Labelle
     from router.classify.data import Dataset
 
     usable = [r for r in records if r.get("strong_right") is not None]
+    if any(not r.get("prompt") for r in usable):
+        raise ConfigError("some labels carry no prompt: pass --tasks with the data they were labelled on")
     if not usable:
         raise ConfigError("no label has a recorded strong-model outcome (`strong_right`): nothing to route between")
     models = sorted({r["local_model"] for r in usable})

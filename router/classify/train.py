@@ -223,7 +223,7 @@ class TrainResult:
     """95% interval of that mean (normal approximation over the splits)."""
 
 
-def _scorer(fitted: Head | Scorer) -> Scorer:
+def as_scorer(fitted: Head | Scorer) -> Scorer:
     return fitted.score if isinstance(fitted, Head) else fitted
 
 
@@ -250,7 +250,7 @@ def out_of_fold_scores(candidate: Candidate, emb: np.ndarray, data: Dataset, fol
         held = fold == k
         if len(set(data.needs_strong[~held])) < 2:  # nothing to learn from in the other folds: no opinion
             continue
-        scorer = _scorer(candidate.fit(emb[~held], data.subset(~held)))
+        scorer = as_scorer(candidate.fit(emb[~held], data.subset(~held)))
         scores[held] = scorer(emb[held], data.subset(held).prompts)
     return scores
 
@@ -311,7 +311,7 @@ def train(
             fit_part, held = train_set.subset(~test), train_set.subset(test)
             if len(set(fit_part.needs_strong)) < 2:
                 continue
-            scorer = _scorer(candidate.fit(emb[~test], fit_part))
+            scorer = as_scorer(candidate.fit(emb[~test], fit_part))
             apgrs.append(curve(np.asarray(scorer(emb[test], held.prompts), float), held.weak, held.strong).apgr)
         mean, spread = float(np.mean(apgrs)), 1.96 * float(np.std(apgrs)) / np.sqrt(len(apgrs))
         scores[candidate.name], intervals[candidate.name] = round(mean, 4), (mean - spread, mean + spread)

@@ -46,6 +46,16 @@ LabelsOpt = Annotated[
     list[Path] | None,
     typer.Option("--labels", help="Labels files from `router label` (repeatable): the local model's own outcomes."),
 ]
+TasksOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--tasks", help="The data the labels were made on: fills in the prompts a labels file leaves out."),
+]
+
+
+def _labelled(labels: list[Path], tasks: list[Path] | None):  # -> LabelledSet
+    from router.classify.labels import attach_prompts, labelled_set, read_labels
+
+    return labelled_set(attach_prompts(read_labels(labels), tasks or []))
 
 
 @app.command()
@@ -54,7 +64,12 @@ def train(
         Path | None, typer.Option("--mmlu", help="Folder of MMLU-style outcome CSVs (one per domain).")
     ] = None,
     labels: LabelsOpt = None,
+    tasks: TasksOpt = None,
     out: Annotated[Path, typer.Option(help="Where to write the head.")] = Path("router/classify/head.npz"),
+    labels_out: Annotated[
+        Path | None,
+        typer.Option("--labels-out", help="Also write the labels trained on, without prompts (what may ship)."),
+    ] = None,
     cache_dir: EmbeddingCache = None,
     config: ConfigOpt = None,
     hold_out: Annotated[
@@ -65,25 +80,28 @@ def train(
     """Train the escalation head, choosing its family by domain-grouped cross-validation.
 
     With --mmlu: on the recorded weak and strong outcomes (Mixtral-8x7B vs GPT-4). With --labels: on the
-    local model's own outcomes from `router label` ("local wrong and strong right").
+    local model's own outcomes from `router label` ("local wrong and strong right"). With both: on the
+    two together, so the local model's labels decide where it has them and the recorded outcomes are the
+    prior everywhere else.
     """
     from dataclasses import replace
 
-    from router.classify.data import read_mmlu
-    from router.classify.labels import labelled_set, read_labels
+    from router.classify.data import Dataset, read_mmlu
+    from router.classify.labels import without_prompts
     from router.classify.train import train as train_head
 
     logging.basicConfig(level="INFO", format="%(message)s")
-    if (mmlu is None) == (labels is None):
-        _fail(ConfigError("give either --mmlu (recorded outcomes) or --labels (your local model's labels)"))
+    if mmlu is None and not labels:
+        _fail(ConfigError("give --mmlu (recorded outcomes), --labels (your local model's labels), or both"))
     try:
-        local_model = None
+        local_model, parts = None, []
         if labels:
-            labelled = labelled_set(read_labels(labels))
-            dataset, local_model = labelled.data, labelled.local_model
-        else:
-            assert mmlu is not None
-            dataset = read_mmlu(mmlu)
+            labelled = _labelled(labels, tasks)
+            parts.append(labelled.data)
+            local_model = labelled.local_model
+        if mmlu is not None:
+            parts.append(read_mmlu(mmlu))
+        dataset = parts[0] if len(parts) == 1 else Dataset.concat("labels+mmlu", *parts)
     except ConfigError as error:
         _fail(error)
     try:
@@ -92,8 +110,14 @@ def train(
         _fail(error)
     head = result.head
     if local_model is not None:
-        head = replace(head, meta={**head.meta, "local_model": local_model, "trained_on": f"{local_model} labels"})
+        trained_on = f"{local_model} labels" + (" + Mixtral-8x7B vs GPT-4 MMLU outcomes" if mmlu else "")
+        head = replace(head, meta={**head.meta, "local_model": local_model, "trained_on": trained_on})
     head.save(out)
+    if labels_out is not None and labels:
+        from router.classify.labels import read_labels
+
+        labels_out.write_text(without_prompts(read_labels(labels)), encoding="utf-8")
+        typer.echo(f"wrote {labels_out} (the labels without their prompts)")
     typer.echo(f"chose {result.chosen}; mean APGR on held-out domains per family (95% CI over the splits):")
     for name, apgr in sorted(result.validation.items(), key=lambda item: -item[1]):
         low, high = result.intervals[name]
@@ -112,6 +136,7 @@ def evaluate(
         list[Path] | None, typer.Option("--data", help="More data to score: a folder or an outcome CSV (repeatable).")
     ] = None,
     labels: LabelsOpt = None,
+    tasks: TasksOpt = None,
     weak: Annotated[str | None, typer.Option(help="Weak model's column in outcome CSVs.")] = None,
     strong: Annotated[str | None, typer.Option(help="Strong model's column in outcome CSVs.")] = None,
     head: Annotated[Path | None, typer.Option(help="The head to evaluate (default: the shipped one).")] = None,
@@ -121,7 +146,8 @@ def evaluate(
 ) -> None:
     """APGR and CPT(50%/80%), with 95% bootstrap intervals, of the head and every baseline on unseen data.
 
-    With --labels: for the pair (your local model, the strong model), every router scored out of fold.
+    With --labels: for the pair (your local model, the strong model), every router scored out of fold;
+    with --mmlu too, also the head fitted to the labels and the recorded outcomes together.
     """
     from router.classify.data import read_any, read_mmlu, read_outcome_csv
     from router.classify.head import SHIPPED_HEAD, Head
@@ -130,16 +156,17 @@ def evaluate(
 
     if labels:
         from router.classify.label_eval import evaluate_labels
-        from router.classify.labels import labelled_set, read_labels
+        from router.classify.train import training_split
 
         try:
-            labelled = labelled_set(read_labels(labels))
+            labelled = _labelled(labels, tasks)
         except ConfigError as error:
             _fail(error)
         general = Head.load(SHIPPED_HEAD)
         family = Head.load(head).meta.get("chosen", "logreg(C=0.1)") if head else general.meta.get("chosen", "")
+        prior = training_split(read_mmlu(mmlu), hold_out=False)[0] if mmlu is not None else None
         results, curves = evaluate_labels(
-            labelled, general, _embedder(config), _embedding_cache(cache_dir), family or "logreg(C=0.1)"
+            labelled, general, _embedder(config), _embedding_cache(cache_dir), family or "logreg(C=0.1)", prior=prior
         )
     else:
         if mmlu is None:
@@ -164,20 +191,26 @@ def evaluate(
 def calibrate(
     prompts: Annotated[Path, typer.Argument(help="Sample prompts: one per line, or JSON lines with `prompt`.")],
     target_cloud_share: Annotated[float, typer.Option(help="Share of the sample to send to the cloud, 0..1.")] = 0.3,
-    head: Annotated[Path | None, typer.Option(help="The head to calibrate (default: the shipped one).")] = None,
+    head: Annotated[
+        Path | None, typer.Option(help="The head to calibrate (default: the one the gateway uses for its local model).")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Print the `route: auto` threshold that sends the target share of the sample to the cloud."""
     import numpy as np
 
+    from router.app import head_for_local
     from router.classify.calibrate import read_prompts, share_at, threshold_for_share
-    from router.classify.head import SHIPPED_HEAD, Head
+    from router.classify.head import Head
 
     texts = read_prompts(prompts)
     if not texts:
         typer.secho(f"{prompts}: no prompts", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
-    scorer = Head.load(head or SHIPPED_HEAD)
+    try:
+        scorer = Head.load(head or head_for_local(load_gateway_config(_settings(config, None).config)))
+    except ConfigError as error:
+        _fail(error)
     scores = np.asarray(scorer.score(_embedder(config).embed(texts), texts))
     threshold = threshold_for_share(scores, target_cloud_share)
     typer.echo(

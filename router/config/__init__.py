@@ -118,7 +118,8 @@ class ClassifierConfig(_Strict):
     head: Path | None = Field(
         None,
         description="A head from `router train` (an .npz), e.g. one fitted to your local model with "
-        "`router train --labels`; unset: the general head shipped in the package.",
+        "`router train --labels`; unset: the head shipped for the packaged local model if there is one "
+        "(fitted to its own labels), else the general head.",
     )
     heads: dict[str, Path] = Field(
         default_factory=dict,
@@ -127,6 +128,7 @@ class ClassifierConfig(_Strict):
     )
 
     def head_for(self, local_model: str) -> Path | None:
+        """The head configured for this local model: its own in `heads`, else `head`; None if neither."""
         return self.heads.get(local_model) or self.head
 
 

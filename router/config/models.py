@@ -48,9 +48,19 @@ class Price(_Strict):
     per_second_usd: float = Field(0.0, ge=0, description="USD per second of serving (energy, hardware share).")
 
 
+Capability = Literal["tools", "json", "vision", "logprobs"]
+
+
 class _ModelSpec(_Strict):
     price: Price | None = Field(
         None, description="Overrides litellm's prices; a local model without one costs nothing."
+    )
+    capabilities: list[Capability] | None = Field(
+        None,
+        description="What this model can honour: tools (function calling), json (response_format json_object / "
+        "json_schema), vision (image parts), logprobs. A request that needs one goes to a model that has it, or "
+        "gets a 400. Unset: the engine's default (in-process llama.cpp: json, by grammar; openai-compatible: "
+        "json, logprobs; litellm: all four).",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)

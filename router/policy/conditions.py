@@ -143,6 +143,11 @@ class Condition(_Strict):
     code: bool | None = Field(None, description="Source code is (true) or is not (false) present in the text.")
     tools: bool | None = Field(None, description="The request offers tools / functions to call (or does not).")
     images: bool | None = Field(None, description="A message carries an image (or none does).")
+    needs: list[Literal["tools", "json", "vision", "logprobs"]] | None = Field(
+        None,
+        description="The request needs one of these capabilities (tools, json output, vision, logprobs). "
+        "Without a rule, such a request already goes to the first capable model of its chain.",
+    )
     time: TimeWindow | None = Field(None, description="When the request arrives: time of day and days of the week.")
     budget: list[BudgetState] | None = Field(
         None,
@@ -162,7 +167,9 @@ class Condition(_Strict):
     _keyword_re: re.Pattern[str] | None = PrivateAttr(None)
     _regexes: list[re.Pattern[str]] = PrivateAttr(default_factory=list)
 
-    _lists = field_validator("model", "keywords", "regex", "language", "budget", "tenant", mode="before")(_as_list)
+    _lists = field_validator("model", "keywords", "regex", "language", "budget", "tenant", "needs", mode="before")(
+        _as_list
+    )
 
     @field_validator("pii", mode="before")
     @classmethod

@@ -120,6 +120,16 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
         yield lambda: _flag("tools", bool(c.tools), facts.tools(ctx))
     if c.images is not None:
         yield lambda: _flag("image content", bool(c.images), facts.images(ctx))
+    if c.needs is not None:
+
+        def needs() -> Check:
+            from router.capabilities import required_capabilities  # capabilities reads facts, like this module
+
+            needed = required_capabilities(ctx)
+            hit = [name for name in needed if name in (c.needs or [])]
+            return bool(hit), f"needs {', '.join(hit)}" if hit else f"needs none of {c.needs}"
+
+        yield needs
     if c.time is not None:
         yield lambda: _in_window(c.time, ctx.received_at)  # type: ignore[arg-type]
     if c.budget is not None:

@@ -94,3 +94,36 @@ def test_a_labels_file_in_the_wrong_format_is_refused_with_its_line(tmp_path: Pa
     bad.write_text('{"id": "a", "group": "g", "prompt": "p", "local_model": "m", "local_right": true}\n{"id": 3\n')
     done = router("train", "--labels", str(bad), "--out", str(tmp_path / "h.npz"))
     assert done.returncode == 2 and "bad.jsonl:2: not a JSON object" in done.stderr
+
+
+def tiny_mmlu(folder: Path) -> Path:
+    """Two MMLU-style outcome CSVs (Mixtral vs GPT-4): the recorded prior the labels are trained with."""
+    folder.mkdir()
+    for domain, topic in (("astronomy", "planet"), ("virology", "virus")):
+        rows = ["prompt,mistralai/Mixtral-8x7B-Instruct-v0.1,gpt-4-1106-preview"]
+        rows += [f'"Which {topic} fact number {i} is true? A) a B) b C) c D) d",{i % 2 == 0},True' for i in range(8)]
+        (folder / f"{domain}.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_labels_ship_without_prompts_and_train_with_the_recorded_prior(labels: Path, tmp_path: Path) -> None:
+    mmlu = tiny_mmlu(tmp_path / "mmlu")
+    shipped = tmp_path / "shipped-labels.jsonl"
+    head = tmp_path / "head.npz"
+    trained = router("train", "--labels", str(labels), "--mmlu", str(mmlu), "--out", str(head),
+                     "--labels-out", str(shipped), "--repeats", "4")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    records = _records(shipped)
+    assert len(records) == 12 and not any("prompt" in r or "answer" in r for r in records)
+    assert all("local_right" in r and "confidence" in r for r in records)
+
+    # Without the data they were made on, prompt-free labels are refused clearly...
+    refused = router("train", "--labels", str(shipped), "--out", str(tmp_path / "h2.npz"), "--repeats", "4")
+    assert refused.returncode == 2 and "--tasks" in refused.stderr
+    # ...and with it they train and evaluate as the full file does.
+    evaluated = router("eval", "--labels", str(shipped), "--tasks", str(FIXTURE), "--mmlu", str(mmlu),
+                       "--head", str(head), "--out", str(tmp_path / "eval"))  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    (by_router,) = json.loads((tmp_path / "eval" / "eval.json").read_text()).values()
+    assert any("labels + Mixtral MMLU" in name for name in by_router)
+    assert all(0 <= s["apgr"] <= 1 for s in by_router.values())

@@ -1,0 +1,60 @@
+"""What a request needs from the model that answers it, and which models can give it.
+
+A request is never answered with part of what it asked for silently dropped: one with `tools` gets a
+model that calls tools, `response_format` JSON a model that keeps to it, an image part a model that
+sees, `logprobs` a model that returns them. The router moves such a request along its chain to the first
+capable model; if the chain has none, the request is refused with a 400 that names the capability.
+
+A model's capabilities are its config's `capabilities:` or its engine's default: in-process llama.cpp
+constrains output with a grammar (json); an OpenAI-compatible server (llama.cpp's, vLLM) does json and
+logprobs; a provider through litellm is assumed to do all four, which its own errors correct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from router.config.models import Capability, LiteLLMModel, LlamaCppModel, OpenAICompatibleModel
+from router.policy import facts
+from router.types import RequestContext
+
+CAPABILITIES: tuple[Capability, ...] = ("tools", "json", "vision", "logprobs")
+ENGINE_DEFAULTS: dict[type, frozenset[str]] = {
+    LlamaCppModel: frozenset({"json"}),
+    OpenAICompatibleModel: frozenset({"json", "logprobs"}),
+    LiteLLMModel: frozenset(CAPABILITIES),
+}
+
+
+def model_capabilities(spec: LlamaCppModel | OpenAICompatibleModel | LiteLLMModel) -> frozenset[str]:
+    if spec.capabilities is not None:
+        return frozenset(spec.capabilities)
+    return ENGINE_DEFAULTS[type(spec)]
+
+
+def _uses_tools(ctx: RequestContext) -> bool:
+    # A conversation that already holds tool calls and results needs a model that reads them too.
+    return facts.tools(ctx) or any(m.get("role") in ("tool", "function") or m.get("tool_calls") for m in ctx.messages)
+
+
+def _wants_json(passthrough: Mapping[str, Any]) -> bool:
+    response_format = passthrough.get("response_format")
+    return isinstance(response_format, Mapping) and response_format.get("type") in ("json_object", "json_schema")
+
+
+def required_capabilities(ctx: RequestContext) -> tuple[str, ...]:
+    """The capabilities a request needs, in `CAPABILITIES` order (computed once per request)."""
+
+    def compute() -> tuple[str, ...]:
+        needs = {
+            "tools": _uses_tools(ctx),
+            "json": _wants_json(ctx.passthrough),
+            "vision": facts.images(ctx),
+            "logprobs": bool(ctx.passthrough.get("logprobs")) or bool(ctx.passthrough.get("top_logprobs")),
+        }
+        return tuple(name for name in CAPABILITIES if needs[name])
+
+    if "capabilities" not in ctx.memo:
+        ctx.memo["capabilities"] = compute()
+    return ctx.memo["capabilities"]
