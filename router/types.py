@@ -212,6 +212,8 @@ class Completion:
     """Other fields of the assistant message (tool_calls, refusal...), passed back as they came."""
     confidence: Confidence | None = None
     """The local model's confidence, when it was asked to measure it."""
+    logprobs: Any = None
+    """The choice's token log-probabilities in the API's own shape, when the request asked for them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +226,7 @@ class StreamDelta:
     delta_extra: Mapping[str, Any] = field(default_factory=dict)
     model: str | None = None
     confidence: Confidence | None = None
+    logprobs: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,13 +59,15 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _chunk(model: str, delta: dict[str, Any], finish: str | None = None, usage: dict | None = None) -> bytes:
+def _chunk(
+    model: str, delta: dict[str, Any], finish: str | None = None, usage: dict | None = None, logprobs: Any = None
+) -> bytes:
     body: dict[str, Any] = {
         "id": "chatcmpl-faulty",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": logprobs}],
     }
     if usage:
         body["usage"] = usage
@@ -81,6 +83,16 @@ def _answer(body: dict[str, Any]) -> list[str]:
     users = [m for m in body.get("messages", []) if m.get("role") == "user"] or [{"content": body.get("prompt", "")}]
     text = str(users[-1].get("content") or "")
     return [text[i : i + 5] for i in range(0, len(text), 5)] or [""]  # small pieces: placeholders get split
+
+
+def _logprobs(pieces: list[str]) -> dict[str, Any]:
+    """OpenAI's chat logprobs for the answer's pieces (as if each were one token), as a real provider sends."""
+    return {
+        "content": [
+            {"token": p, "logprob": -0.25 * (i + 1), "bytes": list(p.encode()), "top_logprobs": []}
+            for i, p in enumerate(pieces)
+        ]
+    }
 
 
 async def completions(request: Request) -> Response:
@@ -101,8 +113,10 @@ async def completions(request: Request) -> Response:
     if mode == "slow_first_byte":
         await asyncio.sleep(faults.delay_s)
     answer = _answer(body)
+    logprobs = bool(body.get("logprobs"))
     if body.get("stream"):
-        return StreamingResponse(_stream(model, answer, mode == "drop_mid_stream"), media_type="text/event-stream")
+        stream = _stream(model, answer, mode == "drop_mid_stream", logprobs)
+        return StreamingResponse(stream, media_type="text/event-stream")
     message = {"role": "assistant", "content": "".join(answer)}
     return JSONResponse(
         {
@@ -110,18 +124,25 @@ async def completions(request: Request) -> Response:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "stop",
+                    "logprobs": _logprobs(answer) if logprobs else None,
+                }
+            ],
             "usage": USAGE,
         }
     )
 
 
-async def _stream(model: str, answer: list[str], drop: bool):
+async def _stream(model: str, answer: list[str], drop: bool, logprobs: bool = False):
     yield _chunk(model, {"role": "assistant", "content": ""})
     for i, piece in enumerate(answer):
         if drop and i == 2:
             raise ConnectionResetError("injected: connection dropped mid-stream")
-        yield _chunk(model, {"content": piece})
+        yield _chunk(model, {"content": piece}, logprobs=_logprobs([piece]) if logprobs else None)
         await asyncio.sleep(faults.chunk_delay_s)
     yield _chunk(model, {}, finish="stop")
     yield _chunk(model, {}, usage=USAGE)

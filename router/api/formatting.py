@@ -51,7 +51,14 @@ def completion_body(ctx: RequestContext, completion: Completion) -> dict[str, An
             "object": "chat.completion",
             "created": created,
             "model": completion.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": completion.finish_reason}],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": completion.logprobs,
+                    "finish_reason": completion.finish_reason,
+                }
+            ],
             "usage": completion.usage.as_openai(),
         }
     return {
@@ -63,7 +70,7 @@ def completion_body(ctx: RequestContext, completion: Completion) -> dict[str, An
             {
                 "index": 0,
                 "text": completion.content or "",
-                "logprobs": None,
+                "logprobs": completion.logprobs,
                 "finish_reason": completion.finish_reason,
             }
         ],
@@ -99,7 +106,7 @@ class ChunkWriter:
         if delta.model:
             self._model = delta.model
         out = b""
-        if delta.content is not None or delta.delta_extra or delta.finish_reason:
+        if delta.content is not None or delta.delta_extra or delta.finish_reason or delta.logprobs:
             if self._chat:
                 body: dict[str, Any] = {}
                 if not self._started:
@@ -107,12 +114,12 @@ class ChunkWriter:
                 if delta.content is not None or not self._started:
                     body["content"] = delta.content or ""
                 body.update(delta.delta_extra)
-                choice = {"index": 0, "delta": body, "logprobs": None, "finish_reason": delta.finish_reason}
+                choice = {"index": 0, "delta": body, "logprobs": delta.logprobs, "finish_reason": delta.finish_reason}
             else:
                 choice = {
                     "index": 0,
                     "text": delta.content or "",
-                    "logprobs": None,
+                    "logprobs": delta.logprobs,
                     "finish_reason": delta.finish_reason,
                 }
             self._started = True

@@ -118,6 +118,14 @@ def map_litellm_error(litellm: Any, exc: Exception, model: str) -> RouterError:
     return UpstreamError(f"{model} failed: {message}")
 
 
+def _plain(value: Any) -> Any:
+    """litellm's response objects (pydantic models) as plain JSON values."""
+    if value is None or isinstance(value, dict | list):
+        return value
+    dump = getattr(value, "model_dump", None)
+    return dump(exclude_none=True) if callable(dump) else value
+
+
 class LiteLLMBackend:
     def __init__(self, name: str, spec: LiteLLMModel) -> None:
         self.name = name
@@ -247,6 +255,7 @@ class LiteLLMBackend:
             ),
             model=getattr(response, "model", None) or self.name,
             message_extra=message,
+            logprobs=_plain(getattr(choice, "logprobs", None)),
         )
 
     async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
@@ -268,12 +277,14 @@ class LiteLLMBackend:
                         extra = {k: v for k, v in delta.items() if k in ("tool_calls", "function_call", "refusal")}
                     else:
                         content, extra = getattr(choice, "text", None), {}
-                    if content or extra or choice.finish_reason:
+                    logprobs = _plain(getattr(choice, "logprobs", None))
+                    if content or extra or choice.finish_reason or logprobs:
                         yield StreamDelta(
                             content=content or None,
                             finish_reason=choice.finish_reason,
                             delta_extra=extra,
                             model=getattr(chunk, "model", None),
+                            logprobs=logprobs,
                         )
                 if usage is not None and getattr(usage, "prompt_tokens", None) is not None:
                     yield StreamDelta(

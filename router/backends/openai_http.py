@@ -194,6 +194,7 @@ class OpenAIHttpBackend:
             usage=_usage(body.get("usage")) or Usage(),
             model=body.get("model") or self.name,
             message_extra=extra,
+            logprobs=choice.get("logprobs"),
         )
 
     async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
@@ -228,13 +229,14 @@ class OpenAIHttpBackend:
                 extra = {k: delta[k] for k in STREAM_EXTRA if delta.get(k) is not None}
             else:
                 content, extra = choice.get("text"), {}
-            if content or extra or choice.get("finish_reason"):
+            if content or extra or choice.get("finish_reason") or choice.get("logprobs"):
                 out.append(
                     StreamDelta(
                         content=content or None,
                         finish_reason=choice.get("finish_reason"),
                         delta_extra=extra,
                         model=model,
+                        logprobs=choice.get("logprobs"),
                     )
                 )
         if (usage := _usage(chunk.get("usage"))) is not None:
