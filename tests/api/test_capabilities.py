@@ -30,7 +30,7 @@ def client(gateway: Gateway) -> openai.OpenAI:
 def test_json_object_is_answered_locally_as_valid_json(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(
         model="auto",
-        messages=[{"role": "user", "content": "What is 2 + 2? Answer as a JSON object with the key \"answer\"."}],
+        messages=[{"role": "user", "content": 'What is 2 + 2? Answer as a JSON object with the key "answer".'}],
         response_format={"type": "json_object"},
         max_tokens=120,
         temperature=0,
