@@ -18,6 +18,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from router.api import LastResortMiddleware, RequestIdMiddleware, install_error_handlers, openai_api, ops, router_api
+from router.api.anthropic_routes import anthropic_api
 from router.api.openapi import install_openapi
 from router.backends import build_backend
 from router.backends.litellm_backend import import_litellm
@@ -238,6 +239,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
     install_error_handlers(app)
     install_openapi(app)
     app.include_router(openai_api)
+    app.include_router(anthropic_api)
     app.include_router(router_api)
     app.include_router(ops)
     app.include_router(dashboard)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from router.backends.model_files import default_gguf_path
-from router.config import Settings
+from router.config import DEFAULT_POLICY_FILE, Settings
 from tests.servers import RedisCluster, RedisServer, faulty_cloud_args, free_port, gateway_args, running
 
 HERE = Path(__file__).parent
@@ -191,3 +191,32 @@ def faulty_cloud(faulty_cloud_session: FaultyCloud) -> Iterator[FaultyCloud]:
     faulty_cloud_session.reset()
     yield faulty_cloud_session
     faulty_cloud_session.reset()
+
+
+@pytest.fixture(scope="session")
+def instant_gateway(faulty_cloud_session: FaultyCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """`router serve` with the default policy, whose local tier (a one-server pool) and cloud (through
+    litellm) are both the instant fault-injecting stand-in: valid requests are answered in milliseconds,
+    not a model's time (the fuzz suites, the Anthropic client's tool calls)."""
+    tmp = tmp_path_factory.mktemp("instant")
+    config = {
+        "models": {
+            "local-pool": {"engine": "openai-compatible", "model": "stand-in", "api_base": [faulty_cloud_session.v1]},
+            "gpt-4o-mini": {
+                "engine": "litellm",
+                "model": "openai/gpt-4o-mini",
+                "api_base": faulty_cloud_session.v1,
+                "api_key_env": CLOUD_KEY_ENV,
+            },
+        },
+        "routes": {"local": "local-pool", "cloud": "gpt-4o-mini"},
+        "server": {"max_body_bytes": 256 * 1024},
+        "ledger": {"path": str(tmp / "ledger.sqlite")},
+    }
+    path = tmp / "router.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    log = tmp / "gateway.log"
+    env = {CLOUD_KEY_ENV: "sk-stand-in"}
+    with running(gateway_args(port, path, DEFAULT_POLICY_FILE), f"http://127.0.0.1:{port}/readyz", log, env=env):
+        yield Gateway(f"http://127.0.0.1:{port}", log)

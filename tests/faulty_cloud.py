@@ -1,6 +1,8 @@
 """A fault-injecting stand-in cloud: a real OpenAI-compatible HTTP server the tests steer.
 
-Run as `python -m tests.faulty_cloud --port P`. `POST /control` sets how the next requests fail:
+Run as `python -m tests.faulty_cloud --port P`. A request that offers `tools` is answered with a call
+to the first tool (arguments `{"city": "Paris"}`, streamed in fragments when streaming).
+`POST /control` sets how the next requests fail:
     {"mode": "ok" | "error500" | "rate_limit" | "bad_request" | "slow_first_byte" | "hang" | "drop_mid_stream",
      "times": N (then back to ok; omit for "until told otherwise"), "retry_after": S, "delay_s": S,
      "echo": true (answer with the last user message instead of the canned answer),
@@ -113,6 +115,8 @@ async def completions(request: Request) -> Response:
     if mode == "slow_first_byte":
         await asyncio.sleep(faults.delay_s)
     answer = _answer(body)
+    if body.get("tools") and body.get("tool_choice") != "none":
+        return _tool_call(model, body["tools"][0]["function"]["name"], bool(body.get("stream")))
     logprobs = bool(body.get("logprobs"))
     if body.get("stream"):
         stream = _stream(model, answer, mode == "drop_mid_stream", logprobs)
@@ -135,6 +139,31 @@ async def completions(request: Request) -> Response:
             "usage": USAGE,
         }
     )
+
+
+TOOL_ARGUMENTS = '{"city": "Paris"}'
+
+
+def _tool_call(model: str, name: str, stream: bool) -> Response:
+    """A request that offers tools gets a call to the first one, as a provider's model would make."""
+    call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": TOOL_ARGUMENTS}}
+    if not stream:
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        created = int(time.time())
+        body = {"id": "chatcmpl-faulty", "object": "chat.completion", "created": created, "model": model}
+        return JSONResponse({**body, "choices": [choice], "usage": USAGE})
+
+    async def chunks():
+        first = {"index": 0, **call, "function": {"name": name, "arguments": ""}}
+        yield _chunk(model, {"role": "assistant", "content": None, "tool_calls": [first]})
+        for piece in (TOOL_ARGUMENTS[:8], TOOL_ARGUMENTS[8:]):  # arguments arrive in fragments
+            yield _chunk(model, {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        yield _chunk(model, {}, finish="tool_calls")
+        yield _chunk(model, {}, usage=USAGE)
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(chunks(), media_type="text/event-stream")
 
 
 async def _stream(model: str, answer: list[str], drop: bool, logprobs: bool = False):

@@ -1,4 +1,5 @@
-"""API keys: when any are configured, every /v1 request must carry one (`Authorization: Bearer KEY`).
+"""API keys: when any are configured, every /v1 request must carry one (`Authorization: Bearer KEY`, or
+`x-api-key: KEY` as Anthropic's clients send it).
 
 A presented key is hashed and compared in constant time with the configured hashes (`router/keys.py`).
 """
@@ -21,8 +22,10 @@ async def authenticate(request: Request) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
+        token = request.headers.get("x-api-key", "")  # how Anthropic's clients send it
+    if not token.strip():
         raise AuthenticationFailed(
-            "You didn't provide an API key. Send it as `Authorization: Bearer YOUR_KEY`.",
+            "You didn't provide an API key. Send it as `Authorization: Bearer YOUR_KEY` (or `x-api-key`).",
             code="missing_api_key",
         )
     digest = hash_key(token.strip())

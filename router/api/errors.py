@@ -56,10 +56,18 @@ def validation_to_invalid_request(exc: ValidationError | RequestValidationError)
     return InvalidRequest(message, param=param, code="invalid_value" if first["type"] != "missing" else "missing")
 
 
-def error_response(exc: RouterError, request_id: str | None = None) -> JSONResponse:
+ANTHROPIC_PATHS = "/v1/messages"
+"""Anthropic's Messages API answers errors in its own shape, so its SDK raises its own exceptions."""
+
+
+def error_response(exc: RouterError, request_id: str | None = None, path: str = "") -> JSONResponse:
     headers = dict(exc.headers)
     if request_id:
         headers["x-request-id"] = request_id
+    if path.startswith(ANTHROPIC_PATHS):
+        from router.api.anthropic_format import error_body
+
+        return JSONResponse(error_body(exc.status_code, exc.message), status_code=exc.status_code, headers=headers)
     return JSONResponse(router_error_body(exc), status_code=exc.status_code, headers=headers)
 
 
@@ -71,11 +79,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _router_error(request: Request, exc: RouterError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("request %s failed: %s %s", request_id(request), exc.status_code, exc.message)
-        return error_response(exc, request_id(request))
+        return error_response(exc, request_id(request), request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(validation_to_invalid_request(exc), request_id(request))
+        return error_response(validation_to_invalid_request(exc), request_id(request), request.url.path)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:

@@ -31,7 +31,7 @@ def components(request: Request) -> Components:
     return request.app.state.components
 
 
-def _client_timeout(request: Request) -> float | None:
+def client_timeout(request: Request) -> float | None:
     """`x-router-timeout: SECONDS`: the client's deadline for this request, if sooner than the server's."""
     raw = request.headers.get("x-router-timeout")
     if raw is None:
@@ -45,7 +45,7 @@ def _client_timeout(request: Request) -> float | None:
     return value
 
 
-def _headers(request: Request) -> dict[str, str]:
+def request_headers(request: Request) -> dict[str, str]:
     return {k.lower(): v for k, v in request.headers.items() if k.lower() != "authorization"}
 
 
@@ -53,7 +53,7 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
 
-async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
     """Await `work`, cancelling it if the client disconnects first (so a local generation stops)."""
     task = asyncio.ensure_future(work)
     gone = asyncio.Event()
@@ -80,7 +80,7 @@ async def _respond(request: Request, ctx: RequestContext) -> Response:
     ctx = pipeline.prepare(ctx)
     if not ctx.stream:
         try:
-            completion, served = await _until_disconnect(request, pipeline.complete(ctx))
+            completion, served = await until_disconnect(request, pipeline.complete(ctx))
         except ClientGone:
             return Response(status_code=499)  # nobody is listening; this only reaches the access log
         return JSONResponse(completion_body(ctx, completion), headers=router_headers(served, ctx.request_id))
@@ -110,7 +110,7 @@ async def _sse(ctx: RequestContext, result: StreamResult) -> AsyncIterator[bytes
     yield DONE
 
 
-def _tenant(request: Request) -> str | None:
+def tenant_of(request: Request) -> str | None:
     """The API key's tenant; with open access, the tenant header's value (`ledger.tenant_header`), if any."""
     keyed = getattr(request.state, "tenant", None)
     if keyed is not None:
@@ -129,10 +129,10 @@ def _context(request: Request, body: Any, kind: str, messages: tuple[Any, ...], 
         passthrough=body.passthrough(),
         stream=body.stream,
         include_usage=bool(body.stream_options and body.stream_options.include_usage),
-        headers=_headers(request),
-        tenant=_tenant(request),
+        headers=request_headers(request),
+        tenant=tenant_of(request),
         key_name=getattr(request.state, "key_name", None),
-        timeout_s=_client_timeout(request),
+        timeout_s=client_timeout(request),
     )
 
 

@@ -1,0 +1,99 @@
+"""Anthropic's Messages API (`/v1/messages`, `/v1/messages/count_tokens`) on the same pipeline as the
+OpenAI routes: a Messages request is translated (`anthropic_format.py`), routed, cached, retried,
+priced and limited exactly like a chat completion, and answered in Anthropic's shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from router.api.anthropic_format import (
+    CountTokensRequest,
+    EventWriter,
+    MessagesRequest,
+    chat_messages,
+    generation,
+    message_body,
+)
+from router.api.auth import authenticate
+from router.api.body import parse_request
+from router.api.formatting import router_headers
+from router.api.openai_routes import (
+    ClientGone,
+    client_timeout,
+    components,
+    request_headers,
+    tenant_of,
+    until_disconnect,
+)
+from router.api.openapi import json_body
+from router.errors import RouterError
+from router.pipeline import StreamResult
+from router.types import RequestContext
+
+log = logging.getLogger(__name__)
+anthropic_api = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
+
+
+def _context(request: Request, body: MessagesRequest) -> RequestContext:
+    params, passthrough = generation(body)
+    return RequestContext(
+        request_id=request.state.request_id,
+        kind="chat",
+        requested_model=body.model,
+        messages=chat_messages(body),
+        params=params,
+        passthrough=passthrough,
+        stream=body.stream,
+        include_usage=True,
+        headers=request_headers(request),
+        tenant=tenant_of(request),
+        key_name=getattr(request.state, "key_name", None),
+        timeout_s=client_timeout(request),
+    )
+
+
+@anthropic_api.post("/messages", openapi_extra=json_body(MessagesRequest))
+async def messages(request: Request) -> Response:
+    c = components(request)
+    body = await parse_request(request, MessagesRequest, c.config.server.max_body_bytes)
+    pipeline = c.pipeline
+    ctx = pipeline.prepare(_context(request, body))
+    if not ctx.stream:
+        try:
+            completion, served = await until_disconnect(request, pipeline.complete(ctx))
+        except ClientGone:
+            return Response(status_code=499)
+        return JSONResponse(message_body(ctx.request_id, completion), headers=router_headers(served, ctx.request_id))
+    result = await pipeline.stream(ctx)
+    headers = {**router_headers(result.served, ctx.request_id), "cache-control": "no-cache", "x-accel-buffering": "no"}
+    return StreamingResponse(_events(ctx, result), media_type="text/event-stream", headers=headers)
+
+
+async def _events(ctx: RequestContext, result: StreamResult) -> AsyncIterator[bytes]:
+    writer = EventWriter(ctx.request_id, result.served.model, ctx.prompt_tokens)
+    yield writer.start()
+    try:
+        async for delta in result.deltas:
+            if chunk := writer.delta(delta):
+                yield chunk
+    except RouterError as exc:
+        log.warning("request %s: stream failed after it started: %s", ctx.request_id, exc.message)
+        yield writer.error(exc.status_code, exc.message)
+        return
+    yield writer.end()
+
+
+@anthropic_api.post("/messages/count_tokens", openapi_extra=json_body(CountTokensRequest))
+async def count_tokens(request: Request) -> dict[str, Any]:
+    """The prompt's size in the local model's tokens (the gateway's own count, used by rules and limits)."""
+    c = components(request)
+    body = await parse_request(request, CountTokensRequest, c.config.server.max_body_bytes)
+    ctx = RequestContext(
+        request_id=request.state.request_id, kind="chat", requested_model=body.model, messages=chat_messages(body)
+    )
+    return {"input_tokens": c.pipeline.prepare(ctx).prompt_tokens}
