@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from router.api import LastResortMiddleware, RequestIdMiddleware, install_error_handlers, openai_api, ops, router_api
 from router.api.anthropic_routes import anthropic_api
 from router.api.openapi import install_openapi
+from router.api.responses_routes import responses_api
 from router.backends import build_backend
 from router.backends.litellm_backend import import_litellm
 from router.cache import MemoryCacheStore, RedisCacheStore, ResponseCache
@@ -240,6 +241,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
     install_openapi(app)
     app.include_router(openai_api)
     app.include_router(anthropic_api)
+    app.include_router(responses_api)
     app.include_router(router_api)
     app.include_router(ops)
     app.include_router(dashboard)

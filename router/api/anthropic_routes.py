@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response
 
 from router.api.anthropic_format import (
     CountTokensRequest,
@@ -21,15 +21,7 @@ from router.api.anthropic_format import (
 )
 from router.api.auth import authenticate
 from router.api.body import parse_request
-from router.api.formatting import router_headers
-from router.api.openai_routes import (
-    ClientGone,
-    client_timeout,
-    components,
-    request_headers,
-    tenant_of,
-    until_disconnect,
-)
+from router.api.openai_routes import client_timeout, components, request_headers, respond, tenant_of
 from router.api.openapi import json_body
 from router.errors import RouterError
 from router.pipeline import StreamResult
@@ -61,17 +53,9 @@ def _context(request: Request, body: MessagesRequest) -> RequestContext:
 async def messages(request: Request) -> Response:
     c = components(request)
     body = await parse_request(request, MessagesRequest, c.config.server.max_body_bytes)
-    pipeline = c.pipeline
-    ctx = pipeline.prepare(_context(request, body))
-    if not ctx.stream:
-        try:
-            completion, served = await until_disconnect(request, pipeline.complete(ctx))
-        except ClientGone:
-            return Response(status_code=499)
-        return JSONResponse(message_body(ctx.request_id, completion), headers=router_headers(served, ctx.request_id))
-    result = await pipeline.stream(ctx)
-    headers = {**router_headers(result.served, ctx.request_id), "cache-control": "no-cache", "x-accel-buffering": "no"}
-    return StreamingResponse(_events(ctx, result), media_type="text/event-stream", headers=headers)
+    return await respond(
+        request, _context(request, body), lambda ctx, done: message_body(ctx.request_id, done), _events
+    )
 
 
 async def _events(ctx: RequestContext, result: StreamResult) -> AsyncIterator[bytes]:

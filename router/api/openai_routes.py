@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -19,7 +19,7 @@ from router.components import Components
 from router.errors import InvalidRequest, ModelNotFound, RouterError
 from router.pipeline import StreamResult
 from router.schemas import ChatCompletionRequest, TextCompletionRequest
-from router.types import RequestContext
+from router.types import Completion, RequestContext
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,7 +75,14 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-async def _respond(request: Request, ctx: RequestContext) -> Response:
+async def respond(
+    request: Request,
+    ctx: RequestContext,
+    body_of: Callable[[RequestContext, Completion], dict[str, Any]],
+    events_of: Callable[[RequestContext, StreamResult], AsyncIterator[bytes]],
+) -> Response:
+    """Run a request through the pipeline and answer it in one API's shape: `body_of` renders a finished
+    answer, `events_of` a stream. Every API the gateway speaks (OpenAI, Anthropic, Responses) uses this."""
     pipeline = components(request).pipeline
     ctx = pipeline.prepare(ctx)
     if not ctx.stream:
@@ -83,10 +90,10 @@ async def _respond(request: Request, ctx: RequestContext) -> Response:
             completion, served = await until_disconnect(request, pipeline.complete(ctx))
         except ClientGone:
             return Response(status_code=499)  # nobody is listening; this only reaches the access log
-        return JSONResponse(completion_body(ctx, completion), headers=router_headers(served, ctx.request_id))
+        return JSONResponse(body_of(ctx, completion), headers=router_headers(served, ctx.request_id))
     result = await pipeline.stream(ctx)
     return StreamingResponse(
-        _sse(ctx, result),
+        events_of(ctx, result),
         media_type="text/event-stream",
         headers={
             **router_headers(result.served, ctx.request_id),
@@ -140,7 +147,8 @@ def _context(request: Request, body: Any, kind: str, messages: tuple[Any, ...], 
 async def chat_completions(request: Request) -> Response:
     c = components(request)
     body = await parse_request(request, ChatCompletionRequest, c.config.server.max_body_bytes)
-    return await _respond(request, _context(request, body, "chat", body.message_dicts(), None))
+    ctx = _context(request, body, "chat", body.message_dicts(), None)
+    return await respond(request, ctx, completion_body, _sse)
 
 
 @api.post("/completions", openapi_extra=json_body(TextCompletionRequest))
@@ -148,7 +156,8 @@ async def text_completions(request: Request) -> Response:
     c = components(request)
     body = await parse_request(request, TextCompletionRequest, c.config.server.max_body_bytes)
     prompt = body.prompt_text()
-    return await _respond(request, _context(request, body, "text", ({"role": "user", "content": prompt},), prompt))
+    ctx = _context(request, body, "text", ({"role": "user", "content": prompt},), prompt)
+    return await respond(request, ctx, completion_body, _sse)
 
 
 def _model_ids(c: Components) -> list[str]:

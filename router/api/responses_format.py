@@ -1,0 +1,295 @@
+"""OpenAI's Responses API (its stateless core) translated onto the gateway's chat request, and back.
+
+`input` (a string, or items: messages with `input_text` / `input_image` / `output_text` parts,
+`function_call` and `function_call_output` items) and `instructions` become chat messages; function
+`tools`, `tool_choice`, `max_output_tokens` and `text.format` (JSON output) their chat equivalents.
+The answer goes back as a `response` object (`message` and `function_call` output items, usage,
+`incomplete_details` when cut by the token limit), or as the Responses stream events. Stored responses
+are not kept, so `previous_response_id` is refused with a 400 that says so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from router.errors import InvalidRequest
+from router.types import Completion, StreamDelta, Usage
+
+
+class ResponsesRequest(BaseModel):
+    """`POST /v1/responses` (fields the gateway does not use are accepted and ignored)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    model: str = Field("auto", min_length=1)
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stream: bool = False
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    text: dict[str, Any] | None = None
+    previous_response_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    user: str | None = None
+
+
+# -- request ----------------------------------------------------------------------------------------------
+
+
+def _parts(content: str | list[Any], where: str) -> str | list[dict[str, Any]]:
+    if isinstance(content, str):
+        return content
+    parts: list[dict[str, Any]] = []
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind in ("input_text", "output_text", "text"):
+            parts.append({"type": "text", "text": str(part.get("text", ""))})
+        elif kind == "input_image":
+            url = part.get("image_url") or part.get("file_id") or ""
+            parts.append({"type": "image_url", "image_url": {"url": str(url)}})
+        else:
+            raise InvalidRequest(f"{where}.{i}: unsupported content part `{kind}`", param=f"{where}.{i}")
+    if all(p["type"] == "text" for p in parts):
+        return "\n".join(p["text"] for p in parts)
+    return parts
+
+
+def chat_messages(body: ResponsesRequest) -> tuple[dict[str, Any], ...]:
+    if body.previous_response_id:
+        raise InvalidRequest(
+            "This gateway does not store responses, so `previous_response_id` cannot be continued: send the "
+            "conversation's items in `input` instead.",
+            param="previous_response_id",
+            code="stored_responses_unsupported",
+        )
+    messages: list[dict[str, Any]] = []
+    if body.instructions:
+        messages.append({"role": "system", "content": body.instructions})
+    if isinstance(body.input, str):
+        return (*messages, {"role": "user", "content": body.input})
+    for i, item in enumerate(body.input):
+        where = f"input.{i}"
+        kind = item.get("type", "message")
+        if kind == "message" or (kind is None and "role" in item):
+            role = item.get("role", "user")
+            if role not in ("user", "assistant", "system", "developer"):
+                raise InvalidRequest(f"{where}.role: unknown role `{role}`", param=f"{where}.role")
+            messages.append({"role": role, "content": _parts(item.get("content", ""), f"{where}.content")})
+        elif kind == "function_call":
+            function = {"name": str(item.get("name", "")), "arguments": str(item.get("arguments", "{}"))}
+            call = {"id": str(item.get("call_id", "")), "type": "function", "function": function}
+            if messages and messages[-1]["role"] == "assistant" and messages[-1].get("tool_calls") is not None:
+                messages[-1]["tool_calls"].append(call)  # parallel calls share one assistant turn
+            else:
+                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output", "")
+            text = output if isinstance(output, str) else json.dumps(output)
+            messages.append({"role": "tool", "tool_call_id": str(item.get("call_id", "")), "content": text})
+        elif kind != "reasoning":
+            raise InvalidRequest(f"{where}: unsupported input item type `{kind}`", param=f"{where}.type")
+    if not messages or all(m["role"] == "system" for m in messages):
+        raise InvalidRequest("`input` holds no message to answer.", param="input")
+    return tuple(messages)
+
+
+def generation(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+    params: dict[str, Any] = {}
+    for name, value in (("max_tokens", body.max_output_tokens), ("temperature", body.temperature),
+                        ("top_p", body.top_p), ("user", body.user)):  # fmt: skip
+        if value is not None:
+            params[name] = value
+    passthrough: dict[str, Any] = {}
+    if body.tools:
+        tools = []
+        for i, tool in enumerate(body.tools):
+            if tool.get("type") != "function":
+                raise InvalidRequest(
+                    f"tools.{i}: only function tools are supported here, not `{tool.get('type')}`",
+                    param=f"tools.{i}.type",
+                )
+            function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
+            tools.append({"type": "function", "function": function})
+        passthrough["tools"] = tools
+    if body.tool_choice is not None:
+        choice = body.tool_choice
+        if isinstance(choice, Mapping) and choice.get("type") == "function":
+            choice = {"type": "function", "function": {"name": choice.get("name", "")}}
+        passthrough["tool_choice"] = choice
+    fmt = (body.text or {}).get("format") if isinstance(body.text, Mapping) else None
+    if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+        passthrough["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif isinstance(fmt, Mapping) and fmt.get("type") == "json_object":
+        passthrough["response_format"] = {"type": "json_object"}
+    if body.metadata:
+        passthrough["metadata"] = body.metadata
+    return params, passthrough
+
+
+# -- answer ----------------------------------------------------------------------------------------------
+
+
+def _usage(usage: Usage) -> dict[str, Any]:
+    return {
+        "input_tokens": usage.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": usage.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _message_item(request_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": []}] if status == "completed" else []
+    return {"type": "message", "id": f"msg_{request_id}", "status": status, "role": "assistant", "content": content}
+
+
+def _call_item(request_id: str, index: int, call: Mapping[str, Any], status: str = "completed") -> dict[str, Any]:
+    function = call.get("function") or {}
+    return {
+        "type": "function_call",
+        "id": f"fc_{request_id}_{index}",
+        "call_id": call.get("id") or f"call_{index}",
+        "name": function.get("name", ""),
+        "arguments": function.get("arguments", "") if status == "completed" else "",
+        "status": status,
+    }
+
+
+def response_object(
+    request_id: str, body: ResponsesRequest, model: str, output: list[dict[str, Any]], usage: Usage | None,
+    finish_reason: str | None, status: str = "completed",
+) -> dict[str, Any]:  # fmt: skip
+    cut = finish_reason == "length" and status == "completed"
+    return {
+        "id": f"resp_{request_id}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "incomplete" if cut else status,
+        "model": model,
+        "output": output,
+        "usage": _usage(usage) if usage is not None else None,
+        "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+        "error": None,
+        "instructions": body.instructions,
+        "max_output_tokens": body.max_output_tokens,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "tools": body.tools or [],
+        "tool_choice": body.tool_choice or "auto",
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "text": body.text or {"format": {"type": "text"}},
+        "truncation": "disabled",
+        "metadata": body.metadata or {},
+    }
+
+
+def completed_response(request_id: str, body: ResponsesRequest, completion: Completion) -> dict[str, Any]:
+    output = [_message_item(request_id, completion.content)] if completion.content else []
+    calls = completion.message_extra.get("tool_calls") or []
+    output += [_call_item(request_id, i, call) for i, call in enumerate(calls)]
+    return response_object(request_id, body, completion.model, output, completion.usage, completion.finish_reason)
+
+
+class EventWriter:
+    """The pipeline's stream deltas as Responses stream events (`response.created` … `response.completed`)."""
+
+    def __init__(self, request_id: str, body: ResponsesRequest, model: str) -> None:
+        self._id = request_id
+        self._body = body
+        self._model = model
+        self._seq = 0
+        self._output: list[dict[str, Any]] = []
+        self._text: list[str] | None = None  # the open message's text, while one is open
+        self._calls: dict[int, dict[str, Any]] = {}  # tool-call index → its item, while open
+        self._usage: Usage | None = None
+        self._finish: str | None = None
+
+    def _event(self, kind: str, **data: Any) -> bytes:
+        self._seq += 1
+        payload = {"type": kind, "sequence_number": self._seq, **data}
+        return f"event: {kind}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+    def _response(self, status: str) -> dict[str, Any]:
+        return response_object(self._id, self._body, self._model, self._output, self._usage, self._finish, status)
+
+    def start(self) -> bytes:
+        return self._event("response.created", response=self._response("in_progress")) + self._event(
+            "response.in_progress", response=self._response("in_progress")
+        )
+
+    def _close_text(self) -> bytes:
+        if self._text is None:
+            return b""
+        text, self._text = "".join(self._text), None
+        index = len(self._output) - 1
+        item = _message_item(self._id, text)
+        self._output[index] = item
+        part = item["content"][0]
+        return (
+            self._event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=text)
+            + self._event(
+                "response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=part
+            )
+            + self._event("response.output_item.done", output_index=index, item=item)
+        )
+
+    def delta(self, delta: StreamDelta) -> bytes:
+        out = b""
+        if delta.model:
+            self._model = delta.model
+        if delta.content:
+            if self._text is None:
+                self._text = []
+                item = _message_item(self._id, "", status="in_progress")
+                self._output.append(item)
+                index = len(self._output) - 1
+                out += self._event("response.output_item.added", output_index=index, item=item)
+                part = {"type": "output_text", "text": "", "annotations": []}
+                out += self._event(
+                    "response.content_part.added", item_id=item["id"], output_index=index, content_index=0, part=part
+                )
+            self._text.append(delta.content)
+            out += self._event("response.output_text.delta", item_id=f"msg_{self._id}",
+                               output_index=len(self._output) - 1, content_index=0, delta=delta.content)  # fmt: skip
+        for call in delta.delta_extra.get("tool_calls") or []:
+            out += self._close_text()
+            index = int(call.get("index", 0))
+            function = call.get("function") or {}
+            if index not in self._calls:
+                item = _call_item(self._id, index, call, status="in_progress")
+                self._calls[index] = {**item, "output_index": len(self._output), "arguments": ""}
+                self._output.append(item)
+                out += self._event("response.output_item.added", output_index=len(self._output) - 1, item=item)
+            open_call = self._calls[index]
+            if function.get("arguments"):
+                open_call["arguments"] += function["arguments"]
+                out += self._event("response.function_call_arguments.delta", item_id=open_call["id"],
+                                   output_index=open_call["output_index"], delta=function["arguments"])  # fmt: skip
+        self._finish = delta.finish_reason or self._finish
+        self._usage = delta.usage or self._usage
+        return out
+
+    def end(self) -> bytes:
+        out = self._close_text()
+        for open_call in self._calls.values():
+            index = open_call.pop("output_index")
+            item = {**open_call, "status": "completed"}
+            self._output[index] = item
+            out += self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                               arguments=item["arguments"])  # fmt: skip
+            out += self._event("response.output_item.done", output_index=index, item=item)
+        return out + self._event("response.completed", response=self._response("completed"))
+
+    def error(self, message: str) -> bytes:
+        return self._event("error", code="upstream_error", message=message, param=None)
