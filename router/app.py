@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from router.api import LastResortMiddleware, RequestIdMiddleware, install_error_handlers, openai_api, ops, router_api
 from router.api.anthropic_routes import anthropic_api
+from router.api.embeddings import embeddings_api
 from router.api.openapi import install_openapi
 from router.api.responses_routes import responses_api
 from router.backends import build_backend
@@ -222,6 +223,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await pipeline.cache.store.close()
         if pipeline.embeddings is not None:
             await pipeline.embeddings.close()
+        if (own := getattr(app.state, "embeddings", None)) is not None:  # started by /v1/embeddings
+            await own.close()
         if components.redis is not None:
             await components.redis.close()
 
@@ -242,6 +245,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.include_router(openai_api)
     app.include_router(anthropic_api)
     app.include_router(responses_api)
+    app.include_router(embeddings_api)
     app.include_router(router_api)
     app.include_router(ops)
     app.include_router(dashboard)

@@ -118,7 +118,7 @@ class Pipeline:
     ) -> None:
         self.router = router
         self._executor = CascadingExecutor(executor, router)
-        self._tokens = tokens
+        self.tokens = tokens
         self._request_timeout_s = request_timeout_s
         self._recorder = recorder or RequestRecorder()
         self.scorer = scorer
@@ -128,7 +128,7 @@ class Pipeline:
 
     def prepare(self, ctx: RequestContext) -> RequestContext:
         """Fill in what the stages need that the client did not send (the prompt's token count)."""
-        return replace(ctx, prompt_tokens=self._tokens.count_messages(ctx.messages))
+        return replace(ctx, prompt_tokens=self.tokens.count_messages(ctx.messages))
 
     def decide(self, ctx: RequestContext) -> Decision:
         return self.router.decide(ctx)

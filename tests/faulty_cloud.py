@@ -178,6 +178,17 @@ async def _stream(model: str, answer: list[str], drop: bool, logprobs: bool = Fa
     yield b"data: [DONE]\n\n"
 
 
+async def embeddings(request: Request) -> Response:
+    """Deterministic 4-dimensional vectors (text length, word count, 1, 0) with usage, as a provider answers."""
+    body = await request.json()
+    texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), float(len(t.split())), 1.0, 0.0]}
+            for i, t in enumerate(texts)]  # fmt: skip
+    tokens = sum(len(t.split()) for t in texts)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return JSONResponse({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
+
+
 async def control(request: Request) -> Response:
     body = await request.json()
     faults.mode = body.get("mode", "ok")
@@ -205,6 +216,7 @@ async def models(request: Request) -> Response:
 app = Starlette(
     routes=[
         Route("/v1/chat/completions", completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models),
         Route("/control", control, methods=["POST"]),
         Route("/calls", calls),

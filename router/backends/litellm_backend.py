@@ -223,6 +223,22 @@ class LiteLLMBackend:
             kwargs["prompt"] = ctx.prompt
         return kwargs
 
+    async def embed(self, texts: list[str], extra: dict[str, Any]) -> tuple[list[list[float]], int]:
+        """Embeddings through litellm (vectors, prompt tokens), for `/v1/embeddings`."""
+        litellm = await self._lib()
+        kwargs: dict[str, Any] = {"model": self._model, "input": texts, "api_base": self._api_base,
+                                  "timeout": self._timeout, **extra}  # fmt: skip
+        if self._api_key:
+            kwargs["api_key"] = self._api_key
+        try:
+            answer = await litellm.aembedding(**kwargs)
+        except Exception as exc:
+            self._failed += 1
+            raise map_litellm_error(litellm, exc, self.name) from exc
+        rows = sorted(answer.data, key=lambda row: row["index"] if isinstance(row, dict) else row.index)
+        vectors = [row["embedding"] if isinstance(row, dict) else row.embedding for row in rows]
+        return vectors, int(getattr(answer.usage, "prompt_tokens", 0) or 0)
+
     async def _call(self, ctx: RequestContext, max_tokens: int | None, stream: bool) -> Any:
         litellm = await self._lib()
         call = litellm.acompletion if ctx.kind == "chat" else litellm.atext_completion

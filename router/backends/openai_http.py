@@ -146,6 +146,18 @@ class OpenAIHttpBackend:
             body.pop("stream_options", None)
         return next(self._bases) + path, json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
+    async def embed(self, texts: list[str], extra: Mapping[str, Any]) -> tuple[list[list[float]], int]:
+        """Embeddings from the pool's `/embeddings` (vectors, prompt tokens), for `/v1/embeddings`."""
+        body = json.dumps({**extra, "model": self._spec.model, "input": texts, "encoding_format": "float"}).encode()
+        async with self._exchange(next(self._bases) + "/embeddings", body, {}) as response:
+            raw = await response.read()
+        try:
+            answer = json.loads(raw)
+            vectors = [row["embedding"] for row in sorted(answer["data"], key=lambda row: row.get("index", 0))]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UpstreamError(f"{self.name} sent embeddings in a shape we do not know: {raw[:200]!r}") from exc
+        return vectors, int((answer.get("usage") or {}).get("prompt_tokens") or 0)
+
     @contextlib.asynccontextmanager
     async def _exchange(
         self, url: str, body: bytes, extra_headers: Mapping[str, str]
