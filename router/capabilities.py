@@ -7,7 +7,8 @@ capable model; if the chain has none, the request is refused with a 400 that nam
 
 A model's capabilities are its config's `capabilities:` or its engine's default: in-process llama.cpp
 constrains output with a grammar (json); an OpenAI-compatible server (llama.cpp's, vLLM) does json and
-logprobs; a provider through litellm is assumed to do all four, which its own errors correct.
+logprobs; a provider through litellm is assumed to do all four, which its own errors correct. The
+in-process model returns the log-probabilities its confidence meter measures (json and logprobs).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from router.types import RequestContext
 
 CAPABILITIES: tuple[Capability, ...] = ("tools", "json", "vision", "logprobs")
 ENGINE_DEFAULTS: dict[type, frozenset[str]] = {
-    LlamaCppModel: frozenset({"json"}),
+    LlamaCppModel: frozenset({"json", "logprobs"}),
     OpenAICompatibleModel: frozenset({"json", "logprobs"}),
     LiteLLMModel: frozenset(CAPABILITIES),
 }

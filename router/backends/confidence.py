@@ -13,24 +13,62 @@ token, which OpenAI's usage leaves out too.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from router.types import Confidence
 
 
-class ConfidenceMeter:
-    """A llama-cpp-python logits processor that measures and changes nothing."""
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One sampled token: its id, log-probability, and the `top` most likely ids at that step."""
 
-    def __init__(self) -> None:
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+class ConfidenceMeter:
+    """A llama-cpp-python logits processor that measures and changes nothing.
+
+    With `keep_tokens`, it also keeps every sampled token's log-probability (and the `top_logprobs`
+    likeliest alternatives), which is what a request's `logprobs: true` gets back from the local model.
+    """
+
+    def __init__(self, keep_tokens: bool = False, top_logprobs: int = 0) -> None:
         self._previous: np.ndarray | None = None
         self._previous_log_z = 0.0
         self._logprobs: list[float] = []
         self._entropies: list[float] = []
+        self._keep = keep_tokens
+        self._top = top_logprobs
+        self.tokens: list[TokenLogprob] = []
+
+    @property
+    def keeps_tokens(self) -> bool:
+        return self._keep
+
+    def _alternatives(self) -> tuple[tuple[int, float], ...]:
+        if not self._top or self._previous is None:
+            return ()
+        best = np.argpartition(-self._previous, self._top)[: self._top]
+        best = best[np.argsort(-self._previous[best])]
+        return tuple((int(i), float(self._previous[i]) - self._previous_log_z) for i in best)
+
+    def last_token(self, token: int) -> TokenLogprob | None:
+        """The final sampled token's entry (nothing calls back after it), from the last distribution seen."""
+        if self._previous is None:
+            return None
+        return TokenLogprob(token, float(self._previous[token]) - self._previous_log_z, self._alternatives())
 
     def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
         if self._previous is not None and len(input_ids):
-            self._logprobs.append(float(self._previous[int(input_ids[-1])]) - self._previous_log_z)
+            token = int(input_ids[-1])
+            logprob = float(self._previous[token]) - self._previous_log_z
+            self._logprobs.append(logprob)
+            if self._keep:
+                self.tokens.append(TokenLogprob(token, logprob, self._alternatives()))
         current = np.array(logits, dtype=np.float32)  # contiguous copy: llama reuses its buffer
         top = float(current.max())
         weights = np.exp(current - top)

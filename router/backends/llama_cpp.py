@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
 from router.backends.confidence import ConfidenceMeter
 from router.backends.json_grammar import grammar_for
+from router.backends.local_logprobs import Entry, aligned_entries, chat_logprobs, requested, text_logprobs
 from router.backends.model_files import model_gguf_path, packaged_model
 from router.config import LlamaCppModel
 from router.errors import InvalidRequest, Overloaded, UpstreamUnavailable
@@ -54,6 +55,20 @@ class _Progress:
     @property
     def sampled(self) -> int:
         return max(0, self._calls - 1)
+
+
+def _meter_for(ctx: RequestContext) -> ConfidenceMeter | None:
+    """A meter when the cascade needs the confidence or the client asked for log-probabilities."""
+    wants, top = requested(ctx.kind, ctx.passthrough)
+    if not (wants or ctx.measure_confidence):
+        return None
+    return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20))
+
+
+def _formatted(ctx: RequestContext, entries: list[Entry] | None) -> dict[str, Any] | None:
+    if entries is None:
+        return None
+    return chat_logprobs(entries) if ctx.kind == "chat" else text_logprobs(entries)
 
 
 class LlamaCppBackend:
@@ -217,12 +232,14 @@ class LlamaCppBackend:
         cancel: threading.Event,
         emit: Emit,
         meter: ConfidenceMeter | None = None,
-    ) -> tuple[str | None, Usage]:
-        """Runs on a generation thread. Emits text as it comes; returns the finish reason and usage."""
+    ) -> tuple[str | None, Usage, list[Entry] | None]:
+        """Runs on a generation thread. Emits text as it comes; returns the finish reason, the usage and,
+        when the meter keeps tokens, their log-probabilities lined up with the text."""
         from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
         progress = _Progress(cancel)
         finish: str | None = None
+        text: list[str] = []
         if meter is not None:
             kwargs = {**kwargs, "logits_processor": LogitsProcessorList([meter])}
         for chunk in llama.create_completion(
@@ -230,6 +247,7 @@ class LlamaCppBackend:
         ):
             choice = chunk["choices"][0]
             if choice["text"]:
+                text.append(choice["text"])
                 emit(StreamDelta(content=choice["text"]))
             finish = choice["finish_reason"] or finish
         if cancel.is_set():
@@ -237,7 +255,8 @@ class LlamaCppBackend:
                 self._abandoned_tokens += progress.sampled
         # llama counts the end-of-turn token it sampled last; OpenAI's usage does not.
         completion_tokens = max(0, progress.sampled - (1 if finish == "stop" else 0))
-        return finish, Usage(prompt_tokens=len(tokens), completion_tokens=completion_tokens)
+        entries = aligned_entries(llama, meter, "".join(text)) if meter is not None and meter.keeps_tokens else None
+        return finish, Usage(prompt_tokens=len(tokens), completion_tokens=completion_tokens), entries
 
     async def _acquire(self) -> Llama:
         await self._loaded.wait()
@@ -268,7 +287,7 @@ class LlamaCppBackend:
         emit: Emit,
         cancel: threading.Event,
         meter: ConfidenceMeter | None,
-    ) -> asyncio.Future[tuple[str | None, Usage]]:
+    ) -> asyncio.Future[tuple[str | None, Usage, list[Entry] | None]]:
         pool = self._pool
         assert pool is not None
         try:
@@ -287,10 +306,10 @@ class LlamaCppBackend:
         llama = await self._acquire()
         parts: list[str] = []
         cancel = threading.Event()
-        meter = ConfidenceMeter() if ctx.measure_confidence else None
+        meter = _meter_for(ctx)
         future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel, meter)
         try:
-            finish, usage = await asyncio.shield(future)
+            finish, usage, entries = await asyncio.shield(future)
         except asyncio.CancelledError:
             cancel.set()
             self._cancelled += 1
@@ -302,6 +321,7 @@ class LlamaCppBackend:
             usage=usage,
             model=self.name,
             confidence=meter.result() if meter else None,
+            logprobs=_formatted(ctx, entries),
         )
 
     async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
@@ -313,16 +333,20 @@ class LlamaCppBackend:
         def emit(delta: StreamDelta) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
-        meter = ConfidenceMeter() if ctx.measure_confidence else None
+        meter = _meter_for(ctx)
         future = self._start_generation(ctx, max_tokens, llama, emit, cancel, meter)
         future.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:
             while (item := await queue.get()) is not _DONE:
                 yield item
-            finish, usage = future.result()
+            finish, usage, entries = future.result()
             self._served += 1
             confidence = meter.result() if meter else None
-            yield StreamDelta(finish_reason=finish or "stop", usage=usage, model=self.name, confidence=confidence)
+            # The meter sees each token one step late, so the log-probabilities come with the last chunk.
+            yield StreamDelta(
+                finish_reason=finish or "stop", usage=usage, model=self.name, confidence=confidence,
+                logprobs=_formatted(ctx, entries),
+            )  # fmt: skip
         finally:
             if not future.done():
                 cancel.set()

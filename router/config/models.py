@@ -59,8 +59,8 @@ class _ModelSpec(_Strict):
         None,
         description="What this model can honour: tools (function calling), json (response_format json_object / "
         "json_schema), vision (image parts), logprobs. A request that needs one goes to a model that has it, or "
-        "gets a 400. Unset: the engine's default (in-process llama.cpp: json, by grammar; openai-compatible: "
-        "json, logprobs; litellm: all four).",
+        "gets a 400. Unset: the engine's default (in-process llama.cpp: json by grammar, logprobs; "
+        "openai-compatible: json, logprobs; litellm: all four).",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)

@@ -11,7 +11,7 @@ from tests.conftest import FaultyCloud, Gateway
 def test_logprobs_from_the_cloud_reach_the_client(resilient_gateway: Gateway, faulty_cloud: FaultyCloud) -> None:
     client = openai.OpenAI(base_url=resilient_gateway.v1, api_key="unused", max_retries=0, timeout=60)
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", messages=[{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=1
+        model="cloud", messages=[{"role": "user", "content": "hi"}], logprobs=True, top_logprobs=1
     )
     answer = raw.parse()
     assert raw.headers["x-router-needs"] == "logprobs" and raw.headers["x-router-route"] == "cloud"
@@ -20,7 +20,7 @@ def test_logprobs_from_the_cloud_reach_the_client(resilient_gateway: Gateway, fa
     assert [t.logprob for t in tokens] == [-0.25 * (i + 1) for i in range(len(tokens))]
 
     stream = client.chat.completions.create(
-        model="auto", messages=[{"role": "user", "content": "hi"}], logprobs=True, stream=True
+        model="cloud", messages=[{"role": "user", "content": "hi"}], logprobs=True, stream=True
     )
     streamed = [t for chunk in stream if chunk.choices and chunk.choices[0].logprobs for t in
                 chunk.choices[0].logprobs.content]  # fmt: skip
