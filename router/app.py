@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from router import tracing
 from router.api import LastResortMiddleware, RequestIdMiddleware, install_error_handlers, openai_api, ops, router_api
 from router.api.anthropic_routes import anthropic_api
 from router.api.embeddings import embeddings_api
@@ -100,6 +102,8 @@ def policy_applier(pipeline: Pipeline, head: Path = SHIPPED_HEAD) -> Callable[[P
 def build_components(settings: Settings) -> Components:
     """Everything the gateway needs, built once; raises `ConfigError` for a bad config or policy file."""
     config = load_gateway_config(settings.config)
+    if (config.tracing.enabled or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")) and not tracing.enabled():
+        tracing.configure(config.tracing.endpoint, config.tracing.service_name, config.tracing.sample_ratio)
     policy_path = settings.policy or DEFAULT_POLICY_FILE
     policy = load_policy(policy_path, config.models)
     backends = {name: build_backend(name, spec, settings.model_dir) for name, spec in config.models.items()}
@@ -227,6 +231,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await own.close()
         if components.redis is not None:
             await components.redis.close()
+        tracing.shutdown()
 
 
 def create_app(settings: Settings | None = None, components: Components | None = None) -> FastAPI:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
+from router import tracing
 from router.errors import RouterError
 from router.resilience import Executor
 from router.routing import Router
@@ -62,7 +63,9 @@ class CascadingExecutor:
             return completion, replace(served, cascade="kept", confidence=value)
         try:
             cloud = self._router.escalated(decision)
-            better, by_cloud = await self._executor.complete(ctx, cloud, max_tokens, deadline)
+            with tracing.span("router.cascade", **{"router.cascade.metric": decision.cascade.metric,
+                                                   "router.cascade.value": value}):  # fmt: skip
+                better, by_cloud = await self._executor.complete(ctx, cloud, max_tokens, deadline)
         except RouterError as exc:
             log.warning("request %s: cascade to the cloud failed (%s); the local answer stands", ctx.request_id, exc)
             return completion, replace(served, cascade="escalation-failed", confidence=value)
@@ -88,7 +91,9 @@ class CascadingExecutor:
             return _replay(buffered), replace(served, cascade="kept", confidence=value)
         try:
             cloud = self._router.escalated(decision)
-            better, by_cloud = await self._executor.stream(ctx, cloud, max_tokens, deadline)
+            with tracing.span("router.cascade", **{"router.cascade.metric": decision.cascade.metric,
+                                                   "router.cascade.value": value}):  # fmt: skip
+                better, by_cloud = await self._executor.stream(ctx, cloud, max_tokens, deadline)
         except RouterError as exc:
             log.warning("request %s: cascade to the cloud failed (%s); the local answer stands", ctx.request_id, exc)
             return _replay(buffered), replace(served, cascade="escalation-failed", confidence=value)

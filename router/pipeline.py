@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from router import tracing
 from router.cache import BYPASS, CachedAnswer, CacheLookup, ResponseCache
 from router.cascade import CascadingExecutor
 from router.classify.embedding_service import MAX_TEXT_CHARS, EmbeddingService
@@ -154,8 +155,12 @@ class Pipeline:
 
     async def routed(self, ctx: RequestContext) -> tuple[RequestContext, Decision, CacheLookup]:
         """Admit, score, decide, and ask the cache: everything that happens before a model is called."""
-        ctx = await self.scored(await self.admitted(ctx))
-        decision = self.decide(ctx)
+        with tracing.span("router.decide") as span:
+            ctx = await self.scored(await self.admitted(ctx))
+            decision = self.decide(ctx)
+            tracing.annotate(span, **{"router.route": decision.route, "router.model": decision.model,
+                                      "router.reason": decision.reason, "router.rule": decision.rule,
+                                      "router.score": decision.scores.get("escalation")})  # fmt: skip
         if decision.deny is not None:
             deny = decision.deny
             raise _Refused(decision, PolicyDenied(deny.message, deny.status, code=deny.code))
@@ -168,7 +173,9 @@ class Pipeline:
             embedded = await self.embedded(embedded)
             return embedded.embedding
 
-        lookup = await self.cache.lookup(ctx, decision, embed)
+        with tracing.span("router.cache.lookup") as span:
+            lookup = await self.cache.lookup(ctx, decision, embed)
+            tracing.annotate(span, **{"router.cache": lookup.status})
         return embedded, decision, lookup
 
     def _deadline(self, ctx: RequestContext, started: float) -> float:
@@ -211,6 +218,12 @@ class Pipeline:
             raise
 
     async def complete(self, ctx: RequestContext) -> tuple[Completion, Served]:
+        with tracing.span("router.request", **_request_attributes(ctx)) as span:
+            completion, served = await self._complete(ctx)
+            tracing.annotate(span, **_served_attributes(served))
+            return completion, served
+
+    async def _complete(self, ctx: RequestContext) -> tuple[Completion, Served]:
         started = time.perf_counter()
         ctx, decision, lookup = await self._routed_or_refused(ctx, started)
         if lookup.answer is not None:
@@ -232,6 +245,19 @@ class Pipeline:
         return completion, _with_cost(served, record)
 
     async def stream(self, ctx: RequestContext) -> StreamResult:
+        span = tracing.start("router.request", **_request_attributes(ctx))
+        try:
+            with tracing.current(span):
+                result = await self._stream(ctx)
+        except RouterError as exc:
+            tracing.finish(span, exc.status_code)
+            raise
+        if span is None:
+            return result
+        tracing.annotate(span, **_served_attributes(result.served))
+        return StreamResult(result.served, _ended_with(span, result.deltas))
+
+    async def _stream(self, ctx: RequestContext) -> StreamResult:
         started = time.perf_counter()
         ctx, decision, lookup = await self._routed_or_refused(ctx, started)
         if lookup.answer is not None:
@@ -293,6 +319,36 @@ class Pipeline:
             raise
         finally:
             await self._recorder.record(ctx, served, Outcome(status, _ms_since(started), usage, ttft_ms))
+
+
+def _request_attributes(ctx: RequestContext) -> dict[str, object]:
+    return {"router.request_id": ctx.request_id, "gen_ai.request.model": ctx.requested_model,
+            "router.stream": ctx.stream, "router.tenant": ctx.tenant}  # fmt: skip
+
+
+def _served_attributes(served: Served) -> dict[str, object]:
+    return {
+        "router.route": served.route,
+        "router.model": served.model,
+        "router.reason": served.decision.reason,
+        "router.cache": served.cache,
+        "router.fallback": served.fallback,
+        "router.cascade": served.cascade,
+    }
+
+
+async def _ended_with(span: object, deltas: AsyncIterator[StreamDelta]) -> AsyncIterator[StreamDelta]:
+    """A stream whose request span ends when the stream does."""
+    status = 499
+    try:
+        async for delta in deltas:
+            yield delta
+        status = 200
+    except RouterError as exc:
+        status = exc.status_code
+        raise
+    finally:
+        tracing.finish(span, status)
 
 
 class _Refused(Exception):

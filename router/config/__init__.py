@@ -132,6 +132,19 @@ class ClassifierConfig(_Strict):
         return self.heads.get(local_model) or self.head
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry spans of the request path, exported over OTLP/HTTP (needs the `tracing` extra)."""
+
+    enabled: bool = Field(
+        False, description="Export spans; also on when OTEL_EXPORTER_OTLP_ENDPOINT is set in the environment."
+    )
+    endpoint: str | None = Field(
+        None, description="OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces; unset: the env's."
+    )
+    service_name: str = "hybrid-router"
+    sample_ratio: float = Field(1.0, ge=0, le=1, description="Share of requests traced (parent-based).")
+
+
 class EmbedderConfig(_Strict):
     """The sentence embedder the classifier and the semantic cache share."""
 
@@ -254,6 +267,7 @@ class GatewayConfig(_Strict):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -322,6 +336,7 @@ __all__ = [
     "ServerConfig",
     "Settings",
     "Timeouts",
+    "TracingConfig",
     "load_gateway_config",
     "parse_api_keys",
     "read_secret_env",

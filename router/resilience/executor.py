@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from router import tracing
 from router.backends import Backend
 from router.config import RetryPolicy, Timeouts
 from router.errors import (
@@ -188,7 +189,11 @@ class Executor:
                 if remaining <= 0:
                     raise UpstreamTimeout(f"the request's deadline passed before {backend.name} could answer")
                 try:
-                    result = await attempt(backend, ctx, guard.timeouts, remaining)
+                    attributes = tracing.attempt_attributes(backend, ctx) if tracing.enabled() else {}
+                    with tracing.span(f"chat {backend.name}", client=True, **attributes) as span:
+                        result = await attempt(backend, ctx, guard.timeouts, remaining)
+                        if span is not None and isinstance(result, Completion):
+                            tracing.annotate(span, **tracing.completion_attributes(result))
                 except TimeoutError as exc:
                     await self._failed(guard, backend.name, "timeout")
                     raise UpstreamTimeout(f"{backend.name} did not answer in time") from exc
