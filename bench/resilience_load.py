@@ -144,19 +144,28 @@ def run(
     return {"total": total, "lost": lost, "outcomes": dict(outcomes.most_common()), "events": events}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=30.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+def arguments(doc: str | None, duration: float, concurrency: int) -> argparse.Namespace:
+    """The load benchmarks' shared options."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=duration)
+    parser.add_argument("--concurrency", type=int, default=concurrency)
     parser.add_argument("--deadline", type=float, default=10.0)
     parser.add_argument("--log-dir", type=Path, help="Keep the gateway's log and config here.")
-    args = parser.parse_args()
-    result = run(args.duration, args.concurrency, args.deadline, args.log_dir)
+    return parser.parse_args()
+
+
+def print_outcomes(result: dict[str, Any]) -> None:
     for event in result["events"]:
         print("event ", event)
     for kind, n in result["outcomes"].items():
-        print(f"{n:6d}  {kind}")
-    print(f"total {result['total']}, lost {result['lost']}")
+        print(f"{n:7d}  {kind}")
+    print(f"total {result['total']} ({result['total'] / result.get('duration_s', 1):.1f}/s), lost {result['lost']}")
+
+
+def main() -> None:
+    args = arguments(__doc__, 30.0, 32)
+    result = {**run(args.duration, args.concurrency, args.deadline, args.log_dir), "duration_s": args.duration}
+    print_outcomes(result)
     print(json.dumps(result))
     sys.exit(1 if result["lost"] else 0)
 

@@ -16,7 +16,6 @@ RSS's slope after warm-up (least squares over the second half of the run, in MB 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import json
@@ -33,7 +32,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.resilience_load import chaos, send
+from bench.resilience_load import arguments, chaos, print_outcomes, send
 from tests.conftest import CLOUD_KEY_ENV
 from tests.resilience.conftest import RESILIENCE_POLICY, resilient_config
 from tests.servers import RedisServer, faulty_cloud_args, free_port, gateway_args, running
@@ -168,18 +167,9 @@ def run(duration_s: float, concurrency: int, deadline_s: float, log_dir: Path | 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=600.0)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--deadline", type=float, default=10.0)
-    parser.add_argument("--log-dir", type=Path, help="Keep the gateway's log and config here.")
-    args = parser.parse_args()
+    args = arguments(__doc__, 600.0, 64)
     result = run(args.duration, args.concurrency, args.deadline, args.log_dir)
-    for event in result["events"]:
-        print("event ", event)
-    for kind, n in result["outcomes"].items():
-        print(f"{n:7d}  {kind}")
-    print(f"total {result['total']} ({result['requests_per_s']}/s), lost {result['lost']}")
+    print_outcomes(result)
     for key in ("rss_mb", "fds", "threads", "tasks"):
         print(f"{key:8s} start / max / end: {' / '.join(f'{v:g}' for v in result[key])}")
     print(f"RSS slope after warm-up: {result['rss_slope_mb_per_min_after_warmup']} MB/min; open files "

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 GENERATION_PARAMS = (
     "max_tokens",
@@ -37,6 +38,20 @@ class ChatMessage(_Open):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+    @model_validator(mode="after")
+    def _what_the_role_needs(self) -> ChatMessage:
+        # As OpenAI checks: a message an upstream cannot read is the client's error (400), not a failure
+        # of the upstream that would count against its circuit breaker.
+        if self.role == "tool" and self.tool_call_id is None:
+            raise PydanticCustomError("missing", "a tool message needs `tool_call_id`", {"field": "tool_call_id"})
+        if self.role == "function" and self.name is None:
+            raise PydanticCustomError("missing", "a function message needs `name`", {"field": "name"})
+        if self.content is None and not (self.role == "assistant" and (self.tool_calls or self.model_extra)):
+            raise PydanticCustomError("missing", f"a {self.role} message needs `content`", {"field": "content"})
+        return self
 
 
 class _GenerationParams(_Open):

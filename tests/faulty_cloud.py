@@ -178,6 +178,29 @@ async def _stream(model: str, answer: list[str], drop: bool, logprobs: bool = Fa
     yield b"data: [DONE]\n\n"
 
 
+async def text_completions(request: Request) -> Response:
+    """Legacy text completions: the canned answer (or the echoed prompt) as one text choice."""
+    body = await request.json()
+    faults.requests.append({"messages": None, "prompt": body.get("prompt"), "headers": dict(request.headers)})
+    text = "".join(_answer(body))
+    created = int(time.time())
+    if body.get("stream"):
+
+        async def chunks():
+            for piece in (text, ""):
+                finish = None if piece else "stop"
+                choice = {"index": 0, "text": piece, "finish_reason": finish, "logprobs": None}
+                head = {"id": "cmpl-faulty", "object": "text_completion", "created": created}
+                data = {**head, "model": body.get("model"), "choices": [choice]}
+                yield f"data: {json.dumps(data)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(chunks(), media_type="text/event-stream")
+    choice = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
+    return JSONResponse({"id": "cmpl-faulty", "object": "text_completion", "created": created,
+                         "model": body.get("model"), "choices": [choice], "usage": USAGE})  # fmt: skip
+
+
 async def embeddings(request: Request) -> Response:
     """Deterministic 4-dimensional vectors (text length, word count, 1, 0) with usage, as a provider answers."""
     body = await request.json()
@@ -216,6 +239,7 @@ async def models(request: Request) -> Response:
 app = Starlette(
     routes=[
         Route("/v1/chat/completions", completions, methods=["POST"]),
+        Route("/v1/completions", text_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models),
         Route("/control", control, methods=["POST"]),

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from router.errors import InvalidRequest
+from router.errors import InvalidRequest, RouterError
 from router.types import Completion, StreamDelta, Usage
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
@@ -295,5 +295,5 @@ class EventWriter:
         return out + event("message_stop", {"type": "message_stop"})
 
     @staticmethod
-    def error(status: int, message: str) -> bytes:
-        return event("error", error_body(status, message))
+    def error(exc: RouterError) -> bytes:
+        return event("error", error_body(exc.status_code, exc.message))

@@ -4,7 +4,6 @@ priced and limited exactly like a chat completion, and answered in Anthropic's s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,55 +20,25 @@ from router.api.anthropic_format import (
 )
 from router.api.auth import authenticate
 from router.api.body import parse_request
-from router.api.openai_routes import client_timeout, components, request_headers, respond, tenant_of
 from router.api.openapi import json_body
-from router.errors import RouterError
+from router.api.serving import chat_context, components, respond, write_stream
 from router.pipeline import StreamResult
 from router.types import RequestContext
 
-log = logging.getLogger(__name__)
 anthropic_api = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
-
-
-def _context(request: Request, body: MessagesRequest) -> RequestContext:
-    params, passthrough = generation(body)
-    return RequestContext(
-        request_id=request.state.request_id,
-        kind="chat",
-        requested_model=body.model,
-        messages=chat_messages(body),
-        params=params,
-        passthrough=passthrough,
-        stream=body.stream,
-        include_usage=True,
-        headers=request_headers(request),
-        tenant=tenant_of(request),
-        key_name=getattr(request.state, "key_name", None),
-        timeout_s=client_timeout(request),
-    )
 
 
 @anthropic_api.post("/messages", openapi_extra=json_body(MessagesRequest))
 async def messages(request: Request) -> Response:
     c = components(request)
     body = await parse_request(request, MessagesRequest, c.config.server.max_body_bytes)
-    return await respond(
-        request, _context(request, body), lambda ctx, done: message_body(ctx.request_id, done), _events
-    )
+    params, passthrough = generation(body)
+    ctx = chat_context(request, body.model, chat_messages(body), params, passthrough, body.stream)
+    return await respond(request, ctx, lambda ctx, done: message_body(ctx.request_id, done), _events)
 
 
-async def _events(ctx: RequestContext, result: StreamResult) -> AsyncIterator[bytes]:
-    writer = EventWriter(ctx.request_id, result.served.model, ctx.prompt_tokens)
-    yield writer.start()
-    try:
-        async for delta in result.deltas:
-            if chunk := writer.delta(delta):
-                yield chunk
-    except RouterError as exc:
-        log.warning("request %s: stream failed after it started: %s", ctx.request_id, exc.message)
-        yield writer.error(exc.status_code, exc.message)
-        return
-    yield writer.end()
+def _events(ctx: RequestContext, result: StreamResult) -> AsyncIterator[bytes]:
+    return write_stream(ctx, result, EventWriter(ctx.request_id, result.served.model, ctx.prompt_tokens))
 
 
 @anthropic_api.post("/messages/count_tokens", openapi_extra=json_body(CountTokensRequest))

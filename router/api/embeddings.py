@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from router.api.auth import authenticate
 from router.api.body import parse_request
-from router.api.openai_routes import components, request_headers, tenant_of
 from router.api.openapi import json_body
+from router.api.serving import components, request_headers, tenant_of
 from router.classify.embedding_service import EmbeddingService
 from router.components import Components
 from router.errors import InvalidRequest, ModelNotFound

@@ -42,6 +42,8 @@ def validation_to_invalid_request(exc: ValidationError | RequestValidationError)
     first = exc.errors()[0]
     loc = tuple(p for p in first["loc"] if p != "body")
     param = param_path(loc) or None
+    if (field := (first.get("ctx") or {}).get("field")) is not None:  # a check across fields names the one missing
+        param = f"{param}.{field}" if param else field
     if first["type"] == "missing":
         message = f"Missing required parameter: '{param}'."
     elif first["type"] == "extra_forbidden":

@@ -6,6 +6,8 @@ import json
 import time
 from typing import Any
 
+from router.api.errors import sse_error_event
+from router.errors import RouterError
 from router.types import Completion, RequestContext, Served, StreamDelta
 
 DONE = b"data: [DONE]\n\n"
@@ -101,6 +103,15 @@ class ChunkWriter:
         if usage is not None:
             body["usage"] = usage
         return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+    def start(self) -> bytes:
+        return b""
+
+    def error(self, exc: RouterError) -> bytes:
+        return sse_error_event(exc)
+
+    def end(self) -> bytes:
+        return DONE
 
     def delta(self, delta: StreamDelta) -> bytes:
         if delta.model:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from router.errors import InvalidRequest
+from router.errors import InvalidRequest, RouterError
 from router.types import Completion, StreamDelta, Usage
 
 
@@ -291,5 +291,5 @@ class EventWriter:
             out += self._event("response.output_item.done", output_index=index, item=item)
         return out + self._event("response.completed", response=self._response("completed"))
 
-    def error(self, message: str) -> bytes:
-        return self._event("error", code="upstream_error", message=message, param=None)
+    def error(self, exc: RouterError) -> bytes:
+        return self._event("error", code=exc.code or "upstream_error", message=exc.message, param=None)

@@ -61,6 +61,9 @@ def test_empty_messages(http: httpx.Client) -> None:
         ("messages", [{"role": "wizard", "content": "hi"}], "messages[0].role"),
         ("messages", [{"content": "hi"}], "messages[0].role"),
         ("stop", ["a", "b", "c", "d", "e"], "stop"),
+        # What an upstream cannot read is the client's 400, never a "failed" upstream that opens its circuit.
+        ("messages", [{"role": "tool", "content": "18 C"}], "messages[0].tool_call_id"),
+        ("messages", [{"role": "user"}], "messages[0].content"),
     ],
 )
 def test_wrong_types_and_values(http: httpx.Client, field: str, value: object, param: str) -> None:

@@ -104,3 +104,22 @@ def test_eval_reports_apgr_and_cpt_for_the_head_and_every_baseline(embedder, tmp
     written = write_outputs(results, curves, tmp_path)
     assert (tmp_path / "eval.json").exists()
     assert all(path.exists() for path in written)
+
+
+def test_the_default_local_model_routes_with_the_head_fitted_to_it(tmp_path: Path) -> None:
+    """The default install carries a head fitted to the default model's own labels; a model with none
+    (here the packaged Gemma) falls back to the general head, and a configured head wins over both."""
+    from router.app import head_for_local
+    from router.config import DEFAULT_LOCAL_PACKAGE, GatewayConfig
+
+    default = head_for_local(GatewayConfig())
+    assert default.name == f"{DEFAULT_LOCAL_PACKAGE}.npz" and default != SHIPPED_HEAD
+    fitted = Head.load(default)
+    assert fitted.meta["local_model"] and "labels" in fitted.meta["trained_on"]
+    gemma = {"models": {"g": {"engine": "llama-cpp", "package": "gemma-3-270m"}}, "routes": {"local": "g"}}
+    assert head_for_local(GatewayConfig.model_validate(gemma)) == SHIPPED_HEAD
+    own = tmp_path / "mine.npz"
+    configured = {**gemma, "classifier": {"heads": {"g": str(own)}}}
+    assert head_for_local(GatewayConfig.model_validate(configured)) == own
+    shipped_labels = default.with_suffix(".labels.jsonl")
+    assert shipped_labels.exists() and '"prompt"' not in shipped_labels.read_text()  # the data's text stays out
