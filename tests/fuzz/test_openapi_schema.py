@@ -30,6 +30,7 @@ def operations(schema: schemathesis.BaseSchema) -> list[schemathesis.APIOperatio
 def test_no_operation_answers_5xx(api_schema: schemathesis.BaseSchema, fuzz_gateway: Gateway, mode) -> None:
     checked = []
     for operation in operations(api_schema):
+        anthropic_shape = operation.path.startswith("/v1/messages")  # Anthropic's API has its own envelope
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -38,7 +39,7 @@ def test_no_operation_answers_5xx(api_schema: schemathesis.BaseSchema, fuzz_gate
             assert response.status_code < 500, (case.as_curl_command(), response.text[:500])
             if response.status_code >= 400:
                 body = response.json()
-                if operation.path.startswith("/v1/messages"):  # Anthropic's API answers in its own envelope
+                if anthropic_shape:  # noqa: B023 (the test runs inside this iteration)
                     assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
                 else:
                     assert set(body["error"]) == {"message", "type", "param", "code"}
