@@ -116,7 +116,7 @@ def test_the_default_local_model_routes_with_the_head_fitted_to_it(tmp_path: Pat
     assert default.name == f"{DEFAULT_LOCAL_PACKAGE}.npz" and default != SHIPPED_HEAD
     fitted = Head.load(default)
     assert fitted.meta["local_model"] and "labels" in fitted.meta["trained_on"]
-    gemma = {"models": {"g": {"engine": "llama-cpp", "package": "gemma-3-270m"}}, "routes": {"local": "g"}}
+    gemma = {"models": {"g": {"engine": "llama-cpp", "package": "gemma-3-270m"}}, "routes": {"local": "g", "cloud": []}}
     assert head_for_local(GatewayConfig.model_validate(gemma)) == SHIPPED_HEAD
     own = tmp_path / "mine.npz"
     configured = {**gemma, "classifier": {"heads": {"g": str(own)}}}
