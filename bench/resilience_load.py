@@ -16,12 +16,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,35 +113,48 @@ def chaos(cloud: dict[str, Any], redis: RedisServer, duration_s: float, events: 
     events.append(f"{time.monotonic() - started:5.1f}s redis restarted")
 
 
-def run(
-    duration_s: float = 30.0, concurrency: int = 32, deadline_s: float = 10.0, log_dir: Path | None = None
-) -> dict[str, Any]:
+@dataclass
+class ChaosGateway:
+    """A gateway on its own Redis and fault-injecting stand-in cloud, both of which `chaos` may kill."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    cloud: dict[str, Any]
+    redis: RedisServer
+
+
+@contextlib.contextmanager
+def chaos_gateway(log_dir: Path | None) -> Iterator[ChaosGateway]:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = log_dir or Path(tmp_dir)
         tmp.mkdir(parents=True, exist_ok=True)
         redis = RedisServer(tmp)
         redis.start()
         cloud_port = free_port()
-        cloud = {"args": faulty_cloud_args(cloud_port)}
+        cloud: dict[str, Any] = {"args": faulty_cloud_args(cloud_port)}
         cloud["process"] = subprocess.Popen(cloud["args"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         config = resilient_config(tmp / "router.yaml", f"http://127.0.0.1:{cloud_port}/v1")
         port = free_port()
         env = {CLOUD_KEY_ENV: "sk-faulty", "ROUTER_REDIS_URL": redis.url}
+        base = f"http://127.0.0.1:{port}"
         try:
-            with running(
-                gateway_args(port, config, RESILIENCE_POLICY), f"http://127.0.0.1:{port}/readyz", tmp / "gw.log", env
-            ):
-                events: list[str] = []
-                loop = asyncio.new_event_loop()
-                chaos_done = loop.run_in_executor(None, chaos, cloud, redis, duration_s, events)
-                outcomes = loop.run_until_complete(
-                    _load(f"http://127.0.0.1:{port}/v1/chat/completions", duration_s, concurrency, deadline_s)
-                )
-                loop.run_until_complete(chaos_done)
-                loop.close()
+            with running(gateway_args(port, config, RESILIENCE_POLICY), f"{base}/readyz", tmp / "gw.log", env) as gw:
+                yield ChaosGateway(base, gw, cloud, redis)
         finally:
             cloud["process"].kill()
             redis.stop()
+
+
+def run(
+    duration_s: float = 30.0, concurrency: int = 32, deadline_s: float = 10.0, log_dir: Path | None = None
+) -> dict[str, Any]:
+    events: list[str] = []
+    with chaos_gateway(log_dir) as gw:
+        loop = asyncio.new_event_loop()
+        chaos_done = loop.run_in_executor(None, chaos, gw.cloud, gw.redis, duration_s, events)
+        outcomes = loop.run_until_complete(_load(f"{gw.url}/v1/chat/completions", duration_s, concurrency, deadline_s))
+        loop.run_until_complete(chaos_done)
+        loop.close()
     total = sum(outcomes.values())
     lost = sum(n for kind, n in outcomes.items() if kind.startswith("lost"))
     return {"total": total, "lost": lost, "outcomes": dict(outcomes.most_common()), "events": events}

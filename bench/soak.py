@@ -21,9 +21,7 @@ import collections
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,10 +30,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.resilience_load import arguments, chaos, print_outcomes, send
-from tests.conftest import CLOUD_KEY_ENV
-from tests.resilience.conftest import RESILIENCE_POLICY, resilient_config
-from tests.servers import RedisServer, faulty_cloud_args, free_port, gateway_args, running
+from bench.resilience_load import arguments, chaos, chaos_gateway, print_outcomes, send
 
 SAMPLE_EVERY_S = 5.0
 REPEATED = ["What is the capital of France?", "Name a colour of the rainbow.", "How many legs does a spider have?"]
@@ -109,40 +104,24 @@ def slope_per_min(series: list[dict[str, float]], key: str) -> float:
 
 
 def run(duration_s: float, concurrency: int, deadline_s: float, log_dir: Path | None) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = log_dir or Path(tmp_dir)
-        tmp.mkdir(parents=True, exist_ok=True)
-        redis = RedisServer(tmp)
-        redis.start()
-        cloud_port = free_port()
-        cloud = {"args": faulty_cloud_args(cloud_port)}
-        cloud["process"] = subprocess.Popen(cloud["args"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        config = resilient_config(tmp / "router.yaml", f"http://127.0.0.1:{cloud_port}/v1")
-        port = free_port()
-        env = {CLOUD_KEY_ENV: "sk-faulty", "ROUTER_REDIS_URL": redis.url}
-        base = f"http://127.0.0.1:{port}"
-        series: list[dict[str, float]] = []
-        events: list[str] = []
-        try:
-            with running(gateway_args(port, config, RESILIENCE_POLICY), f"{base}/readyz", tmp / "gw.log", env) as gw:
-                started = time.monotonic()
-                series.append({"t": 0.0, **sample(gw.pid, f"{base}/metrics")})
-                stop = threading.Event()
-                monitor = threading.Thread(target=_monitor, args=(gw.pid, f"{base}/metrics", stop, started, series))
-                monitor.start()
-                loop = asyncio.new_event_loop()
-                chaos_done = loop.run_in_executor(None, chaos, cloud, redis, duration_s, events)
-                outcomes = loop.run_until_complete(_load(f"{base}/v1/chat/completions", duration_s, concurrency,
-                                                         deadline_s))  # fmt: skip
-                loop.run_until_complete(chaos_done)
-                loop.close()
-                time.sleep(2)  # settle: requests done, background tasks drained
-                stop.set()
-                monitor.join()
-                series.append({"t": time.monotonic() - started, **sample(gw.pid, f"{base}/metrics")})
-        finally:
-            cloud["process"].kill()
-            redis.stop()
+    series: list[dict[str, float]] = []
+    events: list[str] = []
+    with chaos_gateway(log_dir) as gw:
+        pid, metrics = gw.process.pid, f"{gw.url}/metrics"
+        started = time.monotonic()
+        series.append({"t": 0.0, **sample(pid, metrics)})
+        stop = threading.Event()
+        monitor = threading.Thread(target=_monitor, args=(pid, metrics, stop, started, series))
+        monitor.start()
+        loop = asyncio.new_event_loop()
+        chaos_done = loop.run_in_executor(None, chaos, gw.cloud, gw.redis, duration_s, events)
+        outcomes = loop.run_until_complete(_load(f"{gw.url}/v1/chat/completions", duration_s, concurrency, deadline_s))
+        loop.run_until_complete(chaos_done)
+        loop.close()
+        time.sleep(2)  # settle: requests done, background tasks drained
+        stop.set()
+        monitor.join()
+        series.append({"t": time.monotonic() - started, **sample(pid, metrics)})
     total = sum(outcomes.values())
     lost = sum(n for kind, n in outcomes.items() if kind.startswith("lost"))
     first, last = series[0], series[-1]
