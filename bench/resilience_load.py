@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,17 +66,19 @@ async def send(client: httpx.AsyncClient, url: str, body: dict[str, Any], deadli
     return classify(response, bool(body.get("stream")), time.monotonic() - started, deadline_s)
 
 
-async def _one(client: httpx.AsyncClient, url: str, deadline_s: float, n: int) -> str:
-    body = {
+def cloud_body(n: int) -> dict[str, Any]:
+    return {
         "model": "cloud",
         "messages": [{"role": "user", "content": f"Say hi ({n})."}],
         "max_tokens": 4,
         "stream": n % 4 == 0,  # a quarter of the traffic streams
     }
-    return await send(client, url, body, deadline_s)
 
 
-async def _load(url: str, duration_s: float, concurrency: int, deadline_s: float) -> collections.Counter[str]:
+async def load(
+    url: str, duration_s: float, concurrency: int, deadline_s: float, body_of: Callable[[int], dict[str, Any]]
+) -> collections.Counter[str]:
+    """`concurrency` workers sending `body_of(n)` for request n until the time is up; outcomes counted."""
     outcomes: collections.Counter[str] = collections.Counter()
     stop_at = time.monotonic() + duration_s
     counter = iter(range(10**9))
@@ -85,7 +87,7 @@ async def _load(url: str, duration_s: float, concurrency: int, deadline_s: float
 
         async def worker() -> None:
             while time.monotonic() < stop_at:
-                outcomes[await _one(client, url, deadline_s, next(counter))] += 1
+                outcomes[await send(client, url, body_of(next(counter)), deadline_s)] += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return outcomes
@@ -152,7 +154,9 @@ def run(
     with chaos_gateway(log_dir) as gw:
         loop = asyncio.new_event_loop()
         chaos_done = loop.run_in_executor(None, chaos, gw.cloud, gw.redis, duration_s, events)
-        outcomes = loop.run_until_complete(_load(f"{gw.url}/v1/chat/completions", duration_s, concurrency, deadline_s))
+        outcomes = loop.run_until_complete(
+            load(f"{gw.url}/v1/chat/completions", duration_s, concurrency, deadline_s, cloud_body)
+        )
         loop.run_until_complete(chaos_done)
         loop.close()
     total = sum(outcomes.values())

@@ -17,7 +17,6 @@ RSS's slope after warm-up (least squares over the second half of the run, in MB 
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.resilience_load import arguments, chaos, chaos_gateway, print_outcomes, send
+from bench.resilience_load import arguments, chaos, chaos_gateway, load, print_outcomes
 
 SAMPLE_EVERY_S = 5.0
 REPEATED = ["What is the capital of France?", "Name a colour of the rainbow.", "How many legs does a spider have?"]
@@ -78,21 +77,6 @@ def _monitor(pid: int, metrics_url: str, stop: threading.Event, started: float, 
         series.append({"t": time.monotonic() - started, **sample(pid, metrics_url)})
 
 
-async def _load(url: str, duration_s: float, concurrency: int, deadline_s: float) -> collections.Counter[str]:
-    outcomes: collections.Counter[str] = collections.Counter()
-    stop_at = time.monotonic() + duration_s
-    counter = iter(range(10**9))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=deadline_s + 30, limits=limits) as client:
-
-        async def worker() -> None:
-            while time.monotonic() < stop_at:
-                outcomes[await send(client, url, body_for(next(counter)), deadline_s)] += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return outcomes
-
-
 def slope_per_min(series: list[dict[str, float]], key: str) -> float:
     """Least-squares slope of the second half of the run (after warm-up), per minute."""
     half = series[len(series) // 2 :]
@@ -115,7 +99,9 @@ def run(duration_s: float, concurrency: int, deadline_s: float, log_dir: Path | 
         monitor.start()
         loop = asyncio.new_event_loop()
         chaos_done = loop.run_in_executor(None, chaos, gw.cloud, gw.redis, duration_s, events)
-        outcomes = loop.run_until_complete(_load(f"{gw.url}/v1/chat/completions", duration_s, concurrency, deadline_s))
+        outcomes = loop.run_until_complete(
+            load(f"{gw.url}/v1/chat/completions", duration_s, concurrency, deadline_s, body_for)
+        )
         loop.run_until_complete(chaos_done)
         loop.close()
         time.sleep(2)  # settle: requests done, background tasks drained
