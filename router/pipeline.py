@@ -158,9 +158,8 @@ class Pipeline:
         with tracing.span("router.decide") as span:
             ctx = await self.scored(await self.admitted(ctx))
             decision = self.decide(ctx)
-            tracing.annotate(span, **{"router.route": decision.route, "router.model": decision.model,
-                                      "router.reason": decision.reason, "router.rule": decision.rule,
-                                      "router.score": decision.scores.get("escalation")})  # fmt: skip
+            if span is not None:
+                tracing.annotate(span, **_decision_attributes(decision))
         if decision.deny is not None:
             deny = decision.deny
             raise _Refused(decision, PolicyDenied(deny.message, deny.status, code=deny.code))
@@ -175,7 +174,8 @@ class Pipeline:
 
         with tracing.span("router.cache.lookup") as span:
             lookup = await self.cache.lookup(ctx, decision, embed)
-            tracing.annotate(span, **{"router.cache": lookup.status})
+            if span is not None:
+                tracing.annotate(span, **{"router.cache": lookup.status})
         return embedded, decision, lookup
 
     def _deadline(self, ctx: RequestContext, started: float) -> float:
@@ -218,6 +218,8 @@ class Pipeline:
             raise
 
     async def complete(self, ctx: RequestContext) -> tuple[Completion, Served]:
+        if not tracing.enabled():
+            return await self._complete(ctx)
         with tracing.span("router.request", **_request_attributes(ctx)) as span:
             completion, served = await self._complete(ctx)
             tracing.annotate(span, **_served_attributes(served))
@@ -245,6 +247,8 @@ class Pipeline:
         return completion, _with_cost(served, record)
 
     async def stream(self, ctx: RequestContext) -> StreamResult:
+        if not tracing.enabled():
+            return await self._stream(ctx)
         span = tracing.start("router.request", **_request_attributes(ctx))
         try:
             with tracing.current(span):
@@ -252,8 +256,6 @@ class Pipeline:
         except RouterError as exc:
             tracing.finish(span, exc.status_code)
             raise
-        if span is None:
-            return result
         tracing.annotate(span, **_served_attributes(result.served))
         return StreamResult(result.served, _ended_with(span, result.deltas))
 
@@ -324,6 +326,16 @@ class Pipeline:
 def _request_attributes(ctx: RequestContext) -> dict[str, object]:
     return {"router.request_id": ctx.request_id, "gen_ai.request.model": ctx.requested_model,
             "router.stream": ctx.stream, "router.tenant": ctx.tenant}  # fmt: skip
+
+
+def _decision_attributes(decision: Decision) -> dict[str, object]:
+    return {
+        "router.route": decision.route,
+        "router.model": decision.model,
+        "router.reason": decision.reason,
+        "router.rule": decision.rule,
+        "router.score": decision.scores.get("escalation"),
+    }
 
 
 def _served_attributes(served: Served) -> dict[str, object]:
