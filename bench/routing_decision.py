@@ -1,4 +1,5 @@
-"""How long the routing decision takes: the policy alone (the baseline), and policy + classifier.
+"""How long the routing decision takes: the policy alone (the baseline), policy + classifier, and
+policy + intents at 10 and 100 examples per intent.
 
     python -m bench.routing_decision [--requests 300] [--concurrency 8]
 
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import statistics
 import time
+from dataclasses import replace
 
 from router.classify.embedding_service import EmbeddingService
 from router.classify.scorer import EscalationScorer
@@ -57,6 +59,45 @@ async def classifier_decisions(router: Router, scorer: EscalationScorer, n: int,
     return samples
 
 
+INTENTS = 5
+TOPICS = ["billing and invoices", "password and login", "shipping and delivery", "legal contracts", "small talk"]
+
+
+def intent_policy(examples: int) -> str:
+    """INTENTS intents of `examples` distinct utterances each, and a rule per intent."""
+    lines = ["intents:"]
+    for t, topic in enumerate(TOPICS[:INTENTS]):
+        lines.append(f"  topic{t}:\n    examples:")
+        lines += [f"      - 'question {k} about {topic}: variant {k * 7 % 13}'" for k in range(examples)]
+    lines.append("rules:")
+    lines += [f"  - {{name: r{t}, when: {{intent: topic{t}}}, route: cloud}}" for t in range(INTENTS)]
+    return "\n".join(lines) + "\n"
+
+
+def intent_decisions(
+    embeddings: EmbeddingService, config: GatewayConfig, examples: int, n: int
+) -> tuple[list[float], list[float]]:
+    """Matching the intents and deciding, given the request's vector (what intents add when the cache or
+    classifier already embedded the request); and the same with the embedding itself."""
+    engine = parse_policy(intent_policy(examples), "bench", config.models)
+    engine.attach_intents(embeddings.embed_now)
+    router = Router(config, engine)
+    assert engine.intents is not None
+    vectors = embeddings.embed_now(PROMPTS)
+    matched, embedded = [], []
+    for i in range(n):
+        started = time.perf_counter()
+        found = engine.intents.match(vectors[i % len(PROMPTS)])
+        router.decide(replace(ctx(i), intents={"last_user": found}))
+        matched.append((time.perf_counter() - started) * 1000)
+    for i in range(n):
+        started = time.perf_counter()
+        vector = embeddings.embed_now([PROMPTS[i % len(PROMPTS)]])[0]
+        router.decide(replace(ctx(i), intents={"last_user": engine.intents.match(vector)}))
+        embedded.append((time.perf_counter() - started) * 1000)
+    return matched, embedded
+
+
 async def main_async(n: int, concurrency: int) -> None:
     config = GatewayConfig()
     policy_router = Router(config, load_policy(DEFAULT_POLICY_FILE, config.models))
@@ -74,6 +115,7 @@ async def main_async(n: int, concurrency: int) -> None:
     await classifier_decisions(auto_router, scorer, 20, 1)  # warm-up
     single = await classifier_decisions(auto_router, scorer, n, 1)
     loaded = await classifier_decisions(auto_router, scorer, n, concurrency)
+    intents = {n_examples: intent_decisions(embeddings, config, n_examples, n) for n_examples in (10, 100)}
     await embeddings.close()
 
     base50, base99 = percentiles(policy_ms)
@@ -83,6 +125,11 @@ async def main_async(n: int, concurrency: int) -> None:
                            (f"policy + classifier, {concurrency} concurrent", loaded)):  # fmt: skip
         p50, p99 = percentiles(samples)
         print(f"{label:<44} {p50:>8.3f} {p99:>8.3f} {p50 / base50:>13.1f}")
+    for n_examples, (matched, embedded) in intents.items():
+        for label, samples in ((f"policy + {INTENTS} intents x {n_examples} examples", matched),
+                               ("  the same, with the request's embedding", embedded)):  # fmt: skip
+            p50, p99 = percentiles(samples)
+            print(f"{label:<44} {p50:>8.3f} {p99:>8.3f} {p50 / base50:>13.1f}")
 
 
 def main() -> None:

@@ -99,6 +99,21 @@ def policy_applier(pipeline: Pipeline, head: Path = SHIPPED_HEAD) -> Callable[[P
     return apply
 
 
+async def embed_intents(pipeline: Pipeline, engine: PolicyEngine, previous: PolicyEngine | None) -> None:
+    """Embed a policy's intent examples before it goes live (reusing `previous`'s unchanged ones). A policy
+    that newly names intents gets the embedder started here, off the request path."""
+    if not engine.policy.intents:
+        return
+    if pipeline.embeddings is None:
+        pipeline.embeddings = EmbeddingService(pipeline.embedder_config, pipeline.embedder_dir)
+        await pipeline.embeddings.start()
+    if not pipeline.embeddings.ready:
+        log.error("policy intents cannot be matched: %s", pipeline.embeddings.error)
+        return
+    fresh = await pipeline.embeddings.run(engine.attach_intents, pipeline.embeddings.embed_now, previous)
+    log.info("policy %s: %d intent(s), %d example text(s) embedded", engine.version, len(engine.policy.intents), fresh)
+
+
 def build_components(settings: Settings) -> Components:
     """Everything the gateway needs, built once; raises `ConfigError` for a bad config or policy file."""
     config = load_gateway_config(settings.config)
@@ -118,7 +133,9 @@ def build_components(settings: Settings) -> Components:
     limiter = build_limiter(config, redis)
     cache = build_cache(config, redis)
     # One embedder serves the classifier and the semantic cache; it loads only if one of them needs it.
-    needs_embeddings = policy.policy.uses_classifier or (cache is not None and config.cache.semantic)
+    needs_embeddings = (
+        policy.policy.uses_classifier or policy.needs_intents or (cache is not None and config.cache.semantic)
+    )
     embedder_dir = settings.model_dir.parent / "embedders"
     embeddings = EmbeddingService(config.embedder, embedder_dir) if needs_embeddings else None
     if cache is not None and embeddings is None:
@@ -136,12 +153,15 @@ def build_components(settings: Settings) -> Components:
         embeddings=embeddings,
         limiter=limiter,
     )
+    pipeline.embedder_config, pipeline.embedder_dir = config.embedder, embedder_dir
+    pipeline.classifier_input = config.classifier.input
     watcher = PolicyWatcher(
         policy_path,
         policy,
         policy_applier(pipeline, head_for_local(config)),
         config.models,
         on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
+        prepare=lambda engine: embed_intents(pipeline, engine, pipeline.router.policy),
     )
     return Components(
         settings,
@@ -182,6 +202,7 @@ async def _start_embeddings(pipeline: Pipeline) -> None:
     await pipeline.embeddings.start()
     if pipeline.cache is not None and not pipeline.embeddings.ready:
         pipeline.cache.semantic_available = False  # exact matches still work
+    await embed_intents(pipeline, pipeline.router.policy, None)
 
 
 @contextlib.asynccontextmanager

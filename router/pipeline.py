@@ -19,17 +19,22 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
+
+import numpy as np
 
 from router import tracing
 from router.cache import BYPASS, CachedAnswer, CacheLookup, ResponseCache
 from router.cascade import CascadingExecutor
 from router.classify.embedding_service import MAX_TEXT_CHARS, EmbeddingService
 from router.classify.scorer import EscalationScorer
+from router.config import EmbedderConfig
 from router.errors import PolicyDenied, RouterError
 from router.ledger import CostRecord, Ledger
 from router.limits import Limiter
 from router.metrics import Metrics
+from router.policy.intents import texts_for as intent_texts
 from router.resilience import Executor
 from router.routing import Router
 from router.tokens import TokenCounter
@@ -126,6 +131,11 @@ class Pipeline:
         self.cache = cache
         self.embeddings = embeddings or (scorer.embeddings if scorer else None)
         self.limiter = limiter
+        self.classifier_input = "last_user"
+        """What the classifier reads: `last_user`, or `conversation` (`classifier.input`)."""
+        self.embedder_config: EmbedderConfig | None = None
+        self.embedder_dir: Path | None = None
+        """How to start an embedder later, for a reloaded policy that newly needs one (its intents)."""
 
     def prepare(self, ctx: RequestContext) -> RequestContext:
         """Fill in what the stages need that the client did not send (the prompt's token count)."""
@@ -145,9 +155,43 @@ class Pipeline:
         """Add the classifier's escalation score, once, when the policy routes anything `auto`."""
         if self.scorer is None or not self.router.policy.policy.uses_classifier or "escalation" in ctx.scores:
             return ctx
-        ctx = await self.embedded(ctx)
-        score = await self.scorer.score(ctx.last_user_text()[:MAX_TEXT_CHARS], ctx.embedding)
+        text = self.scorer_text(ctx)
+        if text is None:  # the last user message: the shared embedding is the input
+            ctx = await self.embedded(ctx)
+            text = ctx.last_user_text()[:MAX_TEXT_CHARS]
+            score = await self.scorer.score(text, ctx.embedding)
+        else:
+            score = await self.scorer.score(text)
         return ctx if score is None else replace(ctx, scores={**ctx.scores, "escalation": score})
+
+    async def intended(self, ctx: RequestContext) -> RequestContext:
+        """Match the policy's intents, once, on each scope a rule names them on. The last user message's
+        embedding is the one the cache and classifier share; `conversation` adds the earlier user
+        messages (embedded together, in one batch)."""
+        policy = self.router.policy
+        index = policy.intents
+        if index is None or self.embeddings is None or ctx.intents or not policy.needs_intents:
+            return ctx
+        matches = {}
+        for scope in sorted(index.scopes):
+            texts = intent_texts(ctx, scope)
+            vectors: list[np.ndarray | None] = []
+            if texts[0] == ctx.last_user_text():  # the shared embedding
+                ctx = await self.embedded(ctx)
+                vectors.append(ctx.embedding)
+                texts = texts[1:]
+            vectors += await asyncio.gather(*(self.embeddings.embed(text[:MAX_TEXT_CHARS]) for text in texts))
+            if all(v is not None for v in vectors):
+                matches[scope] = index.match_turns([v for v in vectors if v is not None])
+        return replace(ctx, intents=matches)
+
+    def scorer_text(self, ctx: RequestContext) -> str | None:
+        """The classifier's input when it is not the last user message (None): the recent conversation,
+        with `classifier.input: conversation` and more than one turn."""
+        turns = sum(1 for m in ctx.messages if m.get("role") in ("user", "assistant"))
+        if self.classifier_input != "conversation" or turns < 2:
+            return None
+        return ctx.conversation_text()[:MAX_TEXT_CHARS]
 
     async def admitted(self, ctx: RequestContext) -> RequestContext:
         """Rate limits (429 when used up) and the budget state the policy's `budget:` conditions read."""
@@ -156,7 +200,7 @@ class Pipeline:
     async def routed(self, ctx: RequestContext) -> tuple[RequestContext, Decision, CacheLookup]:
         """Admit, score, decide, and ask the cache: everything that happens before a model is called."""
         with tracing.span("router.decide") as span:
-            ctx = await self.scored(await self.admitted(ctx))
+            ctx = await self.scored(await self.intended(await self.admitted(ctx)))
             decision = self.decide(ctx)
             if span is not None:
                 tracing.annotate(span, **_decision_attributes(decision))

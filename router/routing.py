@@ -19,8 +19,17 @@ from router.capabilities import model_capabilities, required_capabilities
 from router.config import GatewayConfig
 from router.errors import ModelNotFound
 from router.policy import PolicyEngine, PolicyMatch
-from router.policy.schema import CacheAction
-from router.types import NO_CACHE, CacheSettings, CascadeSettings, Decision, Denial, RequestContext, Route
+from router.policy.schema import CacheAction, Rule
+from router.types import (
+    NO_CACHE,
+    CacheSettings,
+    CascadeSettings,
+    Decision,
+    Denial,
+    IntentMatch,
+    RequestContext,
+    Route,
+)  # fmt: skip
 
 AUTO = "auto"
 
@@ -160,6 +169,7 @@ class Router:
             else None,
             redact=tuple(action.redact or ()) if action is not None else (),
             upstream_headers=dict(action.headers or {}) if action is not None else {},
+            intent=_routed_intent(ctx, rule),
         )
         return Explanation(self._capable(ctx, self._within_budget(ctx, decision)), match, requested)
 
@@ -206,3 +216,14 @@ class Router:
             decision, route=route, model=models[0], fallbacks=(), allow_cloud=False, cascade=None,
             reason="budget-exceeded", redact=(),
         )  # fmt: skip
+
+
+def _routed_intent(ctx: RequestContext, rule: Rule | None) -> IntentMatch | None:
+    """The intent match the matching rule relied on, for explain and `x-router-intent`."""
+    if rule is None:
+        return None
+    for scope in sorted(rule.when.intent_scopes):
+        found = ctx.intents.get(scope)
+        if found is not None and found.intent is not None:
+            return found
+    return None

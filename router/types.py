@@ -16,6 +16,10 @@ ServedRoute = Literal["local", "cloud", "cache"]
 RequestKind = Literal["chat", "text"]
 
 
+CONVERSATION_CHARS = 1200
+"""How much of a conversation `scope: conversation` and a conversation classifier input read."""
+
+
 @dataclass(frozen=True, slots=True)
 class RequestContext:
     """One client request, normalised: what the router, the backends and the ledger need to know."""
@@ -55,6 +59,9 @@ class RequestContext:
     """The tenant's spending against its budgets, when any apply (read once, before routing)."""
     upstream_headers: Mapping[str, str] = field(default_factory=dict)
     """Extra headers a policy rule adds to calls to remote models."""
+    intents: Mapping[str, IntentMatch] = field(default_factory=dict)
+    """The policy's intents matched against the request, by scope (`last_user`, `conversation`), computed
+    once before the decision when a rule names an intent."""
     memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
     """Facts derived from the messages (PII found, language, code), computed once when a rule asks.
     Only valid for these messages: a context with other messages must be given a fresh memo."""
@@ -67,6 +74,67 @@ class RequestContext:
 
     def all_text(self) -> str:
         return "\n".join(content_text(m.get("content")) for m in self.messages)
+
+    def recent_user_texts(self, count: int) -> list[str]:
+        """The last `count` user messages' texts, newest first."""
+        texts = [content_text(m.get("content")) for m in reversed(self.messages) if m.get("role") == "user"]
+        return texts[:count]
+
+    def conversation_text(self, max_chars: int = CONVERSATION_CHARS) -> str:
+        """The recent user and assistant turns, newest first, cut to `max_chars`.
+
+        Newest first because embedders read a bounded prefix (the default one 256 word pieces, about
+        this many characters of English): the message being answered must be read whole, the turns
+        before it as far as they fit. System prompts and tool results are left out: they say how to
+        answer, not what is asked.
+        """
+        parts: list[str] = []
+        left = max_chars
+        for message in reversed(self.messages):
+            if message.get("role") not in ("user", "assistant") or left <= 0:
+                continue
+            text = content_text(message.get("content")).strip()
+            if not parts and message.get("role") != "user":
+                continue  # a trailing assistant prefill is not what is being asked
+            if text:
+                parts.append(text[:left])
+                left -= len(parts[-1]) + 1
+        return "\n".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class IntentMatch:
+    """Which of the policy's intents a text is nearest to, and how near: what `intent:` conditions read."""
+
+    intent: str | None
+    """The intent that matched (its nearest example cleared its threshold and the margin), else None."""
+    nearest: str | None
+    """The intent with the most similar example, matched or not (None when the policy has no examples)."""
+    example: str = ""
+    """That nearest example's text."""
+    similarity: float = 0.0
+    """Cosine similarity of the text to that example."""
+    threshold: float = 0.0
+    """The similarity the nearest intent needs."""
+    runner_up: str | None = None
+    runner_up_similarity: float = 0.0
+    why_not: str | None = None
+    turns_back: int = 0
+    """`scope: conversation`: how many user messages back the matching one is (0: the newest)."""
+    """When nothing matched: below the threshold, too close to the runner-up, or nearer a counter-example."""
+
+    @property
+    def margin(self) -> float:
+        return self.similarity - self.runner_up_similarity
+
+    def describe(self) -> str:
+        shown = self.example if len(self.example) <= 60 else self.example[:57] + "..."
+        said = f"nearest example of `{self.nearest}` is {shown!r} at {self.similarity:.3f} (needs {self.threshold:g})"
+        if self.runner_up is not None:
+            said += f", margin {self.margin:.3f} over `{self.runner_up}`"
+        if self.turns_back:
+            said += f", in the user message {self.turns_back} turn(s) back"
+        return said
 
 
 def content_text(content: Any) -> str:
@@ -180,6 +248,8 @@ class Decision:
     """Extra headers for calls to remote models (a rule's `headers:`)."""
     needs: tuple[str, ...] = ()
     """Capabilities the request needs (tools, json, vision, logprobs); every model in the chain has them."""
+    intent: IntentMatch | None = None
+    """The intent the matching rule routed on, when its conditions name one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,11 +95,15 @@ def validate_yaml_with_lines(
     source: str,
     error_type: type[ConfigError] = ConfigError,
     context: dict[str, Any] | None = None,
+    list_key: str | None = None,
 ) -> tuple[ModelT, dict[LinePath, int]]:
-    """`validate_yaml`, also returning where each key path is written (to point at it later)."""
+    """`validate_yaml`, also returning where each key path is written (to point at it later). With
+    `list_key`, a file that is a bare list is read as `{list_key: [...]}` (its lines kept)."""
     data, lines = parse_yaml(text, source, error_type)
     if data is None:
         data = {}
+    if list_key is not None and isinstance(data, list):
+        data, lines = {list_key: data}, {(list_key, *path): line for path, line in lines.items()}
     if not isinstance(data, dict):
         raise error_type(f"{source}:1: expected a mapping of keys at the top level, got {type(data).__name__}")
     try:

@@ -21,6 +21,11 @@ def router_headers(served: Served, request_id: str) -> dict[str, str]:
         "x-router-reason": served.decision.reason,
         "x-router-cache": served.cache,
     }
+    if (intent := served.decision.intent) is not None:
+        # Header values must be latin-1 and one line: the example is quoted as JSON (ASCII, escaped).
+        example = json.dumps(intent.example[:120], ensure_ascii=True)
+        headers["x-router-intent"] = intent.intent or ""
+        headers["x-router-reason"] += f"; intent={intent.intent}; similarity={intent.similarity:.4f}; example={example}"
     if served.decision.needs:
         headers["x-router-needs"] = ",".join(served.decision.needs)
     if served.cascade is not None:

@@ -46,6 +46,9 @@ async def readyz(request: Request) -> JSONResponse:
     embeddings = c.pipeline.embeddings
     if embeddings is not None and not embeddings.settled:
         waiting_for.append("embedder")
+    engine = c.pipeline.router.policy
+    if engine.needs_intents and engine.intents is None and embeddings is not None and embeddings.ready:
+        waiting_for.append("intents")
     ready = not waiting_for
     body: dict[str, Any] = {
         "status": "ready" if ready else "starting",
@@ -151,7 +154,7 @@ async def explain(request: Request) -> dict[str, Any]:
             key_name=getattr(request.state, "key_name", None),
         )
     )
-    ctx = await c.pipeline.scored(await with_budget(c, ctx))
+    ctx = await c.pipeline.scored(await c.pipeline.intended(await with_budget(c, ctx)))
     return explanation_dict(c, ctx)
 
 
@@ -171,6 +174,8 @@ def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
         "reason": d.reason,
         "rule": d.rule,
         "needs": list(d.needs),
+        "intent": asdict(d.intent) if d.intent else None,
+        "intents": {scope: asdict(m) for scope, m in ctx.intents.items()},
         "deny": asdict(d.deny) if d.deny else None,
         "fallbacks": list(d.fallbacks),
         "allow_cloud": d.allow_cloud,

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from router.config import EmbedderConfig, Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 MAX_TEXT_CHARS = 4000
 """Longer texts are cut: the default model reads 256 word pieces at most, far fewer than this."""
 
@@ -92,6 +94,10 @@ class EmbeddingService:
         self.load()
         assert self._embedder is not None
         return self._embedder.embed([text[:MAX_TEXT_CHARS] for text in texts])
+
+    async def run(self, work: Callable[..., T], *args: object) -> T:
+        """Run blocking work that embeds (a policy's intent examples) on the embedder's own thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 
     async def embed(self, text: str) -> np.ndarray | None:
         """The text's embedding, or None when the embedder could not load."""

@@ -1,13 +1,11 @@
-"""`router serve`, `router route --explain`, `router policy check|schema`."""
+"""`router serve` and `router route --explain`."""
 
 from __future__ import annotations
 
 import json
 import logging
 import uuid
-from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -17,14 +15,8 @@ from router.cli._common import (
     _fail,
     _settings,
     app,
-    policy_app,
 )
-from router.config import load_gateway_config
 from router.errors import ConfigError
-from router.tokens import TokenCounter
-
-if TYPE_CHECKING:
-    from router.components import Components
 
 
 @app.command()
@@ -75,6 +67,7 @@ def route(
 
     from router.api.ops import explanation_dict, with_budget
     from router.app import build_components
+    from router.cli._decide import scored_now, token_counter
     from router.types import RequestContext
 
     try:
@@ -85,7 +78,7 @@ def route(
     for item in header or []:
         name, _, value = item.partition(":")
         headers[name.strip().lower()] = value.strip()
-    tokens = _token_counter(components)
+    tokens = token_counter(components)
     messages = ({"role": "user", "content": text},)
     ctx = RequestContext(
         request_id=uuid.uuid4().hex,
@@ -96,8 +89,7 @@ def route(
         tenant=tenant or headers.get(components.config.ledger.tenant_header.lower()),
         prompt_tokens=tokens.count_messages(messages),
     )
-    if components.pipeline.scorer is not None:  # the policy routes something `auto`: score it here too
-        ctx = replace(ctx, scores={"escalation": components.pipeline.scorer.score_now(text)})
+    ctx = scored_now(components, ctx)
 
     async def budget() -> RequestContext:
         try:
@@ -121,6 +113,17 @@ def route(
     if components.pipeline.scorer is not None:
         head = components.pipeline.scorer.describe()
         typer.echo(f"head:    {head['head']} ({head['family']}; trained on {head['trained_on']})")
+    for scope, found in result["intents"].items():
+        said = f"`{found['intent']}`" if found["intent"] else f"none ({found['why_not']})"
+        typer.echo(
+            f"intent:  {said} on {scope}; nearest example of `{found['nearest']}`: {found['example']!r} "
+            f"at {found['similarity']:.3f} (needs {found['threshold']:g})"
+            + (
+                f", runner-up `{found['runner_up']}` at {found['runner_up_similarity']:.3f}"
+                if found["runner_up"]
+                else ""
+            )
+        )
     if result["fallbacks"]:
         typer.echo(f"fallback: {', '.join(result['fallbacks'])}")
     if not result["allow_cloud"]:
@@ -141,54 +144,3 @@ def route(
                 typer.echo(f"          {'because' if trace['matched'] else 'held:  '} {evidence}")
         if result["reason"] != (result["rule"] or ""):
             typer.echo(f"  -> {result['reason']}: requested model `{result['requested_model']}`")
-
-
-def _token_counter(components: Components) -> TokenCounter:
-    """Exact counts from the local GGUF's vocabulary (weights are not loaded), else the estimate."""
-    from router.backends.model_files import model_gguf_path
-    from router.config import LlamaCppModel
-    from router.tokens import gguf_vocab_counter
-
-    config = components.config
-    spec = config.models[config.routes.local]
-    if not isinstance(spec, LlamaCppModel):
-        return TokenCounter()
-    try:
-        path = model_gguf_path(spec.model_path, spec.package, components.settings.model_dir)
-        return TokenCounter(gguf_vocab_counter(str(path)))
-    except Exception:  # no GGUF at hand: estimate; the decision is still shown
-        return TokenCounter()
-
-
-@policy_app.command("check")
-def policy_check(
-    file: Annotated[Path, typer.Argument(help="The policy YAML to validate.")],
-    config: ConfigOpt = None,
-) -> None:
-    """Validate a policy file; exit 0 if it is valid, 2 with file:line errors if not."""
-    from router.policy import load_policy
-
-    try:
-        gateway = load_gateway_config(config)
-        engine = load_policy(file, gateway.models)
-    except ConfigError as error:
-        _fail(error)
-    rules = engine.policy.rules
-    typer.echo(
-        f"{file}: OK, {len(rules)} rule(s), default route `{engine.policy.default.route}`, version {engine.version}"
-    )
-
-
-@policy_app.command("schema")
-def policy_schema(
-    out: Annotated[Path | None, typer.Option(help="Write it to this file instead of printing it.")] = None,
-) -> None:
-    """Print the policy file's JSON Schema (for editors: `# yaml-language-server: $schema=...`)."""
-    from router.policy.jsonschema import policy_json_schema
-
-    text = policy_json_schema()
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text)
-        typer.echo(f"wrote {out}")

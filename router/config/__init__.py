@@ -127,6 +127,13 @@ class ClassifierConfig(_Strict):
         "`routes.local` wins over `head`; a local model with none falls back to `head`, then the general head.",
     )
 
+    input: Literal["last_user", "conversation"] = Field(
+        "last_user",
+        description="What the head reads: the last user message, or the conversation (the recent user and "
+        "assistant turns, newest first, as much as the embedder reads). `bench/conversation_routing.py` "
+        "measures both on MT-Bench's second turns.",
+    )
+
     def head_for(self, local_model: str) -> Path | None:
         """The head configured for this local model: its own in `heads`, else `head`; None if neither."""
         return self.heads.get(local_model) or self.head

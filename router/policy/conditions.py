@@ -118,9 +118,12 @@ class Condition(_Strict):
     regex: list[str] | None = Field(
         None, description="Python regular expressions (search, case-sensitive unless (?i))."
     )
-    scope: Literal["last_user", "all"] = Field(
+    scope: Literal["last_user", "conversation", "all"] = Field(
         "last_user",
-        description="Text that keywords and regex look at: the last user message, or all messages.",
+        description="Text that keywords, regex, pii, code, language and intent look at: the last user message; "
+        "the conversation (the recent user and assistant turns, newest first, about 1,200 characters; for "
+        "`intent`: the newest of the last three user messages that matches one, so a follow-up keeps its "
+        "conversation's intent); or all messages, system prompt included.",
     )
     prompt_tokens: Range | None = Field(None, description="Prompt size in tokens.")
     messages: Range | None = Field(None, description="Number of messages in the conversation.")
@@ -148,6 +151,11 @@ class Condition(_Strict):
         description="The request needs one of these capabilities (tools, json output, vision, logprobs). "
         "Without a rule, such a request already goes to the first capable model of its chain.",
     )
+    intent: list[str] | None = Field(
+        None,
+        description="The request's nearest intent (see the policy's `intents:`) is one of these. Matched on "
+        "`scope` (the last user message by default) by embedding similarity to the intents' examples.",
+    )
     time: TimeWindow | None = Field(None, description="When the request arrives: time of day and days of the week.")
     budget: list[BudgetState] | None = Field(
         None,
@@ -167,9 +175,9 @@ class Condition(_Strict):
     _keyword_re: re.Pattern[str] | None = PrivateAttr(None)
     _regexes: list[re.Pattern[str]] = PrivateAttr(default_factory=list)
 
-    _lists = field_validator("model", "keywords", "regex", "language", "budget", "tenant", "needs", mode="before")(
-        _as_list
-    )
+    _lists = field_validator(
+        "model", "keywords", "regex", "language", "budget", "tenant", "needs", "intent", mode="before"
+    )(_as_list)
 
     @field_validator("pii", mode="before")
     @classmethod
@@ -224,8 +232,20 @@ class Condition(_Strict):
 
     @property
     def uses_classifier(self) -> bool:
-        nested = [*(self.all or []), *(self.any or []), *([self.not_] if self.not_ else [])]
-        return self.score is not None or any(c.uses_classifier for c in nested)
+        return self.score is not None or any(c.uses_classifier for c in self._nested())
+
+    def _nested(self) -> list[Condition]:
+        return [*(self.all or []), *(self.any or []), *([self.not_] if self.not_ else [])]
+
+    @property
+    def intents(self) -> set[str]:
+        """Every intent this condition names, nested ones included."""
+        return set(self.intent or ()).union(*(c.intents for c in self._nested()))
+
+    @property
+    def intent_scopes(self) -> set[str]:
+        """The scopes this condition matches intents on."""
+        return ({self.scope} if self.intent else set()).union(*(c.intent_scopes for c in self._nested()))
 
     @property
     def keyword_pattern(self) -> re.Pattern[str] | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from router.errors import PolicyError
+from router.policy.intents import Embed, IntentIndex
 from router.policy.matchers import Verdict, evaluate
 from router.policy.schema import DefaultAction, Policy, PolicyFragment, Rule
 from router.types import RequestContext
@@ -54,8 +55,22 @@ class PolicyEngine:
         self.digest = digest
         self.files = files
         """Every file the policy was read from (itself and its includes): what hot reload watches."""
+        self.intents: IntentIndex | None = None
+        """The intents' embedded examples; set once (`attach_intents`) before the engine goes live."""
         self._shared = _ordered(policy.rules)
         self._by_tenant = {name: _ordered([*tenant.rules, *policy.rules]) for name, tenant in policy.tenants.items()}
+
+    def attach_intents(self, embed: Embed, previous: PolicyEngine | None = None) -> int:
+        """Embed the intents' examples (reusing `previous`'s vectors for unchanged texts); how many were new."""
+        if not self.policy.intents:
+            return 0
+        self.intents = IntentIndex.build(self.policy, embed, previous.intents if previous is not None else None)
+        return self.intents.embedded_now
+
+    @property
+    def needs_intents(self) -> bool:
+        """True when a rule names an intent: requests are then matched against the intents before deciding."""
+        return bool(self.policy.intents) and bool(self.policy.intent_scopes)
 
     @property
     def version(self) -> str:
@@ -126,11 +141,24 @@ class _Loader:
         for tenant, override in policy.tenants.items():
             self._mark(override.rules, lines, source, ("tenants", tenant, "rules"))
         merged = policy.model_copy(update={"rules": [*included, *policy.rules], "include": []})
+        _check_intents(merged)
         digest = hashlib.sha256()
         for _, content in self.texts:
             digest.update(hashlib.sha256(content.encode()).digest())
         files = tuple(p for p, _ in self.texts if p is not None)
         return PolicyEngine(merged, source, digest.hexdigest(), files)
+
+
+def _check_intents(policy: Policy) -> None:
+    """Every intent a rule names (in this file or an included one) is defined in the policy's `intents:`."""
+    for rule in policy.all_rules():
+        unknown = sorted(rule.when.intents - set(policy.intents))
+        if unknown:
+            known = ", ".join(f"`{name}`" for name in policy.intents) or "none (add an `intents:` section)"
+            raise PolicyError(
+                f"{rule.origin or rule.name}: rule `{rule.name}` names the intent `{unknown[0]}`, which the policy "
+                f"does not define; defined intents: {known}"
+            )
 
 
 def _read(path: Path, what: str) -> str:

@@ -33,7 +33,9 @@ _CODE_LINE = re.compile(r"^.*\S.*(?:;|\{|\}|\):)\s*$", re.MULTILINE)
 
 
 def text_for(ctx: RequestContext, scope: str) -> str:
-    return ctx.all_text() if scope == "all" else ctx.last_user_text()
+    if scope == "all":
+        return ctx.all_text()
+    return ctx.conversation_text() if scope == "conversation" else ctx.last_user_text()
 
 
 def _memo(ctx: RequestContext, key: tuple[str, str], compute: Any) -> Any:

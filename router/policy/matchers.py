@@ -130,6 +130,19 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
             return bool(hit), f"needs {', '.join(hit)}" if hit else f"needs none of {c.needs}"
 
         yield needs
+    if c.intent is not None:
+
+        def intent() -> Check:
+            found = ctx.intents.get(c.scope)
+            if found is None:
+                return False, "intents were not matched (the embedder is not loaded yet, or could not load)"
+            if found.intent is not None and found.intent in (c.intent or []):
+                return True, f"intent `{found.intent}` in {c.scope}: {found.describe()}"
+            if found.intent is not None:
+                return False, f"intent is `{found.intent}`, not one of {c.intent}: {found.describe()}"
+            return False, f"no intent matches {c.scope} ({found.why_not}): {found.describe()}"
+
+        yield intent
     if c.time is not None:
         yield lambda: _in_window(c.time, ctx.received_at)  # type: ignore[arg-type]
     if c.budget is not None:

@@ -2,7 +2,8 @@
 
 Polling the files' (mtime, size, inode) four times a second is cheap and works where inotify does not
 (network volumes, Kubernetes ConfigMaps, which swap a symlink: `stat` follows it, so the swap shows).
-A changed file is read and validated off the event loop; a valid policy is swapped in whole (requests in
+A changed file is read once it holds still for one poll (an editor that truncates and then writes is never
+read half-saved), and validated off the event loop; a valid policy is swapped in whole (requests in
 flight keep the policy they were decided with), a broken one is logged with its file:line errors and the
 last good policy stays in force. `/v1/router/policy` shows the version in force and the last error.
 """
@@ -14,7 +15,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,14 +52,18 @@ class PolicyWatcher:
         model_names: Iterable[str],
         interval_s: float = 0.25,
         on_result: Callable[[str], None] | None = None,
+        prepare: Callable[[PolicyEngine], Awaitable[None]] | None = None,
     ) -> None:
         self._path = path
         self._apply = apply
         self._model_names = list(model_names)
         self._interval_s = interval_s
         self._on_result = on_result
+        self._prepare = prepare
+        """Readies a valid policy before it goes live (embeds its intents' examples)."""
         self._digest = current.digest
         self._stamps = self._stamps_of(current)
+        self._settling: dict[Path, Stamp] | None = None
         self._task: asyncio.Task[None] | None = None
         self._status = ReloadStatus(time.time(), 0, 0, None, None)
 
@@ -88,19 +93,29 @@ class PolicyWatcher:
                 log.exception("policy watch: unexpected error")
 
     async def check(self) -> bool:
-        """Reload if a file changed; True when a new policy was applied."""
+        """Reload if a file changed and then held still for one poll; True when a new policy was applied."""
         stamps = {path: _stamp(path) for path in self._stamps}
         if stamps == self._stamps:
+            self._settling = None
             return False
+        if stamps != self._settling:  # still being written, or just saved: look again next poll
+            self._settling = stamps
+            return False
+        self._settling = None
         self._stamps = stamps
         try:
             engine = await asyncio.to_thread(load_policy, self._path, self._model_names)
         except ConfigError as error:
             self._refused(error.message)
             return False
-        self._stamps = self._stamps_of(engine)  # includes may have been added or removed
+        # Keep the stamps taken *before* the read: a write that lands while the file is parsed must show
+        # as a change on the next poll. Files the policy newly includes were never stamped before the
+        # read; None makes the next polls read them again (a touch, not a change, if nothing moved).
+        self._stamps = {path: stamps.get(path) for path in {self._path, *engine.files}}
         if engine.digest == self._digest:
             return False  # touched, not changed
+        if self._prepare is not None:
+            await self._prepare(engine)
         previous, self._digest = self._digest, engine.digest
         self._apply(engine)
         s = self._status

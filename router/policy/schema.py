@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from router.policy.cases import PolicyCase
 from router.policy.conditions import (  # re-exported: what a policy may say, in one import
     CONDITION_KEYS,
     WEEKDAYS,
@@ -240,6 +241,31 @@ def _unique_names(rules: list[Rule]) -> list[Rule]:
     return rules
 
 
+class Intent(_Strict):
+    """A kind of request, given by examples of how people ask for it."""
+
+    description: str | None = None
+    examples: list[str] = Field(
+        min_length=1, description="Utterances of this intent; five or more, phrased the ways people ask."
+    )
+    counter_examples: list[str] = Field(
+        default_factory=list,
+        description="Near misses that are *not* this intent: a request nearer one of these than to every "
+        "example does not match it.",
+    )
+    threshold: float | None = Field(
+        None, gt=0, le=1, description="Cosine similarity the nearest example needs; unset: `intent_threshold`."
+    )
+
+    @field_validator("examples", "counter_examples")
+    @classmethod
+    def _texts(cls, value: list[str]) -> list[str]:
+        texts = [text.strip() for text in value]
+        if any(not text for text in texts):
+            raise ValueError("an example is empty")
+        return texts
+
+
 class PolicyFragment(_Strict):
     """A file of shared rules that policies `include:`."""
 
@@ -267,6 +293,27 @@ class TenantPolicy(_Strict):
 class Policy(PolicyFragment):
     version: Literal[1] = 1
     default: DefaultAction = Field(default_factory=DefaultAction)
+    intents: dict[str, Intent] = Field(
+        default_factory=dict,
+        description="Named intents that rules match with `when: {intent: NAME}`: each by its examples, compared "
+        "with the request by embedding similarity.",
+    )
+    intent_threshold: float = Field(
+        0.6,
+        gt=0,
+        le=1,
+        description="Cosine similarity an intent's nearest example needs, unless the intent sets its own.",
+    )
+    intent_margin: float = Field(
+        0.03,
+        ge=0,
+        le=1,
+        description="How much nearer the best intent must be than the runner-up; closer calls match no intent.",
+    )
+    tests: list[PolicyCase] = Field(
+        default_factory=list,
+        description="Cases `router policy test` and `router policy check` run: a request and where it must go.",
+    )
     tenants: dict[str, TenantPolicy] = Field(
         default_factory=dict,
         description="Per-tenant overrides, by tenant name (the API key's team, else the tenant header's value).",
@@ -274,6 +321,19 @@ class Policy(PolicyFragment):
 
     def all_rules(self) -> list[Rule]:
         return [*self.rules, *(rule for tenant in self.tenants.values() for rule in tenant.rules)]
+
+    @field_validator("intents")
+    @classmethod
+    def _intent_names(cls, value: dict[str, Intent]) -> dict[str, Intent]:
+        for name in value:
+            if not re.fullmatch(RULE_NAME, name):
+                raise ValueError(f"intent name `{name}`: use letters, digits, `_`, `.` and `-`")
+        return value
+
+    @property
+    def intent_scopes(self) -> frozenset[str]:
+        """The scopes rules match intents on (empty: no rule names an intent)."""
+        return frozenset().union(*(rule.when.intent_scopes for rule in self.all_rules()))
 
     @property
     def uses_classifier(self) -> bool:

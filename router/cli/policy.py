@@ -1,0 +1,204 @@
+"""`router policy check|test|diff|schema`: validate a policy, run its tests, compare two on a sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from router.cli._common import ConfigOpt, _fail, _settings, policy_app
+from router.config import load_gateway_config
+from router.errors import ConfigError
+
+if TYPE_CHECKING:
+    from router.components import Components
+    from router.policy import PolicyEngine
+    from router.policy.testing import CaseResult
+    from router.types import RequestContext
+
+
+def _components_for(file: Path, config: Path | None) -> Components:
+    from router.app import build_components
+
+    try:
+        return build_components(_settings(config, file))
+    except ConfigError as error:
+        _fail(error)
+        raise  # unreachable: _fail exits
+
+
+def _print_results(results: list[CaseResult], source: str) -> None:
+    from router.policy.testing import explanation_lines
+
+    for result in results:
+        if result.passed:
+            typer.echo(f"  ok    {result.case.label}")
+            continue
+        typer.secho(f"  FAIL  {result.case.label}", fg=typer.colors.RED)
+        for failure in result.failures:
+            typer.echo(f"          {failure}")
+        for line in explanation_lines(result.explanation):
+            typer.echo(f"          {line}")
+    failed = sum(not r.passed for r in results)
+    summary = f"{source}: {len(results) - failed} passed, {failed} failed"
+    typer.secho(summary, fg=typer.colors.RED if failed else typer.colors.GREEN)
+
+
+def _run_tests(components: Components, cases_file: Path | None) -> list[CaseResult]:
+    from router.cli._decide import explainer
+    from router.policy.testing import read_cases, run_cases
+
+    engine = components.pipeline.router.policy
+    cases = read_cases(cases_file) if cases_file is not None else engine.policy.tests
+    return run_cases(cases, explainer(components), components.config.ledger.tenant_header)
+
+
+@policy_app.command("check")
+def policy_check(
+    file: Annotated[Path, typer.Argument(help="The policy YAML to validate.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Validate a policy file and run its own `tests:`; exit 0 if all is well, 1 if a test fails, 2 if invalid.
+
+    Warns when an intent has too few examples or two intents' examples are closer than the threshold."""
+    from router.policy import load_policy
+
+    try:
+        gateway = load_gateway_config(config)
+        engine = load_policy(file, gateway.models)
+    except ConfigError as error:
+        _fail(error)
+    rules = engine.policy.rules
+    typer.echo(
+        f"{file}: OK, {len(rules)} rule(s), {len(engine.policy.intents)} intent(s), {len(engine.policy.tests)} "
+        f"test(s), default route `{engine.policy.default.route}`, version {engine.version}"
+    )
+    if not engine.policy.intents and not engine.policy.tests:
+        return
+    components = _components_for(file, config)
+    _intent_warnings(components)
+    if engine.policy.tests:
+        results = _run_tests(components, None)
+        _print_results(results, f"{file} tests")
+        if not all(r.passed for r in results):
+            raise typer.Exit(code=1)
+
+
+def _intent_warnings(components: Components) -> None:
+    engine = components.pipeline.router.policy
+    embeddings = components.pipeline.embeddings
+    if not engine.policy.intents or embeddings is None:
+        return
+    try:
+        engine.attach_intents(embeddings.embed_now)
+    except Exception as exc:  # e.g. the embedder's extra is not installed: say so, validation still passed
+        typer.secho(f"warning: cannot embed the intents' examples: {exc}", fg=typer.colors.YELLOW, err=True)
+        return
+    for warning in engine.intents.warnings() if engine.intents else []:
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+
+
+@policy_app.command("test")
+def policy_test(
+    file: Annotated[Path, typer.Argument(help="The policy YAML to test.")],
+    cases: Annotated[
+        Path | None, typer.Argument(help="A YAML file of cases (a list, or `tests:`); default: the policy's own.")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run test cases against a policy: each request is decided as the gateway would, with no model called.
+
+    Prints every failing case with what happened instead and why; exits 1 if any fails (for CI), 2 if the
+    policy or the cases file is invalid."""
+    components = _components_for(file, config)
+    try:
+        results = _run_tests(components, cases)
+    except ConfigError as error:
+        _fail(error)
+    if not results:
+        typer.secho(f"{cases or file}: no test cases (add `tests:` to the policy)", fg=typer.colors.YELLOW)
+        raise typer.Exit(code=1)
+    _print_results(results, str(cases or file))
+    if not all(r.passed for r in results):
+        raise typer.Exit(code=1)
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Annotated[Path, typer.Argument(help="The policy in force.")],
+    new: Annotated[Path, typer.Argument(help="The policy you would put in its place.")],
+    sample: Annotated[
+        Path,
+        typer.Option(
+            help="Requests, one JSON object a line: a chat request body, or `{request, usage, headers, tenant}`."
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """What replacing OLD by NEW would do to these requests: how many change route, from which rule to
+    which, and the cost at today's prices (prompt tokens counted; completion tokens as recorded, else the
+    request's max_tokens, else none)."""
+    from router.backends.litellm_backend import import_litellm
+    from router.cli._decide import explainer, use_policy
+    from router.ledger.pricing import Pricer
+    from router.policy import load_policy
+    from router.policy.testing import Explain, diff, read_sample
+    from router.types import Usage
+
+    components = _components_for(old, config)
+    try:
+        requests = read_sample(sample)
+        new_engine: PolicyEngine = load_policy(new, components.config.models)
+    except ConfigError as error:
+        _fail(error)
+    explain = explainer(components)
+    old_engine = components.pipeline.router.policy
+    pricer = Pricer(components.config, import_litellm)
+    use_policy(components, new_engine)  # the embedder and classifier either policy needs
+    use_policy(components, old_engine)
+    if (embeddings := components.pipeline.embeddings) is not None:
+        old_engine.attach_intents(embeddings.embed_now)
+        new_engine.attach_intents(embeddings.embed_now, old_engine)  # examples both share are embedded once
+
+    def under(engine: PolicyEngine) -> Explain:
+        def decide(ctx: RequestContext) -> dict[str, Any]:
+            use_policy(components, engine)
+            return explain(ctx)
+
+        return decide
+
+    def cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        return pricer.cost(model, Usage(prompt_tokens, completion_tokens))
+
+    result = diff(requests, under(old_engine), under(new_engine), cost)
+    result |= {"old": str(old), "new": str(new), "sample": str(sample)}
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['changed']} of {result['requests']} requests change route ({old} -> {new}, sample {sample})")
+    if result["moves"]:
+        typer.echo(f"  {'requests':>8}  {'from rule':<20} {'from':<36} -> {'to rule':<20} to")
+        for move in result["moves"]:
+            moved = f"{move['from_rule']:<20} {move['from']:<36} -> {move['to_rule']:<20} {move['to']}"
+            typer.echo(f"  {move['requests']:>8}  {moved}")
+    c = result["cost_usd"]
+    typer.echo(f"cost at today's prices: ${c['old']:.6f} -> ${c['new']:.6f} ({c['change']:+.6f})")
+    typer.echo("quality: no shadow judgements recorded; the change in quality is not estimated")
+
+
+@policy_app.command("schema")
+def policy_schema(
+    out: Annotated[Path | None, typer.Option(help="Write it to this file instead of printing it.")] = None,
+) -> None:
+    """Print the policy file's JSON Schema (for editors: `# yaml-language-server: $schema=...`)."""
+    from router.policy.jsonschema import policy_json_schema
+
+    text = policy_json_schema()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")

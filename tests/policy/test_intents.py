@@ -1,0 +1,188 @@
+"""Intents: requests routed by meaning, matched with the gateway's real embedder (MiniLM on ONNX)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from router.classify.embedding_service import EmbeddingService
+from router.config import GatewayConfig
+from router.errors import PolicyError
+from router.policy import parse_policy
+from router.policy.intents import IntentIndex, texts_for
+from router.routing import Router
+from router.types import RequestContext
+
+MODELS = GatewayConfig().models
+
+POLICY = """\
+intents:
+  billing:
+    examples:
+      - where can I download my invoice?
+      - I was charged twice this month
+      - how do I update my credit card?
+      - can I get a refund for my subscription?
+      - why is my bill higher than last month?
+  smalltalk:
+    examples:
+      - hi there!
+      - hello, how are you today?
+      - thanks a lot, that was helpful
+      - good morning!
+      - nice to meet you
+    counter_examples:
+      - hi, I have a question about my invoice
+rules:
+  - name: billing-to-cloud
+    when: {intent: billing}
+    route: cloud
+  - name: smalltalk-local
+    when: {intent: [smalltalk]}
+    route: local
+"""
+
+
+@pytest.fixture(scope="module")
+def embeddings() -> EmbeddingService:
+    service = EmbeddingService()
+    service.load()
+    return service
+
+
+def _engine(text: str, embeddings: EmbeddingService, previous=None):  # type: ignore[no-untyped-def]
+    engine = parse_policy(text, "p.yaml", MODELS)
+    engine.attach_intents(embeddings.embed_now, previous)
+    return engine
+
+
+def _ctx(text: str, embeddings: EmbeddingService, engine, *history: dict) -> RequestContext:  # type: ignore[no-untyped-def]
+    ctx = RequestContext("r", "chat", "auto", (*history, {"role": "user", "content": text}))
+    vector = embeddings.embed_now([text])[0]
+    return RequestContext("r", "chat", "auto", ctx.messages, intents={"last_user": engine.intents.match(vector)})
+
+
+def test_a_paraphrase_is_routed_by_its_intent(embeddings: EmbeddingService) -> None:
+    engine = _engine(POLICY, embeddings)
+    router = Router(GatewayConfig(), engine)
+    explanation = router.explain(_ctx("I think you billed my card two times in March", embeddings, engine))
+    assert explanation.decision.rule == "billing-to-cloud"
+    assert explanation.decision.route == "cloud"
+    intent = explanation.decision.intent
+    assert intent is not None and intent.intent == "billing"
+    assert intent.example == "I was charged twice this month"  # the nearest example, named
+    assert intent.similarity >= 0.6 and intent.margin >= 0.03
+    evidence = explanation.match.trace[0].evidence[0]
+    assert "intent `billing`" in evidence and "I was charged twice this month" in evidence
+
+
+def test_an_unrelated_request_matches_no_intent_and_says_why(embeddings: EmbeddingService) -> None:
+    engine = _engine(POLICY, embeddings)
+    explanation = Router(GatewayConfig(), engine).explain(_ctx("What is the capital of France?", embeddings, engine))
+    assert explanation.decision.rule is None and explanation.decision.intent is None
+    why = explanation.match.trace[0].why_not
+    assert "no intent matches last_user (below the threshold)" in why
+    assert "nearest example of" in why
+
+
+def test_a_counter_example_keeps_a_near_miss_out(embeddings: EmbeddingService) -> None:
+    engine = _engine(POLICY, embeddings)
+    vector = embeddings.embed_now(["hi, I have a question about my invoice"])[0]
+    found = engine.intents.match(vector)
+    assert found.intent != "smalltalk"
+    without = _engine(POLICY.replace("    counter_examples:\n      - hi, I have a question about my invoice\n", ""),
+                      embeddings)  # fmt: skip
+    greeting = embeddings.embed_now(["hello there, how are you?"])[0]
+    assert without.intents.match(greeting).intent == "smalltalk"
+    assert engine.intents.match(greeting).intent == "smalltalk"  # the counter-example only takes its near misses
+
+
+def test_the_margin_refuses_a_close_call(embeddings: EmbeddingService) -> None:
+    strict = _engine(POLICY.replace("intents:\n", "intent_margin: 0.9\nintents:\n", 1), embeddings)
+    vector = embeddings.embed_now(["I was charged twice this month, can I get a refund?"])[0]
+    found = strict.intents.match(vector)
+    assert found.intent is None
+    assert found.why_not is not None and "within the margin (0.9)" in found.why_not
+    assert found.nearest == "billing" and found.runner_up == "smalltalk"
+
+
+def test_a_reload_embeds_only_the_examples_that_changed(embeddings: EmbeddingService) -> None:
+    calls: list[list[str]] = []
+
+    def counting(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        return embeddings.embed_now(texts)
+
+    first = parse_policy(POLICY, "p.yaml", MODELS)
+    assert first.attach_intents(counting) == 11  # 10 examples and 1 counter-example
+    edited = parse_policy(POLICY.replace("good morning!", "good evening!"), "p.yaml", MODELS)
+    assert edited.attach_intents(counting, first) == 1
+    assert calls[-1] == ["good evening!"]
+    vector = embeddings.embed_now(["good evening to you"])[0]
+    assert edited.intents.match(vector).example == "good evening!"
+
+
+def test_overlapping_intents_and_thin_ones_are_warned_about(embeddings: EmbeddingService) -> None:
+    text = """\
+intents:
+  refunds:
+    examples: ['can I get a refund for my subscription?', I want my money back]
+  cancellations:
+    examples: ['can I get a refund and cancel my subscription?', please cancel my plan]
+rules:
+  - {name: r, when: {intent: refunds}, route: cloud}
+"""
+    warnings = IntentIndex.build(parse_policy(text, "p.yaml", MODELS).policy, embeddings.embed_now).warnings()
+    assert any("intent `refunds` has 2 example(s)" in w for w in warnings)
+    overlap = [w for w in warnings if "overlap" in w]
+    assert len(overlap) == 1 and "`refunds` and `cancellations`" in overlap[0]
+    assert "can I get a refund for my subscription?" in overlap[0]
+    assert not IntentIndex.build(parse_policy(POLICY, "p.yaml", MODELS).policy, embeddings.embed_now).warnings()
+
+
+def test_conversation_scope_reads_the_turns_before(embeddings: EmbeddingService) -> None:
+    text = POLICY.replace("when: {intent: billing}", "when: {intent: billing, scope: conversation}")
+    engine = _engine(text, embeddings)
+    assert engine.intents.scopes == frozenset({"conversation", "last_user"})
+    history = (
+        {"role": "user", "content": "I was charged twice for my subscription this month"},
+        {"role": "assistant", "content": "Sorry about that. Which card was charged?"},
+    )
+    ctx = RequestContext("r", "chat", "auto", (*history, {"role": "user", "content": "the visa ending in 4242"}))
+    intents = {
+        scope: engine.intents.match_turns(list(embeddings.embed_now(texts_for(ctx, scope))))
+        for scope in engine.intents.scopes
+    }
+    assert intents["conversation"].intent == "billing"
+    assert intents["conversation"].turns_back == 1  # carried over from the message before
+    assert "in the user message 1 turn(s) back" in intents["conversation"].describe()
+    assert intents["last_user"].intent != "billing"  # the last message alone says nothing about billing
+    from dataclasses import replace
+
+    decision = Router(GatewayConfig(), engine).decide(replace(ctx, intents=intents))
+    assert decision.rule == "billing-to-cloud"
+
+
+def test_conversation_text_puts_the_question_first_and_is_bounded() -> None:
+    messages = (
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "first " * 400},
+        {"role": "assistant", "content": "an answer"},
+        {"role": "user", "content": "and the follow-up?"},
+    )
+    text = RequestContext("r", "chat", "auto", messages).conversation_text()
+    assert text.startswith("and the follow-up?\nan answer\nfirst")
+    assert "You are terse" not in text
+    assert len(text) <= 1200
+
+
+def test_a_rule_naming_an_undefined_intent_is_refused_with_its_line() -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy("rules:\n  - name: r\n    when: {intent: billing}\n    route: cloud\n", "p.yaml", MODELS)
+    assert "p.yaml:2: rule `r` names the intent `billing`, which the policy does not define" in str(caught.value)
+
+
+def test_an_empty_example_list_is_refused_with_its_line() -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy("intents:\n  billing:\n    examples: []\n", "p.yaml", MODELS)
+    assert "p.yaml:3: intents.billing.examples" in str(caught.value)
