@@ -88,15 +88,36 @@ def main() -> None:
         heads["default model's head"] = Head.load(packaged)
     print(f"MT-Bench second turns: {len(weak)}; weak {weak.mean():.3f}, strong {strong.mean():.3f} (judge score / 10)")
     print(f"{'input':<28} {'scorer':<22} {'APGR':>6}  95% interval")
+    scored: dict[tuple[str, str], np.ndarray] = {}
     for name, texts in inputs(conversations).items():
         vectors = embeddings.embed_now(texts)
         scorers = {label: head.score(vectors, texts) for label, head in heads.items()}
         scorers["prompt length"] = np.array([len(t) for t in texts], dtype=float)
         for label, scores in scorers.items():
-            low, high = bootstrap(np.asarray(scores, dtype=float), weak, strong, reps=args.reps)["apgr"]
-            apgr = curve(np.asarray(scores, dtype=float), weak, strong).apgr
+            scored[(name, label)] = np.asarray(scores, dtype=float)
+            low, high = bootstrap(scored[(name, label)], weak, strong, reps=args.reps)["apgr"]
+            apgr = curve(scored[(name, label)], weak, strong).apgr
             print(f"{name:<28} {label:<22} {apgr:>6.3f}  [{low:.3f}, {high:.3f}]")
     print("random router: 0.500 by construction")
+    print("\npaired difference in APGR against the last message alone (same resampled prompts each draw):")
+    for name in list(inputs(conversations))[1:]:
+        for label in [*heads, "prompt length"]:
+            low, mid, high = paired_difference(scored[(name, label)], scored[("last message", label)], weak, strong,
+                                               args.reps)  # fmt: skip
+            print(f"{name:<28} {label:<22} {mid:>+6.3f}  [{low:+.3f}, {high:+.3f}]")
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, weak: np.ndarray, strong: np.ndarray, reps: int, seed: int = 7
+) -> tuple[float, float, float]:
+    """APGR(a) - APGR(b) on the same prompts: 2.5%, 50% and 97.5% over bootstrap draws."""
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(reps):
+        idx = rng.integers(0, len(a), len(a))
+        draws.append(curve(a[idx], weak[idx], strong[idx]).apgr - curve(b[idx], weak[idx], strong[idx]).apgr)
+    low, mid, high = np.percentile(draws, [2.5, 50, 97.5])
+    return float(low), float(mid), float(high)
 
 
 if __name__ == "__main__":
