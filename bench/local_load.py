@@ -1,0 +1,166 @@
+"""The local tier under load: many streams on one box, batched, against one sequence at a time.
+
+    python -m bench.local_load [--package qwen2.5-coder-1.5b-instruct] [--tokens 48] [--levels 1,2,4,8,16]
+
+At each level of concurrent streams, every stream sends one text completion (a ~40-token prompt,
+`--tokens` tokens generated, end-of-sequence suppressed so every answer is the same length, temperature
+0) and the run measures aggregate tokens/s, time to first token (p50, p99) and per-stream tokens/s:
+
+- **batched**: the gateway's in-process backend with `parallel` = the level (one context, continuous
+  batching: `router/backends/llama_batch.py`);
+- **direct (baseline)**: llama-cpp-python's `Llama.create_completion` used directly, one sequence at a
+  time, requests served in arrival order (what one context can do without batching).
+
+Both load the same GGUF with the same threads, in this process, one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+from router.backends.llama_cpp import LlamaCppBackend
+from router.backends.model_files import packaged_gguf_path
+from router.config import LlamaCppModel, Settings
+from router.types import RequestContext
+
+TOPICS = ["the sea", "a lighthouse", "bread", "mountains", "a train journey", "winter", "a library", "bees"]
+
+
+def prompt(i: int) -> str:
+    return f"Write a long, detailed story about {TOPICS[i % len(TOPICS)]}, with many characters. Story {i}:"
+
+
+@dataclass
+class Level:
+    streams: int
+    wall_s: float
+    tokens: int
+    ttft_s: list[float]
+    stream_rates: list[float]
+
+    @property
+    def aggregate(self) -> float:
+        return self.tokens / self.wall_s
+
+    def ttft(self, q: float) -> float:
+        ordered = sorted(self.ttft_s)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ctx(i: int, never_stop: dict[str, float]) -> RequestContext:
+    text = prompt(i)
+    params = {"temperature": 0, "logit_bias": never_stop}
+    return RequestContext(str(i), "text", "local", ({"role": "user", "content": text},), prompt=text, params=params)
+
+
+async def batched_level(backend: LlamaCppBackend, streams: int, tokens: int, never_stop: dict) -> Level:
+    ttft: list[float] = []
+    rates: list[float] = []
+    produced = 0
+
+    async def one(i: int) -> None:
+        nonlocal produced
+        started = time.perf_counter()
+        first = None
+        async for delta in backend.stream(_ctx(i, never_stop), tokens):
+            if delta.content and first is None:
+                first = time.perf_counter()
+            if delta.usage is not None:
+                produced += delta.usage.completion_tokens
+        end = time.perf_counter()
+        assert first is not None
+        ttft.append(first - started)
+        rates.append((tokens - 1) / max(end - first, 1e-9))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(streams)))
+    return Level(streams, time.perf_counter() - started, produced, ttft, rates)
+
+
+def direct_level(llama: object, streams: int, tokens: int, never_stop: dict) -> Level:
+    """One sequence at a time, in arrival order: stream k's first token waits for streams 0..k-1."""
+    ttft: list[float] = []
+    rates: list[float] = []
+    lock = threading.Lock()
+    started = time.perf_counter()
+    for i in range(streams):
+        first = None
+        with lock:
+            for chunk in llama.create_completion(  # type: ignore[attr-defined]
+                prompt(i), max_tokens=tokens, temperature=0, stream=True,
+                logit_bias={int(k): v for k, v in never_stop.items()},
+            ):  # fmt: skip
+                if chunk["choices"][0]["text"] and first is None:
+                    first = time.perf_counter()
+        end = time.perf_counter()
+        assert first is not None
+        ttft.append(first - started)  # everyone arrived at the start
+        rates.append((tokens - 1) / max(end - first, 1e-9))
+    return Level(streams, time.perf_counter() - started, streams * tokens, ttft, rates)
+
+
+def report(label: str, levels: list[Level], single: float) -> None:
+    print(f"\n{label}")
+    head = f"{'streams':>7} {'agg tok/s':>10} {'x 1 stream':>10} {'TTFT p50 s':>11} {'TTFT p99 s':>11}"
+    print(f"{head} {'per-stream tok/s':>17}")
+    for lv in levels:
+        print(
+            f"{lv.streams:>7} {lv.aggregate:>10.1f} {lv.aggregate / single:>10.2f} {lv.ttft(0.5):>11.2f} "
+            f"{lv.ttft(0.99):>11.2f} {statistics.median(lv.stream_rates):>17.1f}"
+        )
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    levels = [int(x) for x in args.levels.split(",")]
+    path = packaged_gguf_path(args.package, Settings().model_dir)
+    from router.tokens import load_vocab
+
+    vocab = load_vocab(str(path))
+    never_stop = {str(t): -100.0 for t in {vocab.token_eos(), *args.eos}}
+    spec = LlamaCppModel(package=args.package, n_ctx=1024, n_threads=args.threads, parallel=max(levels),
+                         step_tokens=args.step_tokens, max_queue=64)  # fmt: skip
+    backend = LlamaCppBackend("local", spec, Settings().model_dir)
+    await backend.start()
+    await batched_level(backend, 1, 8, never_stop)  # warm-up
+    batched = [await batched_level(backend, n, args.tokens, never_stop) for n in levels]
+    await backend.close()
+
+    from llama_cpp import Llama
+
+    llama = Llama(model_path=str(path), n_ctx=1024, n_threads=args.threads, verbose=False)
+    direct_level(llama, 1, 8, never_stop)  # warm-up
+    direct = [direct_level(llama, n, args.tokens, never_stop) for n in levels]
+
+    single = direct[0].aggregate
+    print(
+        f"model {args.package}, {args.threads} threads, {args.tokens} tokens a stream, step_tokens {args.step_tokens}"
+    )
+    report("direct: llama-cpp-python, one sequence at a time (baseline)", direct, single)
+    report(f"batched: the gateway's backend, parallel={max(levels)}", batched, single)
+    by = {lv.streams: lv for lv in batched}
+    if 8 in by and 1 in by:
+        print(
+            f"\naggregate at 8 streams / single direct stream: {by[8].aggregate / single:.2f}x (goal >= 2.5); "
+            f"single batched stream / direct: {by[1].aggregate / single:.2f} (goal >= 0.95); "
+            f"TTFT p99 at 8 / at 1: {by[8].ttft(0.99) / by[1].ttft(0.99):.2f} (goal <= 3)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--package", default="qwen2.5-coder-1.5b-instruct")
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--levels", default="1,2,4,8,16")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--step-tokens", type=int, default=128)
+    parser.add_argument("--eos", type=int, nargs="*", default=[151643, 151645], help="more token ids to suppress")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

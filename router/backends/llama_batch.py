@@ -1,0 +1,389 @@
+"""Continuous batching for the in-process model: one llama.cpp context decoding many sequences together.
+
+On a CPU, generating one token for one sequence reads every weight of the model once; generating one
+token for each of eight sequences in the same `llama_decode` reads them once too. So concurrent
+requests are decoded together: each is a sequence (its own `seq_id` in one unified KV cache), requests
+join and leave between steps, and every step sends one token per generating sequence plus as much of
+the waiting prompts as the step's token budget (`step_tokens`) leaves room for. A long prompt is
+therefore fed in chunks across steps and never holds everyone's next token back for its whole length.
+
+A finished sequence's KV cells stay where they are until its slot is needed, so the next prompt that
+starts the same way (the same system prompt, the same conversation one turn longer) copies that prefix
+(`llama_memory_seq_cp`) instead of computing it again.
+
+Each sequence has its own sampler chain (temperature, top-p, penalties, logit bias, a JSON grammar,
+seed), stop strings, token limit, cancel flag and, when asked, the cascade's confidence meter, which
+sees the logits of its own rows of the batch. Everything runs on one engine thread; results go back
+through the callbacks a request brings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.backends.confidence import ConfidenceMeter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    grammar: str | None = None
+    """GBNF text (root rule `root`), e.g. a JSON schema's grammar."""
+
+
+@dataclass(slots=True)
+class Generation:
+    """One request's sequence: what it asks for, and the callbacks that take its results (engine thread)."""
+
+    tokens: list[int]
+    max_tokens: int
+    sampling: Sampling
+    stops: list[str]
+    emit: Callable[[str], None]
+    finish: Callable[[str, int], None]
+    """(finish reason: stop | length | cancelled | error, completion tokens), called once."""
+    cancel: threading.Event = field(default_factory=threading.Event)
+    meter: ConfidenceMeter | None = None
+    start: Callable[[], None] | None = None
+    """Called when the job gets a sequence (it stops waiting)."""
+    generated: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Slot:
+    seq: int
+    resident: list[int] = field(default_factory=list)
+    """Tokens whose KV cells this sequence holds (positions 0..len-1): its prompt and what it generated,
+    as far as a decode has computed them (a token just sampled is not yet among them)."""
+    job: Generation | None = None
+    fed: int = 0
+    """How many of the job's prompt tokens are in the cache."""
+    sampler: Any = None
+    pending: bytes = b""
+    text: str = ""
+    """Text decoded so far; `emitted` of it has gone to the client (the rest may be a stop's beginning)."""
+    emitted: int = 0
+
+
+class BatchEngine:
+    def __init__(
+        self,
+        model_path: Path,
+        n_ctx: int,
+        slots: int,
+        n_threads: int,
+        step_tokens: int,
+    ) -> None:
+        self.n_ctx = n_ctx
+        self.slots = slots
+        self.step_tokens = max(step_tokens, slots)
+        self._inbox: queue.Queue[Generation | None] = queue.Queue()
+        self._waiting: list[Generation] = []
+        self._wake = threading.Event()
+        self._stopped = False
+        self.decode_steps = 0
+        self.prefix_tokens_reused = 0
+        self._load(model_path, n_threads)
+        self._slots = [_Slot(i) for i in range(slots)]
+        self._thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
+        self._thread.start()
+
+    # -- set-up ------------------------------------------------------------------------------------
+
+    def _load(self, model_path: Path, n_threads: int) -> None:
+        import llama_cpp as ll
+
+        self._ll = ll
+        mparams = ll.llama_model_default_params()
+        self._model = ll.llama_model_load_from_file(str(model_path).encode(), mparams)
+        if not self._model:
+            raise RuntimeError(f"llama.cpp could not load {model_path}")
+        cparams = ll.llama_context_default_params()
+        cparams.n_ctx = self.n_ctx * self.slots  # every sequence may use its whole window at once
+        cparams.n_batch = cparams.n_ubatch = self.step_tokens
+        cparams.n_seq_max = self.slots
+        cparams.kv_unified = True  # one cache: prefixes can be shared between sequences
+        cparams.n_threads = cparams.n_threads_batch = n_threads
+        cparams.no_perf = True
+        # As llama-cpp-python's own contexts: flash attention's "auto" picks kernels this build's CPU
+        # backend may not have (an illegal instruction on some x86 machines).
+        cparams.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        self._ctx = ll.llama_init_from_model(self._model, cparams)
+        if not self._ctx:
+            raise RuntimeError("llama.cpp could not create the batched context")
+        self._vocab = ll.llama_model_get_vocab(self._model)
+        self.n_vocab = ll.llama_vocab_n_tokens(self._vocab)
+        self._memory = ll.llama_get_memory(self._ctx)
+        self._batch = ll.llama_batch_init(self.step_tokens, 0, 1)
+        self._piece = ctypes.create_string_buffer(256)
+
+    def close(self) -> None:
+        self._stopped = True
+        self._inbox.put(None)
+        self._wake.set()
+        self._thread.join(timeout=30)
+        ll = self._ll
+        for slot in self._slots:
+            if slot.sampler is not None:
+                ll.llama_sampler_free(slot.sampler)
+        ll.llama_batch_free(self._batch)
+        ll.llama_free(self._ctx)
+        ll.llama_model_free(self._model)
+
+    # -- the outside ----------------------------------------------------------------------------------
+
+    def submit(self, job: Generation) -> None:
+        """Queue a generation; any thread. Its callbacks run on the engine thread."""
+        self._inbox.put(job)
+        self._wake.set()
+
+    @property
+    def active(self) -> int:
+        return sum(slot.job is not None for slot in self._slots)
+
+    # -- the engine thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._take_inbox()
+            if not self._waiting and not self.active:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # a bug or llama.cpp refusing: fail the jobs in flight, keep serving
+                log.exception("batched generation step failed")
+                for slot in self._slots:
+                    if slot.job is not None:
+                        self._end(slot, "error")
+                self._reset_cache(exc)
+
+    def _take_inbox(self) -> None:
+        while True:
+            try:
+                job = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                self._waiting.append(job)
+
+    def _reset_cache(self, why: BaseException) -> None:
+        self._ll.llama_memory_clear(self._memory, True)
+        for slot in self._slots:
+            slot.resident = []
+        log.warning("batched context's cache cleared after: %s", why)
+
+    def _admit(self) -> None:
+        """Give waiting jobs free slots, reusing the longest cached prefix of each one's prompt."""
+        self._waiting = [job for job in self._waiting if not self._dropped(job)]
+        for slot in self._slots:
+            if not self._waiting:
+                return
+            if slot.job is not None:
+                continue
+            job = self._waiting.pop(0)
+            source, shared = self._best_prefix(job.tokens)
+            shared = min(shared, len(job.tokens) - 1)  # the last prompt token is fed again: its logits start it
+            ll, mem = self._ll, self._memory
+            if source is slot:
+                ll.llama_memory_seq_rm(mem, slot.seq, shared, -1)
+            else:
+                ll.llama_memory_seq_rm(mem, slot.seq, -1, -1)
+                if source is not None and shared > 0:
+                    ll.llama_memory_seq_cp(mem, source.seq, slot.seq, 0, shared)
+            self.prefix_tokens_reused += max(shared, 0)
+            if job.start is not None:
+                job.start()
+            slot.resident = job.tokens[: max(shared, 0)]
+            slot.job, slot.fed = job, max(shared, 0)
+            slot.pending, slot.text, slot.emitted = b"", "", 0
+            slot.sampler = self._sampler(job.sampling, slot.sampler)
+
+    def _dropped(self, job: Generation) -> bool:
+        if job.cancel.is_set():
+            job.finish("cancelled", 0)
+            return True
+        return False
+
+    def _best_prefix(self, tokens: list[int]) -> tuple[_Slot | None, int]:
+        best: tuple[_Slot | None, int] = (None, 0)
+        for slot in self._slots:
+            n = _common_prefix(slot.resident, tokens)  # cells a finished decode computed: safe to copy
+            if n > best[1] or (n == best[1] and n > 0 and slot.job is None):
+                best = (slot, n)
+        return best
+
+    def _sampler(self, s: Sampling, old: Any) -> Any:
+        ll = self._ll
+        if old is not None:
+            ll.llama_sampler_free(old)
+        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+        if s.logit_bias:
+            pairs = [ll.llama_logit_bias(token, bias) for token, bias in s.logit_bias.items()]
+            biases = (ll.llama_logit_bias * len(pairs))(*pairs)
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_logit_bias(self.n_vocab, len(pairs), biases))
+        if s.presence_penalty or s.frequency_penalty:
+            ll.llama_sampler_chain_add(
+                chain, ll.llama_sampler_init_penalties(64, 1.0, s.frequency_penalty, s.presence_penalty)
+            )
+        if s.grammar is not None:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_grammar(self._vocab, s.grammar.encode(), b"root"))
+        if s.temperature <= 0:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
+        else:
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(40))
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(s.top_p, 1))
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(0.05, 1))
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(s.temperature))
+            seed = s.seed if s.seed is not None else ll.LLAMA_DEFAULT_SEED
+            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+        return chain
+
+    def _step(self) -> None:
+        for slot in self._slots:
+            if slot.job is not None and slot.job.cancel.is_set():
+                self._end(slot, "cancelled")
+        self._admit()
+        batch = self._batch
+        n = 0
+        rows: list[tuple[_Slot, int]] = []  # (slot, batch row whose logits sample its next token)
+
+        def add(token: int, pos: int, seq: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
+            batch.seq_id[n][0], batch.logits[n] = seq, int(logits)
+            n += 1
+
+        generating = [s for s in self._slots if s.job is not None and s.fed >= len(s.job.tokens)]
+        for slot in generating:  # everyone's next token first: a long prompt must not stall them
+            assert slot.job is not None
+            token = slot.job.generated[-1]
+            add(token, len(slot.resident), slot.seq, True)
+            slot.resident.append(token)
+            rows.append((slot, n - 1))
+        budget = self.step_tokens - n
+        for slot in self._slots:
+            job = slot.job
+            if job is None or slot.fed >= len(job.tokens) or budget <= 0:
+                continue
+            chunk = job.tokens[slot.fed : slot.fed + budget]
+            for i, token in enumerate(chunk):
+                last = slot.fed + i == len(job.tokens) - 1
+                add(token, slot.fed + i, slot.seq, last)
+                if last:
+                    rows.append((slot, n - 1))
+            slot.fed += len(chunk)
+            slot.resident = job.tokens[: slot.fed]
+            budget -= len(chunk)
+        if n == 0:
+            return
+        batch.n_tokens = n
+        status = self._ll.llama_decode(self._ctx, batch)
+        self.decode_steps += 1
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status} (the KV cache is full or the batch is invalid)")
+        for slot, row in rows:
+            self._sample(slot, row)
+
+    def _sample(self, slot: _Slot, row: int) -> None:
+        ll, job = self._ll, slot.job
+        assert job is not None
+        if job.meter is not None:
+            logits = np.ctypeslib.as_array(ll.llama_get_logits_ith(self._ctx, row), shape=(self.n_vocab,))
+            job.meter(np.array(job.generated, dtype=np.intc), logits)
+        token = ll.llama_sampler_sample(slot.sampler, self._ctx, row)
+        if ll.llama_vocab_is_eog(self._vocab, token):
+            self._flush(slot, final=True)
+            self._end(slot, "stop", counted=len(job.generated))
+            return
+        job.generated.append(token)
+        size = ll.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        slot.pending += self._piece.raw[: max(size, 0)]
+        if self._flush(slot):
+            self._end(slot, "stop", counted=len(job.generated))
+        elif len(job.generated) >= job.max_tokens or len(slot.resident) + 1 >= self.n_ctx:
+            self._flush(slot, final=True)
+            self._end(slot, "length")
+
+    def _flush(self, slot: _Slot, final: bool = False) -> bool:
+        """Decode what is whole of the pending bytes, emit what cannot be a stop's start; True at a stop."""
+        job = slot.job
+        assert job is not None
+        text = slot.pending.decode("utf-8", errors="replace" if final else "ignore")
+        if not final:
+            # Keep an incomplete UTF-8 sequence's bytes for the next token.
+            keep = len(slot.pending) - len(text.encode("utf-8"))
+            slot.pending = slot.pending[len(slot.pending) - keep :] if keep else b""
+        else:
+            slot.pending = b""
+        slot.text += text
+        for stop in job.stops:
+            if stop and (at := slot.text.find(stop, max(0, slot.emitted - len(stop)))) != -1:
+                slot.text = slot.text[:at]
+                self._emit(slot, len(slot.text))
+                return True
+        held = 0 if final else _longest_stop_prefix(slot.text, job.stops)
+        self._emit(slot, len(slot.text) - held)
+        return False
+
+    def _emit(self, slot: _Slot, upto: int) -> None:
+        if upto > slot.emitted:
+            assert slot.job is not None
+            slot.job.emit(slot.text[slot.emitted : upto])
+            slot.emitted = upto
+
+    def _end(self, slot: _Slot, reason: str, counted: int | None = None) -> None:
+        job = slot.job
+        assert job is not None
+        slot.job = None
+        tokens = len(job.generated) if counted is None else counted
+        try:
+            job.finish(reason, tokens)
+        except Exception:  # a callback's failure must not stop the engine
+            log.exception("batched generation: a finish callback failed")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    if n == 0:
+        return 0
+    x, y = np.asarray(a[:n]), np.asarray(b[:n])
+    differ = np.flatnonzero(x != y)
+    return int(differ[0]) if differ.size else n
+
+
+def _longest_stop_prefix(text: str, stops: list[str]) -> int:
+    """How many characters at the end of `text` could be the start of a stop string."""
+    longest = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:k]):
+                longest = k
+                break
+    return longest
+
+
+def wait_idle(engine: BatchEngine, timeout_s: float = 10.0) -> bool:
+    """For tests: True once no sequence is generating."""
+    deadline = time.monotonic() + timeout_s
+    while engine.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not engine.active
