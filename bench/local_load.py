@@ -104,6 +104,44 @@ def direct_level(llama: object, streams: int, tokens: int, never_stop: dict) -> 
     return Level(streams, time.perf_counter() - started, streams * tokens, ttft, rates)
 
 
+def decode_limit(path: str, threads: int, widths: list[int], steps: int = 24) -> dict[int, float]:
+    """llama.cpp alone: tokens/s of `llama_decode` with one row per sequence for `width` sequences, after a
+    short prompt each: what llama.cpp's batched-bench reports as S_TG, through the same library and
+    kernels the engine uses, with no scheduling, sampling or text around it. The ceiling for any
+    batching on top of llama.cpp on this machine."""
+    import llama_cpp as ll
+
+    model = ll.llama_model_load_from_file(path.encode(), ll.llama_model_default_params())
+    cparams = ll.llama_context_default_params()
+    top = max(widths)
+    cparams.n_ctx, cparams.n_seq_max, cparams.kv_unified = 256 * top, top, False
+    cparams.n_batch = cparams.n_ubatch = max(128, top)
+    cparams.n_threads = cparams.n_threads_batch = threads
+    cparams.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    ctx = ll.llama_init_from_model(model, cparams)
+    batch = ll.llama_batch_init(cparams.n_batch, 0, 1)
+
+    def decode(rows: list[tuple[int, int, int]]) -> None:
+        for n, (token, pos, seq) in enumerate(rows):
+            batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.seq_id[n][0], batch.logits[n] = token, pos, 1, seq, 1
+        batch.n_tokens = len(rows)
+        assert ll.llama_decode(ctx, batch) == 0
+
+    rates = {}
+    for width in widths:
+        ll.llama_memory_clear(ll.llama_get_memory(ctx), True)
+        for seq in range(width):
+            decode([(100 + i, i, seq) for i in range(16)])
+        started = time.perf_counter()
+        for step in range(steps):
+            decode([(200 + step, 16 + step, seq) for seq in range(width)])
+        rates[width] = width * steps / (time.perf_counter() - started)
+    ll.llama_batch_free(batch)
+    ll.llama_free(ctx)
+    ll.llama_model_free(model)
+    return rates
+
+
 def report(label: str, levels: list[Level], single: float) -> None:
     print(f"\n{label}")
     head = f"{'streams':>7} {'agg tok/s':>10} {'x 1 stream':>10} {'TTFT p50 s':>11} {'TTFT p99 s':>11}"
@@ -123,25 +161,33 @@ async def main_async(args: argparse.Namespace) -> None:
     vocab = load_vocab(str(path))
     never_stop = {str(t): -100.0 for t in {vocab.token_eos(), *args.eos}}
     spec = LlamaCppModel(package=args.package, n_ctx=1024, n_threads=args.threads, parallel=max(levels),
-                         step_tokens=args.step_tokens, max_queue=64)  # fmt: skip
+                         step_tokens=args.step_tokens, max_queue=64, exact_batching=not args.inexact)  # fmt: skip
     backend = LlamaCppBackend("local", spec, Settings().model_dir)
     await backend.start()
     await batched_level(backend, 1, 8, never_stop)  # warm-up
     batched = [await batched_level(backend, n, args.tokens, never_stop) for n in levels]
     await backend.close()
 
+    if args.skip_direct:
+        report("batched", batched, batched[0].aggregate)
+        return
     from llama_cpp import Llama
 
     llama = Llama(model_path=str(path), n_ctx=1024, n_threads=args.threads, verbose=False)
     direct_level(llama, 1, 8, never_stop)  # warm-up
     direct = [direct_level(llama, n, args.tokens, never_stop) for n in levels]
 
+    limit = decode_limit(str(path), args.threads, levels)
     single = direct[0].aggregate
     print(
         f"model {args.package}, {args.threads} threads, {args.tokens} tokens a stream, step_tokens {args.step_tokens}"
     )
     report("direct: llama-cpp-python, one sequence at a time (baseline)", direct, single)
     report(f"batched: the gateway's backend, parallel={max(levels)}", batched, single)
+    print("\nllama.cpp alone (llama_decode, one row per sequence; batched-bench's S_TG): the limit")
+    for width, rate in limit.items():
+        got = next(lv for lv in batched if lv.streams == width).aggregate
+        print(f"{width:>7} {rate:>10.1f} {rate / limit[levels[0]]:>10.2f}   batched backend at {got / rate:.0%} of it")
     by = {lv.streams: lv for lv in batched}
     if 8 in by and 1 in by:
         print(
@@ -158,6 +204,8 @@ def main() -> None:
     parser.add_argument("--levels", default="1,2,4,8,16")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--step-tokens", type=int, default=128)
+    parser.add_argument("--inexact", action="store_true", help="batched with `exact_batching: false`")
+    parser.add_argument("--skip-direct", action="store_true", help="only the batched backend")
     parser.add_argument("--eos", type=int, nargs="*", default=[151643, 151645], help="more token ids to suppress")
     asyncio.run(main_async(parser.parse_args()))
 

@@ -68,10 +68,13 @@ class Metrics:
         self.cache_entries = Gauge("router_cache_entries", "Answers in the cache", registry=r)
         self.cache_bytes = Gauge("router_cache_bytes", "Bytes of cached answers", registry=r)
         self.local_queue = Gauge(
-            "router_local_queue_depth", "Requests waiting for a local model instance", ["model"], registry=r
+            "router_local_queue_depth", "Requests waiting for a local model sequence", ["model"], registry=r
         )
         self.local_busy = Gauge(
-            "router_local_busy_instances", "Local model instances generating", ["model"], registry=r
+            "router_local_busy_instances",
+            "Local model sequences generating (batched) or instances busy",
+            ["model"],
+            registry=r,
         )
         self.fallbacks = Counter(
             "router_fallbacks",

@@ -9,7 +9,7 @@ therefore fed in chunks across steps and never holds everyone's next token back 
 
 A finished sequence's KV cells stay where they are until its slot is needed, so the next prompt that
 starts the same way (the same system prompt, the same conversation one turn longer) copies that prefix
-(`llama_memory_seq_cp`) instead of computing it again.
+(`llama_memory_seq_cp`, then the rest dropped) instead of computing it again.
 
 Each sequence has its own sampler chain (temperature, top-p, penalties, logit bias, a JSON grammar,
 seed), stop strings, token limit, cancel flag and, when asked, the cascade's confidence meter, which
@@ -23,7 +23,6 @@ import ctypes
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,8 @@ import numpy as np
 from router.backends.confidence import ConfidenceMeter
 
 log = logging.getLogger(__name__)
+EXACT_ROWS = 4
+"""Rows per decode call in exact mode: llama.cpp's CPU matmul computes up to this many rows each as alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +91,11 @@ class BatchEngine:
         slots: int,
         n_threads: int,
         step_tokens: int,
+        exact: bool = True,
     ) -> None:
         self.n_ctx = n_ctx
+        self.exact = exact
+        """Temperature 0 gives the same tokens batched as alone (see `_step`); off: mix everything in one call."""
         self.slots = slots
         self.step_tokens = max(step_tokens, slots)
         self._inbox: queue.Queue[Generation | None] = queue.Queue()
@@ -112,6 +116,8 @@ class BatchEngine:
 
         self._ll = ll
         mparams = ll.llama_model_default_params()
+        # Repacked weights (the CPU's "extra buffer types") switch kernels from 4 rows on: not exact.
+        mparams.use_extra_bufts = not self.exact
         self._model = ll.llama_model_load_from_file(str(model_path).encode(), mparams)
         if not self._model:
             raise RuntimeError(f"llama.cpp could not load {model_path}")
@@ -119,7 +125,10 @@ class BatchEngine:
         cparams.n_ctx = self.n_ctx * self.slots  # every sequence may use its whole window at once
         cparams.n_batch = cparams.n_ubatch = self.step_tokens
         cparams.n_seq_max = self.slots
-        cparams.kv_unified = True  # one cache: prefixes can be shared between sequences
+        # A KV stream per sequence: its cells sit where they would sit if it ran alone, so attention adds
+        # the same numbers in the same order and temperature 0 gives the same tokens, batched or not.
+        # (One unified cache interleaves sequences' cells and changes the summation order.)
+        cparams.kv_unified = False
         cparams.n_threads = cparams.n_threads_batch = n_threads
         cparams.no_perf = True
         # As llama-cpp-python's own contexts: flash attention's "auto" picks kernels this build's CPU
@@ -202,13 +211,17 @@ class BatchEngine:
             job = self._waiting.pop(0)
             source, shared = self._best_prefix(job.tokens)
             shared = min(shared, len(job.tokens) - 1)  # the last prompt token is fed again: its logits start it
+            if self.exact:  # whole chunks only: cells computed exactly as this prompt alone would compute them
+                shared -= shared % self.step_tokens
             ll, mem = self._ll, self._memory
             if source is slot:
                 ll.llama_memory_seq_rm(mem, slot.seq, shared, -1)
             else:
                 ll.llama_memory_seq_rm(mem, slot.seq, -1, -1)
                 if source is not None and shared > 0:
-                    ll.llama_memory_seq_cp(mem, source.seq, slot.seq, 0, shared)
+                    # Each sequence has its own KV stream; llama.cpp copies whole streams between them.
+                    ll.llama_memory_seq_cp(mem, source.seq, slot.seq, -1, -1)
+                    ll.llama_memory_seq_rm(mem, slot.seq, shared, -1)
             self.prefix_tokens_reused += max(shared, 0)
             if job.start is not None:
                 job.start()
@@ -262,46 +275,52 @@ class BatchEngine:
             if slot.job is not None and slot.job.cancel.is_set():
                 self._end(slot, "cancelled")
         self._admit()
-        batch = self._batch
-        n = 0
-        rows: list[tuple[_Slot, int]] = []  # (slot, batch row whose logits sample its next token)
-
-        def add(token: int, pos: int, seq: int, logits: bool) -> None:
-            nonlocal n
-            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
-            batch.seq_id[n][0], batch.logits[n] = seq, int(logits)
-            n += 1
-
-        generating = [s for s in self._slots if s.job is not None and s.fed >= len(s.job.tokens)]
-        for slot in generating:  # everyone's next token first: a long prompt must not stall them
-            assert slot.job is not None
-            token = slot.job.generated[-1]
-            add(token, len(slot.resident), slot.seq, True)
-            slot.resident.append(token)
-            rows.append((slot, n - 1))
-        budget = self.step_tokens - n
+        # (token, position, slot, whether its logits sample the slot's next token) per row of a decode call.
+        decode: list[tuple[int, int, _Slot, bool]] = []
+        for slot in self._slots:  # everyone's next token first: a long prompt must not stall them
+            if slot.job is not None and slot.fed >= len(slot.job.tokens):
+                token = slot.job.generated[-1]
+                decode.append((token, len(slot.resident), slot, True))
+                slot.resident.append(token)
+        prefill: list[list[tuple[int, int, _Slot, bool]]] = []
+        budget = self.step_tokens if self.exact else self.step_tokens - len(decode)
         for slot in self._slots:
             job = slot.job
             if job is None or slot.fed >= len(job.tokens) or budget <= 0:
                 continue
-            chunk = job.tokens[slot.fed : slot.fed + budget]
-            for i, token in enumerate(chunk):
-                last = slot.fed + i == len(job.tokens) - 1
-                add(token, slot.fed + i, slot.seq, last)
-                if last:
-                    rows.append((slot, n - 1))
-            slot.fed += len(chunk)
-            slot.resident = job.tokens[: slot.fed]
-            budget -= len(chunk)
-        if n == 0:
-            return
-        batch.n_tokens = n
+            # Exact: chunks start at multiples of step_tokens, as the same prompt alone would be cut.
+            end = (slot.fed // self.step_tokens + 1) * self.step_tokens if self.exact else slot.fed + budget
+            end = min(end, len(job.tokens))
+            prefill.append([(job.tokens[i], i, slot, i == len(job.tokens) - 1) for i in range(slot.fed, end)])
+            budget -= end - slot.fed
+            slot.fed = end
+            slot.resident = job.tokens[:end]
+            if self.exact:
+                break  # one sequence's chunk per call, and one call of prompt a step
+        if self.exact:
+            # llama.cpp's CPU kernels change with the number of rows in a call (here: from 8 rows on), and
+            # with them the last bits of the logits; a call of a few rows, or of one sequence's prompt
+            # chunk, computes each row as it would be computed alone.
+            calls = [decode[i : i + EXACT_ROWS] for i in range(0, len(decode), EXACT_ROWS)] + prefill
+        else:
+            calls = [decode + [row for chunk in prefill for row in chunk]]
+        for call in calls:
+            if call:
+                self._decode(call)
+
+    def _decode(self, rows: list[tuple[int, int, _Slot, bool]]) -> None:
+        batch = self._batch
+        for n, (token, pos, slot, logits) in enumerate(rows):
+            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
+            batch.seq_id[n][0], batch.logits[n] = slot.seq, int(logits)
+        batch.n_tokens = len(rows)
         status = self._ll.llama_decode(self._ctx, batch)
         self.decode_steps += 1
         if status != 0:
             raise RuntimeError(f"llama_decode returned {status} (the KV cache is full or the batch is invalid)")
-        for slot, row in rows:
-            self._sample(slot, row)
+        for n, (_, _, slot, logits) in enumerate(rows):
+            if logits:
+                self._sample(slot, n)
 
     def _sample(self, slot: _Slot, row: int) -> None:
         ll, job = self._ll, slot.job
@@ -379,11 +398,3 @@ def _longest_stop_prefix(text: str, stops: list[str]) -> int:
                 longest = k
                 break
     return longest
-
-
-def wait_idle(engine: BatchEngine, timeout_s: float = 10.0) -> bool:
-    """For tests: True once no sequence is generating."""
-    deadline = time.monotonic() + timeout_s
-    while engine.active and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return not engine.active

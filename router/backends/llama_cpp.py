@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from router.backends.batched_requests import BatchedRequests
 from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
 from router.backends.confidence import ConfidenceMeter
 from router.backends.json_grammar import grammar_for
-from router.backends.llama_batch import BatchEngine, Generation, Sampling
+from router.backends.llama_batch import BatchEngine
 from router.backends.local_logprobs import Entry, aligned_entries, chat_logprobs, requested, text_logprobs
 from router.backends.model_files import model_gguf_path, packaged_model
 from router.config import LlamaCppModel
@@ -66,24 +67,6 @@ def _meter_for(ctx: RequestContext) -> ConfidenceMeter | None:
     return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20))
 
 
-def _sampling(kwargs: Mapping[str, Any]) -> Sampling:
-    grammar = kwargs.get("grammar")
-    return Sampling(
-        temperature=kwargs["temperature"],
-        top_p=kwargs["top_p"],
-        seed=kwargs["seed"],
-        presence_penalty=kwargs["presence_penalty"],
-        frequency_penalty=kwargs["frequency_penalty"],
-        logit_bias=kwargs.get("logit_bias") or {},
-        grammar=getattr(grammar, "_grammar", None),  # llama-cpp-python keeps the GBNF text it compiled
-    )
-
-
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
 def _formatted(ctx: RequestContext, entries: list[Entry] | None) -> dict[str, Any] | None:
     if entries is None:
         return None
@@ -110,6 +93,7 @@ class LlamaCppBackend:
         self.model_path: Path | None = spec.model_path
         self._system_prompt: str | None = None
         self._engine: BatchEngine | None = None
+        self._batched: BatchedRequests | None = None
         """With `parallel` > 1: the one context that decodes every request's sequence together."""
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -143,7 +127,8 @@ class LlamaCppBackend:
         self._tokenizer = load_vocab(str(path))
         if self._spec.parallel > 1:
             instances: list[Llama] = []
-            self._engine = BatchEngine(path, spec.n_ctx, spec.parallel, threads, spec.step_tokens)
+            self._engine = BatchEngine(path, spec.n_ctx, spec.parallel, threads, spec.step_tokens, spec.exact_batching)
+            self._batched = BatchedRequests(self._engine, self._tokenizer, spec.max_queue_wait_s)
         else:
             instances = [
                 Llama(
@@ -195,11 +180,11 @@ class LlamaCppBackend:
             "instances": self._spec.instances,
             "parallel": self._spec.parallel,
             "busy": busy if self.ready else 0,
-            "waiting": self._waiting,
+            "waiting": self._batched.waiting if self._batched is not None else self._waiting,
             "max_queue": self._spec.max_queue,
             "served": self._served,
             "cancelled": self._cancelled,
-            "abandoned_tokens": self._abandoned_tokens,
+            "abandoned_tokens": self._abandoned_tokens + (self._batched.abandoned_tokens if self._batched else 0),
             **(
                 {"decode_steps": self._engine.decode_steps, "prefix_tokens_reused": self._engine.prefix_tokens_reused}
                 if self._engine is not None
@@ -299,9 +284,10 @@ class LlamaCppBackend:
         if self._pool is None:
             raise UpstreamUnavailable(self.unavailable_reason() or "the local model is not loaded")
         if self._engine is not None:
-            if self._waiting >= self._spec.max_queue and self._engine.active >= self._spec.parallel:
+            assert self._batched is not None
+            if self._batched.waiting >= self._spec.max_queue and self._engine.active >= self._spec.parallel:
                 raise Overloaded(
-                    f"The local model is busy ({self._waiting} requests waiting); retry shortly.",
+                    f"The local model is busy ({self._batched.waiting} requests waiting); retry shortly.",
                     headers={"Retry-After": "1"},
                 )
             return None
@@ -332,7 +318,9 @@ class LlamaCppBackend:
         meter: ConfidenceMeter | None,
     ) -> asyncio.Future[tuple[str | None, Usage, list[Entry] | None]]:
         if llama is None:
-            return self._start_batched(ctx, max_tokens, emit, cancel, meter)
+            assert self._batched is not None
+            tokens, kwargs = self._prepare(ctx, max_tokens)
+            return self._batched.submit(tokens, kwargs, emit, cancel, meter)
         pool = self._pool
         assert pool is not None
         try:
@@ -346,58 +334,6 @@ class LlamaCppBackend:
         # request that started it was cancelled.
         future.add_done_callback(lambda _: pool.put_nowait(llama))
         return future
-
-    def _start_batched(
-        self, ctx: RequestContext, max_tokens: int | None, emit: Emit, cancel: threading.Event,
-        meter: ConfidenceMeter | None,
-    ) -> asyncio.Future[tuple[str | None, Usage, list[Entry] | None]]:  # fmt: skip
-        """Queue the request on the batched engine; the future resolves when its sequence ends."""
-        assert self._engine is not None and self._tokenizer is not None
-        tokens, kwargs = self._prepare(ctx, max_tokens)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[str | None, Usage, list[Entry] | None]] = loop.create_future()
-        text: list[str] = []
-        started = threading.Event()
-        self._waiting += 1
-
-        def start() -> None:
-            started.set()
-            loop.call_soon_threadsafe(self._started_waiting)
-
-        def finish(reason: str, completion_tokens: int) -> None:
-            if not started.is_set():
-                loop.call_soon_threadsafe(self._started_waiting)
-            if reason == "cancelled":
-                with self._stats_lock:
-                    self._abandoned_tokens += completion_tokens
-            entries = (
-                aligned_entries(self._tokenizer, meter, "".join(text)) if meter is not None and meter.keeps_tokens
-                else None
-            )  # fmt: skip
-            result = (reason, Usage(len(tokens), completion_tokens), entries)
-            loop.call_soon_threadsafe(_settle, future, result)
-
-        def piece(chunk: str) -> None:
-            text.append(chunk)
-            emit(StreamDelta(content=chunk))
-
-        def too_long() -> None:
-            if not started.is_set() and not future.done():
-                cancel.set()  # the engine drops it from its queue
-                future.set_exception(Overloaded(
-                    f"The local model is busy: no sequence was free within {self._spec.max_queue_wait_s:g} s.",
-                    headers={"Retry-After": "1"},
-                ))  # fmt: skip
-
-        timer = loop.call_later(self._spec.max_queue_wait_s, too_long)
-        future.add_done_callback(lambda _: timer.cancel())
-        job = Generation(tokens, kwargs["max_tokens"], _sampling(kwargs), kwargs["stop"], piece, finish, cancel)
-        job.meter, job.start = meter, start
-        self._engine.submit(job)
-        return future
-
-    def _started_waiting(self) -> None:
-        self._waiting -= 1
 
     async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion:
         llama = await self._acquire()

@@ -96,11 +96,12 @@ class LlamaCppModel(_ModelSpec):
         1, ge=1, le=64, description="Model contexts generating in parallel, one sequence each (see `parallel`)."
     )
     parallel: int = Field(
-        1,
+        4,
         ge=1,
         le=64,
         description="Requests decoded together in one context (continuous batching): each step reads the "
-        "weights once for all of them. 1: one request at a time per instance.",
+        "weights once for all of them, and a new request starts at the next step instead of waiting for the "
+        "others to finish. The KV cache holds `n_ctx` tokens for each. 1: one request at a time per instance.",
     )
     step_tokens: int = Field(
         128,
@@ -118,10 +119,19 @@ class LlamaCppModel(_ModelSpec):
     default_max_tokens: int = Field(512, ge=1, description="Completion cap when the client sends none.")
     default_temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature when the client sends none.")
 
+    exact_batching: bool = Field(
+        False,
+        description="With `parallel` > 1: compute every row as it would be computed alone, so temperature 0 "
+        "gives a request the same tokens whoever else is being served (a few rows per decode call, and "
+        "llama.cpp's repacked-weight kernels off). False: one call for everything, faster on many cores.",
+    )
+
     @model_validator(mode="after")
     def _one_way_of_parallel(self) -> LlamaCppModel:
         if self.parallel > 1 and self.instances > 1:
             raise ValueError("use `parallel` (sequences batched in one context) or `instances`, not both")
+        if "instances" in self.model_fields_set and "parallel" not in self.model_fields_set:
+            self.parallel = 1  # an explicit `instances` keeps its meaning: one sequence per context
         return self
 
     @field_validator("package")

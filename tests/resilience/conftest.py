@@ -31,7 +31,8 @@ def resilient_config(path: Path, cloud_v1: str, engine: str = "litellm") -> Path
                 "n_ctx": 2048,
                 "n_threads": 1,
                 "default_max_tokens": 8,
-                "max_queue": 0,  # a busy local model hands over at once: saturation is easy to cause
+                "parallel": 1,  # one request fills it...
+                "max_queue": 0,  # ...and the next hands over at once: saturation is easy to cause
             },
             "flaky": {
                 **_remote(engine, "flaky", cloud_v1),
