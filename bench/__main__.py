@@ -23,6 +23,8 @@ BENCHMARKS = {
     "cascade": [],
     "startup": [],
     "routing_decision": ["--requests", "300", "--concurrency", "8"],
+    "conversation_routing": [],
+    "local_load": [],
     "cache": [],
     "overhead": ["--duration", "10"],
     "local_path": [],

@@ -1,6 +1,6 @@
 """The local tier under load: many streams on one box, batched, against one sequence at a time.
 
-    python -m bench.local_load [--package qwen2.5-coder-1.5b-instruct] [--tokens 48] [--levels 1,2,4,8,16]
+    python -m bench.local_load [--package qwen2.5-coder-1.5b-instruct] [--tokens 48] [--levels 1,2,4,8,16] [--exact]
 
 At each level of concurrent streams, every stream sends one text completion (a ~40-token prompt,
 `--tokens` tokens generated, end-of-sequence suppressed so every answer is the same length, temperature
@@ -9,7 +9,9 @@ At each level of concurrent streams, every stream sends one text completion (a ~
 - **batched**: the gateway's in-process backend with `parallel` = the level (one context, continuous
   batching: `router/backends/llama_batch.py`);
 - **direct (baseline)**: llama-cpp-python's `Llama.create_completion` used directly, one sequence at a
-  time, requests served in arrival order (what one context can do without batching).
+  time, requests served in arrival order (what one context can do without batching);
+- **the limit**: llama.cpp alone, `llama_decode` with one row per sequence (what llama.cpp's
+  batched-bench reports as S_TG), through the same library: no batching on top of it can do better.
 
 Both load the same GGUF with the same threads, in this process, one after the other.
 """
@@ -32,6 +34,7 @@ TOPICS = ["the sea", "a lighthouse", "bread", "mountains", "a train journey", "w
 
 
 def prompt(i: int) -> str:
+    """Distinct prompts that share their first words (as requests sharing a system prompt do)."""
     return f"Write a long, detailed story about {TOPICS[i % len(TOPICS)]}, with many characters. Story {i}:"
 
 
@@ -58,7 +61,9 @@ def _ctx(i: int, never_stop: dict[str, float]) -> RequestContext:
     return RequestContext(str(i), "text", "local", ({"role": "user", "content": text},), prompt=text, params=params)
 
 
-async def batched_level(backend: LlamaCppBackend, streams: int, tokens: int, never_stop: dict) -> Level:
+async def batched_level(
+    backend: LlamaCppBackend, streams: int, tokens: int, never_stop: dict, offset: int = 0
+) -> Level:
     ttft: list[float] = []
     rates: list[float] = []
     produced = 0
@@ -67,7 +72,7 @@ async def batched_level(backend: LlamaCppBackend, streams: int, tokens: int, nev
         nonlocal produced
         started = time.perf_counter()
         first = None
-        async for delta in backend.stream(_ctx(i, never_stop), tokens):
+        async for delta in backend.stream(_ctx(offset + i, never_stop), tokens):
             if delta.content and first is None:
                 first = time.perf_counter()
             if delta.usage is not None:
@@ -82,7 +87,7 @@ async def batched_level(backend: LlamaCppBackend, streams: int, tokens: int, nev
     return Level(streams, time.perf_counter() - started, produced, ttft, rates)
 
 
-def direct_level(llama: object, streams: int, tokens: int, never_stop: dict) -> Level:
+def direct_level(llama: object, streams: int, tokens: int, never_stop: dict, offset: int = 0) -> Level:
     """One sequence at a time, in arrival order: stream k's first token waits for streams 0..k-1."""
     ttft: list[float] = []
     rates: list[float] = []
@@ -92,7 +97,7 @@ def direct_level(llama: object, streams: int, tokens: int, never_stop: dict) -> 
         first = None
         with lock:
             for chunk in llama.create_completion(  # type: ignore[attr-defined]
-                prompt(i), max_tokens=tokens, temperature=0, stream=True,
+                prompt(offset + i), max_tokens=tokens, temperature=0, stream=True,
                 logit_bias={int(k): v for k, v in never_stop.items()},
             ):  # fmt: skip
                 if chunk["choices"][0]["text"] and first is None:
@@ -161,11 +166,12 @@ async def main_async(args: argparse.Namespace) -> None:
     vocab = load_vocab(str(path))
     never_stop = {str(t): -100.0 for t in {vocab.token_eos(), *args.eos}}
     spec = LlamaCppModel(package=args.package, n_ctx=1024, n_threads=args.threads, parallel=max(levels),
-                         step_tokens=args.step_tokens, max_queue=64, exact_batching=not args.inexact)  # fmt: skip
+                         step_tokens=args.step_tokens, max_queue=64, exact_batching=args.exact)  # fmt: skip
     backend = LlamaCppBackend("local", spec, Settings().model_dir)
     await backend.start()
-    await batched_level(backend, 1, 8, never_stop)  # warm-up
-    batched = [await batched_level(backend, n, args.tokens, never_stop) for n in levels]
+    # Every level's prompts are new ones (no level finds its own prompts cached by an earlier one).
+    await batched_level(backend, 1, 8, never_stop, offset=999)  # warm-up
+    batched = [await batched_level(backend, n, args.tokens, never_stop, offset=100 * n) for n in levels]
     await backend.close()
 
     if args.skip_direct:
@@ -174,8 +180,8 @@ async def main_async(args: argparse.Namespace) -> None:
     from llama_cpp import Llama
 
     llama = Llama(model_path=str(path), n_ctx=1024, n_threads=args.threads, verbose=False)
-    direct_level(llama, 1, 8, never_stop)  # warm-up
-    direct = [direct_level(llama, n, args.tokens, never_stop) for n in levels]
+    direct_level(llama, 1, 8, never_stop, offset=999)  # warm-up
+    direct = [direct_level(llama, n, args.tokens, never_stop, offset=100 * n) for n in levels]
 
     limit = decode_limit(str(path), args.threads, levels)
     single = direct[0].aggregate
@@ -204,7 +210,7 @@ def main() -> None:
     parser.add_argument("--levels", default="1,2,4,8,16")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--step-tokens", type=int, default=128)
-    parser.add_argument("--inexact", action="store_true", help="batched with `exact_batching: false`")
+    parser.add_argument("--exact", action="store_true", help="batched with `exact_batching: true`")
     parser.add_argument("--skip-direct", action="store_true", help="only the batched backend")
     parser.add_argument("--eos", type=int, nargs="*", default=[151643, 151645], help="more token ids to suppress")
     asyncio.run(main_async(parser.parse_args()))
