@@ -232,7 +232,7 @@ def label(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
     concurrency: Annotated[
-        int | None, typer.Option(help="Prompts in flight (default: the model's instances, or its pool's servers).")
+        int | None, typer.Option(help="Prompts in flight (default: the model's sequences, or its pool's servers).")
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Time a few prompts and say how long the whole run would take.")
@@ -265,7 +265,7 @@ def label(
     spec = gateway.models[name]
     if concurrency is None:
         concurrency = (
-            spec.instances if isinstance(spec, LlamaCppModel)
+            max(spec.instances, spec.parallel) if isinstance(spec, LlamaCppModel)
             else len(spec.api_base) if isinstance(spec, OpenAICompatibleModel) else 4
         )  # fmt: skip
 

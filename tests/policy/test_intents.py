@@ -12,18 +12,14 @@ from router.policy import parse_policy
 from router.policy.intents import IntentIndex, texts_for
 from router.routing import Router
 from router.types import RequestContext
+from tests.policy.billing import BILLING_EXAMPLES
 
 MODELS = GatewayConfig().models
 
-POLICY = """\
-intents:
-  billing:
-    examples:
-      - where can I download my invoice?
-      - I was charged twice this month
-      - how do I update my credit card?
-      - can I get a refund for my subscription?
-      - why is my bill higher than last month?
+POLICY = (
+    "intents:\n"
+    + BILLING_EXAMPLES
+    + """\
   smalltalk:
     examples:
       - hi there!
@@ -41,6 +37,7 @@ rules:
     when: {intent: [smalltalk]}
     route: local
 """
+)
 
 
 @pytest.fixture(scope="module")

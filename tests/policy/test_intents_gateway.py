@@ -17,22 +17,10 @@ import pytest
 import yaml
 
 from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway
+from tests.policy.billing import BILLING_EXAMPLES, BILLING_TO_CLOUD
 from tests.servers import free_port, gateway_args, running
 
-POLICY = """\
-intents:
-  billing:
-    examples:
-      - where can I download my invoice?
-      - I was charged twice this month
-      - how do I update my credit card?
-      - can I get a refund for my subscription?
-      - why is my bill higher than last month?
-rules:
-  - name: billing-to-cloud
-    when: {intent: billing}
-    route: cloud
-"""
+POLICY = "intents:\n" + BILLING_EXAMPLES + "rules:\n" + BILLING_TO_CLOUD
 
 
 @pytest.fixture(scope="module")

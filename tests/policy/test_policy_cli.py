@@ -10,23 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.policy.billing import BILLING_EXAMPLES, BILLING_TO_CLOUD
+
 REPO = Path(__file__).resolve().parents[2]
 
-POLICY = """\
-intents:
-  billing:
-    examples:
-      - where can I download my invoice?
-      - I was charged twice this month
-      - how do I update my credit card?
-      - can I get a refund for my subscription?
-      - why is my bill higher than last month?
-default:
-  route: local
-rules:
-  - name: billing-to-cloud
-    when: {intent: billing}
-    route: cloud
+POLICY = (
+    ("intents:\n" + BILLING_EXAMPLES + "default:\n  route: local\nrules:\n" + BILLING_TO_CLOUD)
+    + """\
   - name: no-secrets
     when: {pii: [secret]}
     deny: "Do not send credentials."
@@ -36,6 +26,7 @@ tests:
   - prompt: what is the capital of France?
     expect: {route: local, rule: default, intent: none}
 """
+)
 
 
 def router(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
