@@ -153,6 +153,7 @@ def build_components(settings: Settings) -> Components:
         embeddings=embeddings,
         limiter=limiter,
     )
+    pipeline.router.unavailable = lambda name: backends[name].unavailable_reason()
     pipeline.embedder_config, pipeline.embedder_dir = config.embedder, embedder_dir
     pipeline.classifier_input = config.classifier.input
     watcher = PolicyWatcher(

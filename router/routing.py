@@ -13,6 +13,7 @@ model of its chain that has them, or refused with 400 `capability_unavailable` w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from router.capabilities import model_capabilities, required_capabilities
@@ -46,6 +47,9 @@ class Router:
         self._config = config
         self.policy = policy
         self._capabilities = {name: model_capabilities(spec) for name, spec in config.models.items()}
+        self.unavailable: Callable[[str], str | None] = lambda name: None
+        """Why a configured model cannot answer at all (a cloud model without its key), else None; the app
+        sets it from the backends. A capability only counts on a model that can answer."""
 
     def use_policy(self, policy: PolicyEngine) -> None:
         """Swap in a new policy; requests already decided keep the one they saw."""
@@ -179,13 +183,15 @@ class Router:
         if not needs or decision.deny is not None:
             return decision
         chain = (decision.model, *decision.fallbacks)
-        capable = [name for name in chain if set(needs) <= self._capabilities[name]]
+        able = [name for name in chain if set(needs) <= self._capabilities[name]]
+        capable = [name for name in able if self.unavailable(name) is None]
         if not capable:
             have = "; ".join(f"{name}: {', '.join(sorted(self._capabilities[name])) or 'none'}" for name in chain)
-            message = (
-                f"This request needs {' and '.join(needs)}, which no model it may use supports ({have}). "
-                "Send it without that, or configure a model that has it (`capabilities:` in the gateway config)."
-            )
+            message = f"This request needs {' and '.join(needs)}, which no model it may use supports ({have}). "
+            if able:  # a model could, but cannot answer at all right now
+                why = "; ".join(f"{name} could, but {self.unavailable(name)}" for name in able)
+                message = f"This request needs {' and '.join(needs)}: {why}. "
+            message += "Send it without that, or configure a model that has it (`capabilities:` in the gateway config)."
             return replace(decision, needs=needs, deny=Denial(message, 400, "capability_unavailable"),
                            reason=f"needs-{'+'.join(needs)}")  # fmt: skip
         if capable[0] == decision.model:

@@ -94,6 +94,19 @@ def test_tools_on_a_request_pinned_local_are_refused_naming_the_capability(clien
     assert "needs tools" in refused.value.message and LOCAL in refused.value.message
 
 
+def test_tools_for_a_cloud_model_without_its_key_are_a_400_saying_so(client: openai.OpenAI) -> None:
+    """The only tool-calling model on the request's chain cannot answer (no key): the client is told
+    why, not handed a 503 after the local model could not call tools either."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="keyless-cloud",
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+            tools=[WEATHER_TOOL],
+        )
+    assert refused.value.body["code"] == "capability_unavailable"
+    assert "keyless-cloud could, but no API key: set NO_SUCH_KEY_ENV" in refused.value.message
+
+
 @pytest.mark.parametrize(
     ("extra", "needs"),
     [
