@@ -44,6 +44,7 @@ from router.policy.reload import PolicyWatcher
 from router.redis_client import RedisGuard, connect
 from router.resilience import BreakerStore, Executor, MemoryBreakerStore, RedisBreakerStore, build_guards
 from router.routing import Router
+from router.sessions import MemorySessionStore, RedisSessionStore, Sessions
 from router.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,12 @@ def build_limiter(config: GatewayConfig, redis: RedisGuard | None) -> Limiter:
     key_limits = {key.name: key.limits for key in config.auth.keys if key.limits is not None}
     store: LimitStore = RedisLimitStore(redis) if redis is not None else MemoryLimitStore()
     return Limiter(config.limits, key_limits, store)
+
+
+def build_sessions(config: GatewayConfig, redis: RedisGuard | None) -> Sessions:
+    """Sticky sessions, in Redis when configured (replicas share them), else in this process."""
+    store = RedisSessionStore(redis) if redis is not None else MemorySessionStore()
+    return Sessions(store, config.sessions.ttl_s)
 
 
 def head_for_local(config: GatewayConfig) -> Path:
@@ -145,7 +152,7 @@ def build_components(settings: Settings) -> Components:
         executor=Executor(backends, build_guards(config, breaker_store, metrics), metrics),
         tokens=TokenCounter(getattr(local, "count_tokens", None)),
         request_timeout_s=config.server.request_timeout_s,
-        recorder=RequestRecorder(ledger, metrics, limiter),
+        recorder=RequestRecorder(ledger, metrics, limiter, build_sessions(config, redis)),
         scorer=EscalationScorer(embeddings, head_for_local(config))
         if embeddings is not None and policy.policy.uses_classifier
         else None,
@@ -154,6 +161,8 @@ def build_components(settings: Settings) -> Components:
         limiter=limiter,
     )
     pipeline.router.unavailable = lambda name: backends[name].unavailable_reason()
+    if pipeline.sessions is not None:
+        pipeline.sessions.wanted = lambda: pipeline.router.policy.uses_sessions
     pipeline.embedder_config, pipeline.embedder_dir = config.embedder, embedder_dir
     pipeline.classifier_input = config.classifier.input
     watcher = PolicyWatcher(

@@ -37,6 +37,7 @@ from router.metrics import Metrics
 from router.policy.intents import texts_for as intent_texts
 from router.resilience import Executor
 from router.routing import Router
+from router.sessions import Sessions
 from router.tokens import TokenCounter
 from router.types import Completion, Decision, RequestContext, Served, StreamDelta, Usage
 
@@ -62,11 +63,17 @@ class RequestRecorder:
     """Closes every request: prices it in the ledger, counts it in the metrics, writes one log line."""
 
     def __init__(
-        self, ledger: Ledger | None = None, metrics: Metrics | None = None, limiter: Limiter | None = None
+        self,
+        ledger: Ledger | None = None,
+        metrics: Metrics | None = None,
+        limiter: Limiter | None = None,
+        sessions: Sessions | None = None,
     ) -> None:
         self._ledger = ledger
         self._metrics = metrics
         self._limiter = limiter
+        self.sessions = sessions
+        """Remembers conversations a cloud model answered, for policies with `session: sticky`."""
 
     async def record(self, ctx: RequestContext, served: Served, outcome: Outcome) -> CostRecord | None:
         record = None
@@ -79,6 +86,8 @@ class RequestRecorder:
                 await self._limiter.spend(ctx, record.cost_usd, tokens)
             except Exception:  # the answer is out; a counting failure must not turn it into an error
                 log.exception("request %s: could not count its spend", ctx.request_id)
+        if self.sessions is not None and outcome.status == 200:
+            await self.sessions.remember(ctx, served)
         if self._metrics is not None:
             self._metrics.observe_request(
                 served, outcome.status, outcome.latency_ms, outcome.ttft_ms, outcome.usage, record
@@ -127,6 +136,7 @@ class Pipeline:
         self.tokens = tokens
         self._request_timeout_s = request_timeout_s
         self._recorder = recorder or RequestRecorder()
+        self.sessions = getattr(self._recorder, "sessions", None)
         self.scorer = scorer
         self.cache = cache
         self.embeddings = embeddings or (scorer.embeddings if scorer else None)
@@ -194,8 +204,13 @@ class Pipeline:
         return ctx.conversation_text()[:MAX_TEXT_CHARS]
 
     async def admitted(self, ctx: RequestContext) -> RequestContext:
-        """Rate limits (429 when used up) and the budget state the policy's `budget:` conditions read."""
-        return ctx if self.limiter is None else await self.limiter.admit(ctx)
+        """Rate limits (429 when used up) and the budget state the policy's `budget:` conditions read;
+        and, for policies with sticky sessions, whether this conversation went to the cloud before."""
+        if self.limiter is not None:
+            ctx = await self.limiter.admit(ctx)
+        if self.sessions is not None and self.router.policy.uses_sessions:
+            ctx = await self.sessions.looked_up(ctx)
+        return ctx
 
     async def routed(self, ctx: RequestContext) -> tuple[RequestContext, Decision, CacheLookup]:
         """Admit, score, decide, and ask the cache: everything that happens before a model is called."""

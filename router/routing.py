@@ -155,6 +155,10 @@ class Router:
         cascade = action.cascade if action is not None else None
         if target == AUTO:
             target, reason, scores = self._classify(ctx, threshold, reason)
+        sticky = action is not None and action.session == "sticky" and ctx.session_escalated
+        first = target if isinstance(target, str) else target[0]
+        if sticky and self._config.routes.cloud and self.models_for(first)[0] == "local":
+            target, reason = "cloud", "sticky-session"  # an earlier turn of this conversation went there
         pinned = rule is not None and rule.pin
         route, model, fallbacks = self._chain(target, pinned)
         decision = Decision(

@@ -59,6 +59,8 @@ class RequestContext:
     """The tenant's spending against its budgets, when any apply (read once, before routing)."""
     upstream_headers: Mapping[str, str] = field(default_factory=dict)
     """Extra headers a policy rule adds to calls to remote models."""
+    session_escalated: bool = False
+    """An earlier turn of this conversation was answered by the cloud (policies with `session: sticky`)."""
     intents: Mapping[str, IntentMatch] = field(default_factory=dict)
     """The policy's intents matched against the request, by scope (`last_user`, `conversation`), computed
     once before the decision when a rule names an intent."""

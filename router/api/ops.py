@@ -154,6 +154,8 @@ async def explain(request: Request) -> dict[str, Any]:
             key_name=getattr(request.state, "key_name", None),
         )
     )
+    if c.pipeline.sessions is not None and c.pipeline.router.policy.uses_sessions:
+        ctx = await c.pipeline.sessions.looked_up(ctx)
     ctx = await c.pipeline.scored(await c.pipeline.intended(await with_budget(c, ctx)))
     return explanation_dict(c, ctx)
 
@@ -175,6 +177,7 @@ def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
         "rule": d.rule,
         "needs": list(d.needs),
         "intent": asdict(d.intent) if d.intent else None,
+        "session": {"escalated_before": ctx.session_escalated},
         "intents": {scope: asdict(m) for scope, m in ctx.intents.items()},
         "deny": asdict(d.deny) if d.deny else None,
         "fallbacks": list(d.fallbacks),

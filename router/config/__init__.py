@@ -139,6 +139,12 @@ class ClassifierConfig(_Strict):
         return self.heads.get(local_model) or self.head
 
 
+class SessionsConfig(_Strict):
+    """Sticky sessions (`session: sticky` in a policy): how long a conversation stays with the cloud."""
+
+    ttl_s: int = Field(3600, ge=1, description="After the last cloud answer, how long its conversation stays sticky.")
+
+
 class TracingConfig(_Strict):
     """OpenTelemetry spans of the request path, exported over OTLP/HTTP (needs the `tracing` extra)."""
 
@@ -278,6 +284,7 @@ class GatewayConfig(_Strict):
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> GatewayConfig:

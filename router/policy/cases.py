@@ -48,6 +48,9 @@ class PolicyCase(_Strict):
     tools: list[dict[str, Any]] | None = Field(None, description="Tools offered, as in the chat API.")
     response_format: dict[str, Any] | None = None
     budget: Literal["ok", "near", "over"] | None = Field(None, description="The tenant's budget state to assume.")
+    escalated_before: bool = Field(
+        False, description="Assume an earlier turn of this conversation was answered by the cloud (`session: sticky`)."
+    )
     expect: Expectation
 
     @model_validator(mode="after")

@@ -55,6 +55,8 @@ class PolicyEngine:
         self.digest = digest
         self.files = files
         """Every file the policy was read from (itself and its includes): what hot reload watches."""
+        self.uses_sessions = policy.uses_sessions
+        """A rule or default says `session: sticky` (computed once: read for every request)."""
         self.intents: IntentIndex | None = None
         """The intents' embedded examples; set once (`attach_intents`) before the engine goes live."""
         self._shared = _ordered(policy.rules)

@@ -122,6 +122,12 @@ class _RouteAction(_Strict):
         description="When the route comes out `local`: answer locally first and escalate to the cloud if the "
         "local model's confidence is low (combines with `route: auto`).",
     )
+    session: Literal["sticky"] | None = Field(
+        None,
+        description="`sticky`: once a cloud model has answered a turn of this conversation (known by the "
+        "`x-session-id` header, else by its earlier messages), its later turns that would go local go to "
+        "the cloud too, for `sessions.ttl_s`.",
+    )
 
     @field_validator("redact", mode="before")
     @classmethod
@@ -180,6 +186,8 @@ class Rule(_RouteAction):
     def _pinned_rules_never_escalate(self) -> Rule:
         if self.pin and self.cascade is not None:
             raise ValueError("a pinned rule never leaves its route, so it cannot `cascade` to the cloud")
+        if self.pin and self.session is not None:
+            raise ValueError("a pinned rule never leaves its route, so a `sticky` session cannot move it")
         if self.route is None and self.deny is None:
             raise ValueError("`route` is missing: say where matching requests go (or `deny` them)")
         if self.route is not None and self.deny is not None:
@@ -193,6 +201,7 @@ class Rule(_RouteAction):
                 "headers",
                 "max_tokens",
                 "pin",
+                "session",
             } & self.model_fields_set
             if routing:
                 raise ValueError(f"a `deny` rule calls no model, so {sorted(routing)} would do nothing")
@@ -334,6 +343,12 @@ class Policy(PolicyFragment):
     def intent_scopes(self) -> frozenset[str]:
         """The scopes rules match intents on (empty: no rule names an intent)."""
         return frozenset().union(*(rule.when.intent_scopes for rule in self.all_rules()))
+
+    @property
+    def uses_sessions(self) -> bool:
+        """True when a rule or default says `session: sticky`: cloud answers are then remembered."""
+        defaults = [self.default, *(t.default for t in self.tenants.values() if t.default is not None)]
+        return any(d.session for d in defaults) or any(rule.session for rule in self.all_rules())
 
     @property
     def uses_classifier(self) -> bool:

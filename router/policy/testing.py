@@ -68,6 +68,7 @@ def case_context(case: PolicyCase, tenant_header: str) -> RequestContext:
         passthrough=passthrough,
         tenant=case.tenant or headers.get(tenant_header.lower()),
     )
+    ctx = replace(ctx, session_escalated=case.escalated_before)
     return ctx if case.budget is None else replace(ctx, budget=BudgetStatus(case.budget))
 
 
