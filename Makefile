@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: serve test install install-dev lint format clean
+.PHONY: serve test install install-dev lint format clean image image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,15 @@ format: install-dev
 test: lint
 	scripts/ensure-test-tools
 	$(BIN)/pytest $(ARGS)
+
+# The container image (docker where a daemon answers, podman otherwise). ARGS=--debian-base builds on a
+# base made from Debian's own packages, for machines that cannot pull public images.
+image:
+	scripts/image-build $(ARGS)
+
+# Build, then run the image offline, two replicas on one Redis, and SIGTERM mid-stream (not in `make test`).
+image-test:
+	scripts/image-test $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

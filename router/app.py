@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 def build_ledger_store(settings: Settings, config: GatewayConfig, redis: RedisGuard | None) -> LedgerStore:
     """SQLite in the cache folder (or `ledger.path`); Redis, with that file as its stand-in, when configured."""
     local = SqliteLedgerStore(
-        config.ledger.path or settings.model_dir.parent / "ledger.sqlite", config.ledger.retention_days
+        config.ledger.path or settings.ledger_path or settings.model_dir.parent / "ledger.sqlite",
+        config.ledger.retention_days,
     )
     if redis is None:
         return local

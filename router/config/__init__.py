@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         Path.home() / ".cache" / "hybrid-router" / "models",
         description="Where packaged model files are assembled once.",
     )
+    ledger_path: Path | None = Field(
+        None,
+        description="The SQLite ledger when the config's `ledger.path` is unset; unset: beside the model folder.",
+    )
 
 
 class RoutesConfig(_Strict):

@@ -71,3 +71,21 @@ def test_every_registered_model_names_its_chat_format_and_source() -> None:
         assert model.modules and model.install
         if model.assembler is _concatenate_chunks:
             assert model.sha256 and len(model.relative_paths) == len(model.modules)
+
+
+def test_a_copied_model_file_is_verified_by_its_bytes_once(tmp_path: Path) -> None:
+    """A COPY or rsync gives the assembled file a new mtime: its sha256 is checked once and recorded, so
+    the packages that shipped its parts need not stay installed; a changed byte is not accepted."""
+    from router.backends.model_files import _mark_verified, _verified
+
+    target = tmp_path / "m.gguf"
+    target.write_bytes(b"weights" * 1000)
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    _mark_verified(target, digest)
+    stat = target.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as a copy would
+    assert _verified(target, digest)
+    marker = target.with_name("m.gguf.verified").read_text()
+    assert str(stat.st_mtime_ns + 10**9) in marker  # recorded: the next start costs a stat again
+    target.write_bytes(b"weightz" * 1000)  # same size, other bytes
+    assert not _verified(target, digest)
