@@ -193,26 +193,28 @@ def faulty_cloud(faulty_cloud_session: FaultyCloud) -> Iterator[FaultyCloud]:
     faulty_cloud_session.reset()
 
 
+def stand_in_config(cloud_v1: str, ledger: Path, **extra: object) -> dict:
+    """A gateway config whose local tier (a one-server pool) and cloud (through litellm) are both the
+    stand-in at `cloud_v1`: answers in milliseconds, so policies and routing are what a test sees."""
+    return {
+        "models": {
+            "local-pool": {"engine": "openai-compatible", "model": "stand-in", "api_base": [cloud_v1]},
+            "gpt-4o-mini": {"engine": "litellm", "model": "openai/gpt-4o-mini", "api_base": cloud_v1,
+                            "api_key_env": CLOUD_KEY_ENV},
+        },
+        "routes": {"local": "local-pool", "cloud": "gpt-4o-mini"},
+        "ledger": {"path": str(ledger)},
+        **extra,
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def instant_gateway(faulty_cloud_session: FaultyCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """`router serve` with the default policy, whose local tier (a one-server pool) and cloud (through
     litellm) are both the instant fault-injecting stand-in: valid requests are answered in milliseconds,
     not a model's time (the fuzz suites, the Anthropic client's tool calls)."""
     tmp = tmp_path_factory.mktemp("instant")
-    config = {
-        "models": {
-            "local-pool": {"engine": "openai-compatible", "model": "stand-in", "api_base": [faulty_cloud_session.v1]},
-            "gpt-4o-mini": {
-                "engine": "litellm",
-                "model": "openai/gpt-4o-mini",
-                "api_base": faulty_cloud_session.v1,
-                "api_key_env": CLOUD_KEY_ENV,
-            },
-        },
-        "routes": {"local": "local-pool", "cloud": "gpt-4o-mini"},
-        "server": {"max_body_bytes": 256 * 1024},
-        "ledger": {"path": str(tmp / "ledger.sqlite")},
-    }
+    config = stand_in_config(faulty_cloud_session.v1, tmp / "ledger.sqlite", server={"max_body_bytes": 256 * 1024})
     path = tmp / "router.yaml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()

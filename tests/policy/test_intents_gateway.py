@@ -16,7 +16,7 @@ import openai
 import pytest
 import yaml
 
-from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway
+from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway, stand_in_config
 from tests.policy.billing import BILLING_EXAMPLES, BILLING_TO_CLOUD
 from tests.servers import free_port, gateway_args, running
 
@@ -26,16 +26,7 @@ POLICY = "intents:\n" + BILLING_EXAMPLES + "rules:\n" + BILLING_TO_CLOUD
 @pytest.fixture(scope="module")
 def intent_gateway(faulty_cloud_session: FaultyCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("intents")
-    config = {
-        "models": {
-            "local-pool": {"engine": "openai-compatible", "model": "stand-in", "api_base": [faulty_cloud_session.v1]},
-            "gpt-4o-mini": {"engine": "litellm", "model": "openai/gpt-4o-mini", "api_base": faulty_cloud_session.v1,
-                            "api_key_env": CLOUD_KEY_ENV},
-        },
-        "routes": {"local": "local-pool", "cloud": "gpt-4o-mini"},
-        "cache": {"enabled": False},
-        "ledger": {"path": str(tmp / "ledger.sqlite")},
-    }  # fmt: skip
+    config = stand_in_config(faulty_cloud_session.v1, tmp / "ledger.sqlite", cache={"enabled": False})
     (tmp / "router.yaml").write_text(yaml.safe_dump(config))
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)

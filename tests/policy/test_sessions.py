@@ -21,7 +21,7 @@ from router.policy import parse_policy
 from router.routing import Router
 from router.sessions import session_keys
 from router.types import RequestContext
-from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway
+from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway, stand_in_config
 from tests.servers import RedisServer, free_port, gateway_args, running
 
 POLICY = """\
@@ -71,16 +71,7 @@ def test_a_pinned_rule_cannot_be_sticky() -> None:
 
 
 def _gateway(stack: ExitStack, tmp: Path, cloud: FaultyCloud, redis_url: str = "") -> Gateway:
-    config = {
-        "models": {
-            "local-pool": {"engine": "openai-compatible", "model": "stand-in", "api_base": [cloud.v1]},
-            "gpt-4o-mini": {"engine": "litellm", "model": "openai/gpt-4o-mini", "api_base": cloud.v1,
-                            "api_key_env": CLOUD_KEY_ENV},
-        },
-        "routes": {"local": "local-pool", "cloud": "gpt-4o-mini"},
-        "cache": {"enabled": False},
-        "ledger": {"path": str(tmp / "ledger.sqlite")},
-    }  # fmt: skip
+    config = stand_in_config(cloud.v1, tmp / "ledger.sqlite", cache={"enabled": False})
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "router.yaml").write_text(yaml.safe_dump(config))
     (tmp / "policy.yaml").write_text(POLICY)
