@@ -38,9 +38,10 @@ from router.keys import key_table
 from router.ledger import Ledger, LedgerStore, Pricer, RedisLedgerStore, SqliteLedgerStore
 from router.limits import Limiter, LimitStore, MemoryLimitStore, RedisLimitStore, restore_team_spend
 from router.metrics import Metrics
-from router.pipeline import Pipeline, RequestRecorder
+from router.pipeline import Pipeline
 from router.policy import PolicyEngine, load_policy
 from router.policy.reload import PolicyWatcher
+from router.recorder import RequestRecorder
 from router.redis_client import RedisGuard, connect
 from router.resilience import BreakerStore, Executor, MemoryBreakerStore, RedisBreakerStore, build_guards
 from router.routing import Router

@@ -20,7 +20,6 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -31,85 +30,16 @@ from router.classify.embedding_service import MAX_TEXT_CHARS, EmbeddingService
 from router.classify.scorer import EscalationScorer
 from router.config import EmbedderConfig
 from router.errors import PolicyDenied, RouterError
-from router.ledger import CostRecord, Ledger
+from router.ledger import CostRecord
 from router.limits import Limiter
-from router.metrics import Metrics
 from router.policy.intents import texts_for as intent_texts
+from router.recorder import Outcome, RecordStage, RequestRecorder
 from router.resilience import Executor
 from router.routing import Router
-from router.sessions import Sessions
 from router.tokens import TokenCounter
 from router.types import Completion, Decision, RequestContext, Served, StreamDelta, Usage
 
 log = logging.getLogger("router.requests")
-
-
-class RecordStage(Protocol):
-    async def record(self, ctx: RequestContext, served: Served, outcome: Outcome) -> CostRecord | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a request ended, for the record."""
-
-    status: int
-    latency_ms: float
-    usage: Usage | None = None
-    ttft_ms: float | None = None
-    """Time to the first token: the first delta of a stream, the whole answer otherwise."""
-
-
-class RequestRecorder:
-    """Closes every request: prices it in the ledger, counts it in the metrics, writes one log line."""
-
-    def __init__(
-        self,
-        ledger: Ledger | None = None,
-        metrics: Metrics | None = None,
-        limiter: Limiter | None = None,
-        sessions: Sessions | None = None,
-    ) -> None:
-        self._ledger = ledger
-        self._metrics = metrics
-        self._limiter = limiter
-        self.sessions = sessions
-        """Remembers conversations a cloud model answered, for policies with `session: sticky`."""
-
-    async def record(self, ctx: RequestContext, served: Served, outcome: Outcome) -> CostRecord | None:
-        record = None
-        if self._ledger is not None:
-            record = await self._ledger.price(ctx, served, outcome.usage, outcome.latency_ms, outcome.status)
-            self._ledger.add(record)
-        if self._limiter is not None and record is not None:
-            tokens = outcome.usage.completion_tokens if outcome.usage and served.route != "cache" else 0
-            try:
-                await self._limiter.spend(ctx, record.cost_usd, tokens)
-            except Exception:  # the answer is out; a counting failure must not turn it into an error
-                log.exception("request %s: could not count its spend", ctx.request_id)
-        if self.sessions is not None and outcome.status == 200:
-            await self.sessions.remember(ctx, served)
-        if self._metrics is not None:
-            self._metrics.observe_request(
-                served, outcome.status, outcome.latency_ms, outcome.ttft_ms, outcome.usage, record
-            )
-        usage = outcome.usage
-        log.info(
-            "request_id=%s route=%s model=%s reason=%s fallback=%s cache=%s status=%d latency_ms=%.1f "
-            "prompt_tokens=%s completion_tokens=%s cost_usd=%s saved_usd=%s",
-            ctx.request_id,
-            served.route,
-            served.model,
-            served.decision.reason,
-            served.fallback or "-",
-            served.cache,
-            outcome.status,
-            outcome.latency_ms,
-            usage.prompt_tokens if usage else "-",
-            usage.completion_tokens if usage else "-",
-            f"{record.cost_usd:.8f}" if record else "-",
-            f"{record.savings_usd:.8f}" if record else "-",
-        )
-        return record
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,7 +177,7 @@ class Router:
             else None,
             redact=tuple(action.redact or ()) if action is not None else (),
             upstream_headers=dict(action.headers or {}) if action is not None else {},
-            intent=_routed_intent(ctx, rule),
+            intent=_routed_intent(ctx, rule) if ctx.intents else None,  # no intents matched: nothing to walk
         )
         return Explanation(self._capable(ctx, self._within_budget(ctx, decision)), match, requested)
 
