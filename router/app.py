@@ -41,25 +41,67 @@ from router.metrics import Metrics
 from router.pipeline import Pipeline
 from router.policy import PolicyEngine, load_policy
 from router.policy.reload import PolicyWatcher
+from router.quality import JudgementStore, RedisJudgementStore, SqliteJudgementStore
+from router.quality.monitor import QualityMonitor
+from router.quality.report import QualityReporter
+from router.quality.shadow import ShadowEvaluator
 from router.recorder import RequestRecorder
 from router.redis_client import RedisGuard, connect
 from router.resilience import BreakerStore, Executor, MemoryBreakerStore, RedisBreakerStore, build_guards
 from router.routing import Router
 from router.sessions import MemorySessionStore, RedisSessionStore, Sessions
 from router.tokens import TokenCounter
+from router.types import Usage
 
 log = logging.getLogger(__name__)
 
 
+def ledger_file(settings: Settings, config: GatewayConfig) -> Path:
+    return config.ledger.path or settings.ledger_path or settings.model_dir.parent / "ledger.sqlite"
+
+
 def build_ledger_store(settings: Settings, config: GatewayConfig, redis: RedisGuard | None) -> LedgerStore:
     """SQLite in the cache folder (or `ledger.path`); Redis, with that file as its stand-in, when configured."""
-    local = SqliteLedgerStore(
-        config.ledger.path or settings.ledger_path or settings.model_dir.parent / "ledger.sqlite",
-        config.ledger.retention_days,
-    )
+    local = SqliteLedgerStore(ledger_file(settings, config), config.ledger.retention_days)
     if redis is None:
         return local
     return RedisLedgerStore(redis, local, retention_days=config.ledger.retention_days)
+
+
+def build_judgement_store(settings: Settings, config: GatewayConfig, redis: RedisGuard | None) -> JudgementStore:
+    """Judgements beside the ledger: in its SQLite file, or in Redis (that file standing in) when configured."""
+    local = SqliteJudgementStore(ledger_file(settings, config), config.ledger.retention_days)
+    if redis is None:
+        return local
+    return RedisJudgementStore(redis, local, retention_days=config.ledger.retention_days)
+
+
+def cloud_models(config: GatewayConfig) -> set[str]:
+    return {name for name, spec in config.models.items() if spec.tier == "cloud"}
+
+
+def build_quality(
+    config: GatewayConfig, store: JudgementStore, ledger: Ledger, executor: Executor, metrics: Metrics
+) -> tuple[QualityReporter, ShadowEvaluator | None]:
+    """The quality reporter, and the shadow evaluator when `shadow.share` or `shadow.explore` is set."""
+    shadow = None
+    if config.shadow.enabled:
+        reference = config.shadow.reference or config.ledger.reference_model or next(iter(config.routes.cloud), None)
+        if reference is None:
+            log.warning("shadow evaluation is configured, but there is no cloud model to compare with: it stays off")
+        else:
+
+            def price(model: str, usage: Usage) -> float:
+                return ledger.pricer.cost(model, usage) if ledger.pricer is not None else 0.0
+
+            shadow = ShadowEvaluator(config.shadow, executor, store, metrics, config.routes.local, reference,
+                                     cloud_models(config), price)  # fmt: skip
+    status = (
+        (lambda: {"jobs": dict(shadow.counts), "pending": shadow.pending, "reference": shadow.reference_model})
+        if shadow
+        else None
+    )
+    return QualityReporter(store, ledger, config.shadow, cloud_models(config), status), shadow
 
 
 def build_cache(config: GatewayConfig, redis: RedisGuard | None) -> ResponseCache | None:
@@ -149,12 +191,14 @@ def build_components(settings: Settings) -> Components:
     embeddings = EmbeddingService(config.embedder, embedder_dir) if needs_embeddings else None
     if cache is not None and embeddings is None:
         cache.semantic_available = False
+    executor = Executor(backends, build_guards(config, breaker_store, metrics), metrics)
+    quality, shadow = build_quality(config, build_judgement_store(settings, config, redis), ledger, executor, metrics)
     pipeline = Pipeline(
         router=Router(config, policy),
-        executor=Executor(backends, build_guards(config, breaker_store, metrics), metrics),
+        executor=executor,
         tokens=TokenCounter(getattr(local, "count_tokens", None)),
         request_timeout_s=config.server.request_timeout_s,
-        recorder=RequestRecorder(ledger, metrics, limiter, build_sessions(config, redis)),
+        recorder=RequestRecorder(ledger, metrics, limiter, build_sessions(config, redis), shadow),
         scorer=EscalationScorer(embeddings, head_for_local(config))
         if embeddings is not None and policy.policy.uses_classifier
         else None,
@@ -186,6 +230,11 @@ def build_components(settings: Settings) -> Components:
         redis=redis,
         api_keys=key_table(config, settings.api_keys),
         policy_watcher=watcher,
+        quality=quality,
+        shadow=shadow,
+        monitor=QualityMonitor(quality, pipeline.router, metrics, config.auto_calibrate)
+        if shadow is not None or config.auto_calibrate is not None
+        else None,
     )
 
 
@@ -245,17 +294,27 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info("budgets: spend of %d team(s) this month restored from the ledger", teams)
     if components.policy_watcher is not None:
         components.policy_watcher.start()
+    if components.shadow is not None:
+        components.shadow.start()
+    if components.monitor is not None:
+        components.monitor.start()
     freezer = asyncio.create_task(_freeze_heap_when_started(list(starting)), name="freeze-heap")
     try:
         yield
     finally:
         if components.policy_watcher is not None:
             await components.policy_watcher.close()
+        if components.monitor is not None:
+            await components.monitor.close()
+        if components.shadow is not None:
+            await components.shadow.close()
         for task in [*starting, freezer]:
             task.cancel()
         await asyncio.gather(*starting, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in components.backends.values()), return_exceptions=True)
         await components.ledger.close()
+        if components.quality is not None:
+            await components.quality.store.close()
         if pipeline.cache is not None:
             await pipeline.cache.store.close()
         if pipeline.embeddings is not None:

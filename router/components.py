@@ -13,6 +13,9 @@ from router.ledger import Ledger
 from router.metrics import Metrics
 from router.pipeline import Pipeline
 from router.policy.reload import PolicyWatcher
+from router.quality.monitor import QualityMonitor
+from router.quality.report import QualityReporter
+from router.quality.shadow import ShadowEvaluator
 from router.redis_client import RedisGuard
 
 
@@ -31,6 +34,12 @@ class Components:
     """sha256(key) → the key's name and team; empty means no authentication."""
     policy_watcher: PolicyWatcher | None = None
     """Reloads the policy when its files change (hot reload)."""
+    quality: QualityReporter | None = None
+    """Quality retained from the stored judgements, beside the savings."""
+    shadow: ShadowEvaluator | None = None
+    """Shadow evaluation, when `shadow.share` or `shadow.explore` is set."""
+    monitor: QualityMonitor | None = None
+    """Quality gauges and auto-calibration of the live thresholds."""
 
     @property
     def local_backend(self) -> Backend:

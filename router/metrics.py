@@ -105,6 +105,33 @@ class Metrics:
         self.policy_reloads = Counter(
             "router_policy_reloads", "Policy file changes: applied, or refused as invalid", ["result"], registry=r
         )
+        self.shadow_jobs = Counter(
+            "router_shadow_jobs",
+            "Shadow evaluations, by what became of them: queued, dropped (queue full), budget (daily cap "
+            "reached), judged, unjudged (no check decided and no judge), failed",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_queue = Gauge("router_shadow_queue_depth", "Shadow jobs waiting", registry=r)
+        self.shadow_usd = Counter(
+            "router_shadow_cost_usd", "What shadow and judge calls cost, in USD", ["model"], registry=r
+        )
+        self.quality_retained = Gauge(
+            "router_quality_retained",
+            "Estimated quality of what was served relative to the reference cloud model, over the last 24 hours "
+            "(1 = as good); by rule, and `all`",
+            ["rule", "bound"],
+            registry=r,
+        )
+        self.quality_judged = Gauge(
+            "router_quality_judged", "Judgements behind router_quality_retained, by rule", ["rule"], registry=r
+        )
+        self.live_threshold = Gauge(
+            "router_auto_threshold",
+            "The live `route: auto` threshold of a rule (auto-calibrated)",
+            ["rule"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

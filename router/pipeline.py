@@ -220,7 +220,8 @@ class Pipeline:
         if lookup.answer is not None:
             served = self._from_cache(decision, lookup, lookup.answer)
             elapsed_ms = _ms_since(started)
-            record = await self._recorder.record(ctx, served, Outcome(200, elapsed_ms, lookup.answer.usage, elapsed_ms))
+            outcome = Outcome(200, elapsed_ms, lookup.answer.usage, elapsed_ms, lookup.answer.content)
+            record = await self._recorder.record(ctx, served, outcome)
             return lookup.answer.completion(), _with_cost(served, record)
         try:
             completion, served = await self._executor.complete(
@@ -232,7 +233,8 @@ class Pipeline:
         served = replace(served, cache=lookup.status)
         await self._keep(lookup, served, completion)
         elapsed_ms = _ms_since(started)
-        record = await self._recorder.record(ctx, served, Outcome(200, elapsed_ms, completion.usage, elapsed_ms))
+        outcome = Outcome(200, elapsed_ms, completion.usage, elapsed_ms, completion.content)
+        record = await self._recorder.record(ctx, served, outcome)
         return completion, _with_cost(served, record)
 
     async def stream(self, ctx: RequestContext) -> StreamResult:
@@ -290,8 +292,8 @@ class Pipeline:
         try:
             async for delta in deltas:
                 usage = delta.usage or usage
+                parts.append(delta.content or "")
                 if storable:
-                    parts.append(delta.content or "")
                     finish = delta.finish_reason or finish
                     model = delta.model or model
                     storable = not delta.delta_extra  # tool-call fragments are not reassembled for the cache
@@ -309,7 +311,8 @@ class Pipeline:
             status = 502
             raise
         finally:
-            await self._recorder.record(ctx, served, Outcome(status, _ms_since(started), usage, ttft_ms))
+            outcome = Outcome(status, _ms_since(started), usage, ttft_ms, "".join(parts) if status == 200 else None)
+            await self._recorder.record(ctx, served, outcome)
 
 
 def _request_attributes(ctx: RequestContext) -> dict[str, object]:

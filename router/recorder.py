@@ -1,7 +1,8 @@
 """Closing every request: priced in the ledger, counted against budgets, metrics and one log line.
 
 Streamed, cached and failed requests included. For policies with sticky sessions it also remembers
-conversations a cloud model answered (`router/sessions.py`).
+conversations a cloud model answered (`router/sessions.py`); with shadowing on it offers each answer to
+the shadow evaluator, which keeps a sample for judging later (`router/quality/shadow.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Protocol
 from router.ledger import CostRecord, Ledger
 from router.limits import Limiter
 from router.metrics import Metrics
+from router.quality.shadow import ShadowEvaluator
 from router.sessions import Sessions
 from router.types import RequestContext, Served, Usage
 
@@ -32,6 +34,8 @@ class Outcome:
     usage: Usage | None = None
     ttft_ms: float | None = None
     """Time to the first token: the first delta of a stream, the whole answer otherwise."""
+    answer: str | None = None
+    """The answer's text, for shadow evaluation."""
 
 
 class RequestRecorder:
@@ -43,12 +47,15 @@ class RequestRecorder:
         metrics: Metrics | None = None,
         limiter: Limiter | None = None,
         sessions: Sessions | None = None,
+        shadow: ShadowEvaluator | None = None,
     ) -> None:
         self._ledger = ledger
         self._metrics = metrics
         self._limiter = limiter
         self.sessions = sessions
         """Remembers conversations a cloud model answered, for policies with `session: sticky`."""
+        self.shadow = shadow
+        """Takes a sample of answered requests for shadow evaluation (`shadow:` in the config)."""
 
     async def record(self, ctx: RequestContext, served: Served, outcome: Outcome) -> CostRecord | None:
         record = None
@@ -63,6 +70,8 @@ class RequestRecorder:
                 log.exception("request %s: could not count its spend", ctx.request_id)
         if self.sessions is not None and outcome.status == 200:
             await self.sessions.remember(ctx, served)
+        if self.shadow is not None and record is not None:
+            self.shadow.offer(ctx, served, outcome.answer, outcome.status, record.tenant)
         if self._metrics is not None:
             self._metrics.observe_request(
                 served, outcome.status, outcome.latency_ms, outcome.ttft_ms, outcome.usage, record

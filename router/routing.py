@@ -13,7 +13,7 @@ model of its chain that has them, or refused with 400 `capability_unavailable` w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from router.capabilities import model_capabilities, required_capabilities
@@ -50,6 +50,9 @@ class Router:
         self.unavailable: Callable[[str], str | None] = lambda name: None
         """Why a configured model cannot answer at all (a cloud model without its key), else None; the app
         sets it from the backends. A capability only counts on a model that can answer."""
+        self.live_thresholds: Mapping[str, float] = {}
+        """`route: auto` thresholds moved by auto-calibration, by rule name (`default` for the default);
+        replaced whole, never edited, so a decision reads one consistent set."""
 
     def use_policy(self, policy: PolicyEngine) -> None:
         """Swap in a new policy; requests already decided keep the one they saw."""
@@ -154,6 +157,7 @@ class Router:
         threshold = action.threshold if action is not None else None
         cascade = action.cascade if action is not None else None
         if target == AUTO:
+            threshold = self.live_thresholds.get(rule.name if rule is not None else "default", threshold)
             target, reason, scores = self._classify(ctx, threshold, reason)
         sticky = action is not None and action.session == "sticky" and ctx.session_escalated
         first = target if isinstance(target, str) else target[0]
@@ -178,6 +182,7 @@ class Router:
             redact=tuple(action.redact or ()) if action is not None else (),
             upstream_headers=dict(action.headers or {}) if action is not None else {},
             intent=_routed_intent(ctx, rule) if ctx.intents else None,  # no intents matched: nothing to walk
+            shadow=action.shadow if action is not None else None,
         )
         return Explanation(self._capable(ctx, self._within_budget(ctx, decision)), match, requested)
 

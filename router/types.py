@@ -252,6 +252,8 @@ class Decision:
     """Capabilities the request needs (tools, json, vision, logprobs); every model in the chain has them."""
     intent: IntentMatch | None = None
     """The intent the matching rule routed on, when its conditions name one."""
+    shadow: float | None = None
+    """The matching rule's shadow share (0: never shadowed); None: the gateway's `shadow.share`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ to the first tool (arguments `{"city": "Paris"}`, streamed in fragments when str
     {"mode": "ok" | "error500" | "rate_limit" | "bad_request" | "slow_first_byte" | "hang" | "drop_mid_stream",
      "times": N (then back to ok; omit for "until told otherwise"), "retry_after": S, "delay_s": S,
      "echo": true (answer with the last user message instead of the canned answer),
+     "answer": "text" (answer with this text instead),
      "chunk_delay_s": S (pause between streamed chunks; default 0.01)}
 `GET /calls` returns how many completion calls arrived, when (server clock), and what each one sent
 (messages and headers: what a cloud provider would have seen); `POST /reset` clears all. Answers are
@@ -39,6 +40,7 @@ class Faults:
         self.retry_after = 1.0
         self.delay_s = 5.0
         self.echo = False
+        self.answer: str | None = None
         self.chunk_delay_s = 0.01
         self.calls: list[float] = []
         self.requests: list[dict[str, Any]] = []
@@ -80,6 +82,8 @@ USAGE = {"prompt_tokens": 7, "completion_tokens": len(ANSWER), "total_tokens": 7
 
 
 def _answer(body: dict[str, Any]) -> list[str]:
+    if faults.answer is not None:
+        return [faults.answer[i : i + 5] for i in range(0, len(faults.answer), 5)] or [""]
     if not faults.echo:
         return ANSWER
     users = [m for m in body.get("messages", []) if m.get("role") == "user"] or [{"content": body.get("prompt", "")}]
@@ -219,6 +223,7 @@ async def control(request: Request) -> Response:
     faults.retry_after = float(body.get("retry_after", faults.retry_after))
     faults.delay_s = float(body.get("delay_s", faults.delay_s))
     faults.echo = bool(body.get("echo", faults.echo))
+    faults.answer = body.get("answer", faults.answer)
     faults.chunk_delay_s = float(body.get("chunk_delay_s", faults.chunk_delay_s))
     return JSONResponse({"mode": faults.mode})
 

@@ -17,6 +17,7 @@ from router.api.openapi import json_body
 from router.cache import not_cacheable, scope_tag
 from router.components import Components
 from router.errors import PermissionDenied
+from router.quality.monitor import auto_thresholds
 from router.types import RequestContext
 
 ops = APIRouter()
@@ -93,6 +94,8 @@ async def stats(request: Request, window: str = "24h") -> dict[str, Any]:
     body = await c.ledger.stats(window)
     if c.pipeline.cache is not None:
         body["cache"] = c.pipeline.cache.stats()
+    if c.quality is not None:
+        body["quality"] = await c.quality.report(window)
     return body
 
 
@@ -239,4 +242,12 @@ async def policy(request: Request) -> dict[str, Any]:
     }
     if c.policy_watcher is not None:
         body["reload"] = asdict(c.policy_watcher.status)
+    live = c.pipeline.router.live_thresholds
+    body["thresholds"] = {
+        key: {"written": written, "live": live.get(key, written)}
+        | (c.monitor.status.get(key, {}) if c.monitor is not None else {})
+        for key, written in auto_thresholds(c.pipeline.router).items()
+    }
+    if c.config.auto_calibrate is not None:
+        body["auto_calibrate"] = c.config.auto_calibrate.model_dump()
     return body

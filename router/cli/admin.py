@@ -42,8 +42,9 @@ def stats(
     """Print the savings table from the ledger (the same store the gateway writes)."""
     import asyncio
 
-    from router.app import build_ledger_store
+    from router.app import build_judgement_store, build_ledger_store, cloud_models
     from router.ledger import Ledger
+    from router.quality.report import QualityReporter
     from router.redis_client import RedisGuard, connect
 
     if by not in ("tenant", "rule", "model", "route"):
@@ -58,10 +59,13 @@ def stats(
     async def read() -> dict:
         redis = RedisGuard(connect(settings.redis_url)) if settings.redis_url else None
         ledger = Ledger(build_ledger_store(settings, gateway, redis), gateway.ledger)
+        quality = QualityReporter(build_judgement_store(settings, gateway, redis), ledger, gateway.shadow,
+                                  cloud_models(gateway))  # fmt: skip
         try:
-            return await ledger.stats(window)
+            return {**await ledger.stats(window), "quality": await quality.report(window)}
         finally:
             await ledger.store.close()
+            await quality.store.close()
             if redis is not None:
                 await redis.close()
 
@@ -80,6 +84,8 @@ def stats(
         f"requests {t['requests']}  errors {t['errors']}  spent ${t['cost_usd']:.6f}  "
         f"cloud-only ${t['counterfactual_usd']:.6f}  saved ${t['savings_usd']:.6f} ({t['savings_pct']:.1f}%)"
     )
+    quality = result["quality"]
+    typer.echo(quality["headline"])
     if by == "route":
         rows = [{"route": name, **values} for name, values in result["routes"].items()]
     else:
@@ -91,6 +97,15 @@ def stats(
             f"{row[by]!s:<{width}}  {row['requests']:>9}  {row['cost_usd']:>12.6f}  "
             f"{row['counterfactual_usd']:>14.6f}  {row['savings_usd']:>12.6f}"
         )
+    groups = quality.get({"tenant": "tenants", "rule": "rules", "model": "models"}.get(by, ""), [])
+    if groups:
+        typer.echo(f"\nquality retained by {by} (95% interval), {quality['overall']['judged']} judged in all:")
+        for entry in groups:
+            if "quality_retained" in entry:
+                shown = f"{100 * entry['quality_retained']:.1f}% [{100 * entry['low']:.1f}, {100 * entry['high']:.1f}]"
+            else:
+                shown = entry.get("note", "not estimated")
+            typer.echo(f"  {entry[by]!s:<{width}}  {entry['judged']:>6} judged  {shown}")
 
 
 @cache_app.command("clear")

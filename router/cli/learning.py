@@ -76,8 +76,20 @@ def train(
         bool, typer.Option("--hold-out", help="Keep a fixed quarter of the domains out, for `router eval` to score.")
     ] = False,
     repeats: Annotated[int, typer.Option(help="Selection splits, each holding out a quarter of the domains.")] = 40,
+    from_traffic: Annotated[
+        bool,
+        typer.Option(
+            "--from-traffic",
+            help="Also train on the judgements shadow evaluation stored (the gateway's ledger store, per --config).",
+        ),
+    ] = False,
+    window: Annotated[str, typer.Option(help="With --from-traffic: judgements of this window (7d, 30d...).")] = "30d",
 ) -> None:
     """Train the escalation head, choosing its family by domain-grouped cross-validation.
+
+    With --from-traffic: on the judgements of the gateway's own traffic ("local answer judged worse than
+    the reference"), alone or with --mmlu / --labels. Without stored prompt texts only families that read
+    the embedding alone are tried.
 
     With --mmlu: on the recorded weak and strong outcomes (Mixtral-8x7B vs GPT-4). With --labels: on the
     local model's own outcomes from `router label` ("local wrong and strong right"). With both: on the
@@ -91,10 +103,26 @@ def train(
     from router.classify.train import train as train_head
 
     logging.basicConfig(level="INFO", format="%(message)s")
-    if mmlu is None and not labels:
-        _fail(ConfigError("give --mmlu (recorded outcomes), --labels (your local model's labels), or both"))
+    if mmlu is None and not labels and not from_traffic:
+        _fail(ConfigError("give --mmlu (recorded outcomes), --labels (your local model's labels), --from-traffic"))
+    embedder: TextEmbedder | None = None
+    candidates = None
     try:
         local_model, parts = None, []
+        if from_traffic:
+            from router.classify.train import CANDIDATES
+            from router.quality.learning import TRAFFIC_PREFIX, StoredEmbeddings, traffic_dataset
+
+            judged = _judgements(config, window)
+            traffic, vectors = traffic_dataset(judged)
+            if len(traffic) == 0:
+                raise ConfigError(f"no judgement with an embedding in the last {window}: is shadowing on?")
+            typer.echo(f"{len(traffic)} judged requests from traffic ({int(traffic.needs_strong.sum())} where the "
+                       "local answer was judged worse)")  # fmt: skip
+            parts.append(traffic)
+            embedder = StoredEmbeddings(vectors, _embedder(config) if (mmlu or labels) else None)
+            if any(p.startswith(TRAFFIC_PREFIX) for p in traffic.prompts):  # no texts: no text features
+                candidates = tuple(c for c in CANDIDATES if "features" not in c.name)
         if labels:
             labelled = _labelled(labels, tasks)
             parts.append(labelled.data)
@@ -105,13 +133,23 @@ def train(
     except ConfigError as error:
         _fail(error)
     try:
-        result = train_head(dataset, _embedder(config), _embedding_cache(cache_dir), repeats, hold_out)
+        result = train_head(
+            dataset,
+            embedder or _embedder(config),
+            None if from_traffic else _embedding_cache(cache_dir),
+            repeats,
+            hold_out,
+            **({"candidates": candidates} if candidates else {}),
+        )
     except ConfigError as error:
         _fail(error)
     head = result.head
     if local_model is not None:
         trained_on = f"{local_model} labels" + (" + Mixtral-8x7B vs GPT-4 MMLU outcomes" if mmlu else "")
         head = replace(head, meta={**head.meta, "local_model": local_model, "trained_on": trained_on})
+    if from_traffic:
+        sources = ["judged traffic", *(["local-model labels"] if labels else []), *(["MMLU outcomes"] if mmlu else [])]
+        head = replace(head, meta={**head.meta, "trained_on": " + ".join(sources)})
     head.save(out)
     if labels_out is not None and labels:
         from router.classify.labels import read_labels
@@ -187,17 +225,67 @@ def evaluate(
         typer.echo(f"wrote {path}")
 
 
+def _judgements(config: Path | None, window: str) -> list:  # -> list[Judgement]
+    """The judgements of the last `window` in the gateway's store (its SQLite file, or Redis)."""
+    import asyncio
+    import time
+
+    from router.app import build_judgement_store
+    from router.ledger.stats import parse_window
+    from router.redis_client import RedisGuard, connect
+
+    settings = _settings(config, None)
+    gateway = load_gateway_config(settings.config)
+    seconds = parse_window(window)
+
+    async def read() -> list:
+        redis = RedisGuard(connect(settings.redis_url)) if settings.redis_url else None
+        store = build_judgement_store(settings, gateway, redis)
+        try:
+            now = time.time()
+            return await store.query(now - seconds, now)
+        finally:
+            await store.close()
+            if redis is not None:
+                await redis.close()
+
+    return asyncio.run(read())
+
+
 @app.command()
 def calibrate(
-    prompts: Annotated[Path, typer.Argument(help="Sample prompts: one per line, or JSON lines with `prompt`.")],
+    prompts: Annotated[
+        Path | None, typer.Argument(help="Sample prompts: one per line, or JSON lines with `prompt`.")
+    ] = None,
     target_cloud_share: Annotated[float, typer.Option(help="Share of the sample to send to the cloud, 0..1.")] = 0.3,
+    quality_target: Annotated[
+        float | None,
+        typer.Option(
+            help="Instead of a share: the threshold that keeps this quality retained (0..1) at the least cloud "
+            "share, from judged traffic (shadow evaluation with `shadow.explore`)."
+        ),
+    ] = None,
+    rule: Annotated[
+        str, typer.Option(help="With --quality-target: the `route: auto` rule to calibrate (`default`: the default).")
+    ] = "default",
+    window: Annotated[str, typer.Option(help="With --quality-target: judgements of this window.")] = "7d",
+    confidence: Annotated[
+        float, typer.Option(help="With --quality-target: one-sided confidence the target must hold at.")
+    ] = 0.9,
     head: Annotated[
         Path | None, typer.Option(help="The head to calibrate (default: the one the gateway uses for its local model).")
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Print the `route: auto` threshold that sends the target share of the sample to the cloud."""
+    """Print the `route: auto` threshold that sends the target share of the sample to the cloud, or (with
+    --quality-target) the one that keeps a quality target at the least cloud share of judged traffic."""
     import numpy as np
+
+    if quality_target is not None:
+        _calibrate_for_quality(config, quality_target, rule, window, confidence)
+        return
+    if prompts is None:
+        _fail(ConfigError("give a prompts file (for --target-cloud-share) or --quality-target"))
 
     from router.app import head_for_local
     from router.classify.calibrate import read_prompts, share_at, threshold_for_share
@@ -217,6 +305,33 @@ def calibrate(
         f"threshold {threshold:.4f}: {100 * share_at(scores, threshold):.1f}% of {len(texts)} prompts to the cloud"
     )
     typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {threshold:.4f}")
+
+
+def _calibrate_for_quality(config: Path | None, target: float, rule: str, window: str, confidence: float) -> None:
+    from router.quality import calibrate, quality_retained
+
+    try:
+        judged = [j for j in _judgements(config, window) if j.auto_rule == rule]
+    except ConfigError as error:
+        _fail(error)
+    if not judged:
+        _fail(ConfigError(f"no judgement of rule `{rule}` routed `auto` in the last {window}"))
+    try:
+        found = calibrate(judged, target, confidence)
+    except ValueError as error:
+        _fail(ConfigError(str(error)))
+    now = quality_retained(judged, min_samples=1)
+    explored = sum(j.stratum == "cloud" for j in judged)
+    typer.echo(
+        f"{found.judged} judgements of `{rule}` ({explored} cloud answers explored); quality retained as routed "
+        f"now: {now.value:.3f} [{now.low:.3f}, {now.high:.3f}]"
+    )
+    typer.echo(
+        f"threshold {found.threshold:.4f}: quality retained {found.quality:.3f} (at least {found.quality_low:.3f} "
+        f"with {100 * confidence:.0f}% confidence) with {100 * found.cloud_share:.1f}% to the cloud"
+    )
+    where = "default" if rule == "default" else f"rule {rule}"
+    typer.echo(f"policy ({where}):\n    route: auto\n    threshold: {found.threshold:.4f}")
 
 
 @app.command()

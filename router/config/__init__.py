@@ -27,6 +27,7 @@ from router.config.models import (
     Timeouts,
     _Strict,
 )
+from router.config.quality import AutoCalibrateConfig, ShadowConfig
 from router.errors import ConfigError
 from router.yamlfile import load_yaml_file
 
@@ -289,6 +290,10 @@ class GatewayConfig(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    auto_calibrate: AutoCalibrateConfig | None = Field(
+        None, description="Unset: thresholds stay as the policy writes them."
+    )
 
     @model_validator(mode="after")
     def _names_resolve(self) -> GatewayConfig:
@@ -299,6 +304,9 @@ class GatewayConfig(_Strict):
                 raise ValueError(f"routes.cloud names `{cloud}`, which is not under models")
         if self.ledger.reference_model is not None and self.ledger.reference_model not in self.models:
             raise ValueError(f"ledger.reference_model names `{self.ledger.reference_model}`, which is not under models")
+        for what, name in (("shadow.reference", self.shadow.reference), ("shadow.judge", self.shadow.judge)):
+            if name is not None and name not in self.models:
+                raise ValueError(f"{what} names `{name}`, which is not under models")
         targets = {"auto", "local", "cloud", *self.models}
         for alias, target in self.aliases.items():
             if target not in targets:
@@ -336,6 +344,7 @@ __all__ = [
     "PACKAGE_DIR",
     "ApiKey",
     "AuthConfig",
+    "AutoCalibrateConfig",
     "BreakerPolicy",
     "CacheConfig",
     "ClassifierConfig",
@@ -353,6 +362,7 @@ __all__ = [
     "RoutesConfig",
     "ServerConfig",
     "Settings",
+    "ShadowConfig",
     "Timeouts",
     "TracingConfig",
     "load_gateway_config",

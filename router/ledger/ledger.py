@@ -14,7 +14,7 @@ from typing import Any
 
 from router.config import LedgerConfig
 from router.ledger.pricing import Pricer
-from router.ledger.records import GRANULARITIES, CostRecord, fold
+from router.ledger.records import GRANULARITIES, CostRecord, Row, fold
 from router.ledger.stats import choose_granularity, parse_window, summarize
 from router.ledger.stores import LedgerStore
 from router.types import RequestContext, Served, Usage
@@ -119,8 +119,12 @@ class Ledger:
 
     # -- reading -----------------------------------------------------------------------------------
 
-    async def stats(self, window: str = "24h", now: float | None = None) -> dict[str, Any]:
-        """The savings story for a window (`15m`, `1h`, `24h`, `7d`, ...), as the dashboard shows it."""
+    @property
+    def pricer(self) -> Pricer | None:
+        return self._pricer
+
+    async def rows(self, window: str = "24h", now: float | None = None) -> tuple[list[Row], str, float, float]:
+        """The aggregate rows of a window: (rows, granularity, since, until)."""
         await self.flush()
         window_s = parse_window(window)
         until = now if now is not None else time.time()
@@ -128,4 +132,9 @@ class Ledger:
         granularity = choose_granularity(window_s)
         size = GRANULARITIES[granularity]
         rows = await self.store.query(granularity, int(since // size) * size, int(until))
+        return [row for row in rows if row.bucket + size > since], granularity, since, until
+
+    async def stats(self, window: str = "24h", now: float | None = None) -> dict[str, Any]:
+        """The savings story for a window (`15m`, `1h`, `24h`, `7d`, ...), as the dashboard shows it."""
+        rows, granularity, since, until = await self.rows(window, now)
         return summarize(rows, window, granularity, since, until, self.reference_model)

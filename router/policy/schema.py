@@ -129,6 +129,22 @@ class _RouteAction(_Strict):
         "the cloud too, for `sessions.ttl_s`.",
     )
 
+    shadow: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of these requests' local answers shadowed and judged against the reference cloud model "
+        "(overrides the gateway's `shadow.share`); `false` or 0: never (private requests). Pinned-local "
+        "requests are never shadowed.",
+    )
+
+    @field_validator("shadow", mode="before")
+    @classmethod
+    def _shadow_false_is_never(cls, value: Any) -> Any:
+        if value is True:
+            raise ValueError("`shadow` takes a share (0..1) or `false`; the gateway's `shadow.share` is the default")
+        return 0.0 if value is False else value
+
     @field_validator("redact", mode="before")
     @classmethod
     def _redact_true_is_every_kind(cls, value: Any) -> Any:
@@ -188,6 +204,8 @@ class Rule(_RouteAction):
             raise ValueError("a pinned rule never leaves its route, so it cannot `cascade` to the cloud")
         if self.pin and self.session is not None:
             raise ValueError("a pinned rule never leaves its route, so a `sticky` session cannot move it")
+        if self.pin and self.shadow:
+            raise ValueError("a pinned rule keeps its requests off the cloud, so they are never shadowed")
         if self.route is None and self.deny is None:
             raise ValueError("`route` is missing: say where matching requests go (or `deny` them)")
         if self.route is not None and self.deny is not None:
@@ -202,6 +220,7 @@ class Rule(_RouteAction):
                 "max_tokens",
                 "pin",
                 "session",
+                "shadow",
             } & self.model_fields_set
             if routing:
                 raise ValueError(f"a `deny` rule calls no model, so {sorted(routing)} would do nothing")

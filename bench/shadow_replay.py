@@ -1,0 +1,232 @@
+"""Shadow evaluation, proved on recorded answers: does the estimated quality retained contain the true
+value, and does a threshold calibrated on judged traffic keep its target on traffic it never saw?
+
+RouteLLM's GSM8K file holds Mixtral-8x7B's and GPT-4's full answers to 1,319 questions and whether each
+was right. A stand-in server (`bench/replay_standin.py`) answers as the local model with Mixtral's
+recorded answer, as the cloud with GPT-4's, and as the judge by those labels. A real gateway (`router
+serve`, the general head routing `auto`, shadowing and exploration on) replays:
+  1. the first half at the untuned default threshold; its judgements are all `router calibrate` sees;
+  2. the second half at the default threshold, into the same store: the estimate now covers all 1,319;
+  3. the second half again, on a fresh store, at the threshold `router calibrate --quality-target` chose.
+True quality retained = Σ right answers as served / Σ GPT-4 right answers, from the labels.
+
+    python -m bench.shadow_replay [--target 0.9] [--share 0.5] [--explore 0.5] [--confidence 0.9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import yaml
+
+from bench.replay_standin import ROWS
+from tests.servers import free_port, gateway_args, running
+
+KEY_ENV = "HYBRID_ROUTER_REPLAY_KEY"
+DEFAULT_THRESHOLD = 0.7  # the shipped default policy's `route: auto` threshold
+
+
+def config(standin_v1: str, ledger: Path, share: float, explore: float, checks: bool) -> dict[str, Any]:
+    cloud = {"engine": "litellm", "api_base": standin_v1, "api_key_env": KEY_ENV}
+    return {
+        "models": {
+            "mixtral": {"engine": "openai-compatible", "model": "mixtral", "api_base": [standin_v1]},
+            "gpt-4": {**cloud, "model": "openai/gpt-4", "price": {"input_per_1k_usd": 0.01, "output_per_1k_usd": 0.03}},
+            "judge": {**cloud, "model": "openai/judge",
+                      "price": {"input_per_1k_usd": 0.00015, "output_per_1k_usd": 0.0006}},
+        },
+        "routes": {"local": "mixtral", "cloud": "gpt-4"},
+        "cache": {"enabled": False},
+        "ledger": {"path": str(ledger)},
+        "shadow": {"share": share, "explore": explore, "judge": "judge", "checks": checks, "max_usd_per_day": 1000,
+                   "queue_size": 5000, "concurrency": 4},
+    }  # fmt: skip
+
+
+@contextmanager
+def gateway(work: Path, name: str, body: dict[str, Any], threshold: float) -> Iterator[str]:
+    (work / f"{name}.yaml").write_text(yaml.safe_dump(body))
+    (work / f"{name}-policy.yaml").write_text(yaml.safe_dump({"version": 1, "default": {"route": "auto",
+                                                              "threshold": threshold}}))  # fmt: skip
+    port = free_port()
+    args = gateway_args(port, work / f"{name}.yaml", work / f"{name}-policy.yaml")
+    with running(args, f"http://127.0.0.1:{port}/readyz", work / f"{name}.log", env={KEY_ENV: "sk-replay"}):
+        yield f"http://127.0.0.1:{port}"
+
+
+async def replay(url: str, rows: list[dict[str, Any]], concurrency: int) -> list[str]:
+    """Send each prompt as a client would; the route each one was served by."""
+    routes = [""] * len(rows)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(rows)):
+        queue.put_nowait(i)
+    async with httpx.AsyncClient(timeout=120) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                body = {"model": "auto", "messages": [{"role": "user", "content": rows[i]["prompt"]}]}
+                response = await client.post(f"{url}/v1/chat/completions", json=body)
+                response.raise_for_status()
+                routes[i] = response.headers["x-router-route"]
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return routes
+
+
+def settled_stats(url: str, timeout_s: float = 600) -> dict[str, Any]:
+    """The stats once every shadow job is done."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = httpx.get(f"{url}/v1/router/stats", params={"window": "1d"}, timeout=30).json()
+        if stats["quality"]["shadow"]["pending"] == 0:
+            return stats
+        time.sleep(0.5)
+    raise RuntimeError("shadow jobs did not finish")
+
+
+def truth(rows: list[dict[str, Any]], routes: list[str]) -> tuple[float, float]:
+    """(true quality retained, cloud share) of these routes, from the labels."""
+    pairs = zip(rows, routes, strict=True)
+    served = sum(bool(r["strong_right"] if route == "cloud" else r["weak_right"]) for r, route in pairs)
+    cloud = sum(route == "cloud" for route in routes)
+    return served / sum(bool(r["strong_right"]) for r in rows), cloud / len(routes)
+
+
+def escalation_scores(rows: list[dict[str, Any]]) -> np.ndarray:
+    """The scores the gateway's classifier gives these prompts (the general head, the same embedder), so any
+    threshold's routes can be read off without replaying it."""
+    from router.classify.embedding_service import MAX_TEXT_CHARS, load_embedder
+    from router.classify.head import SHIPPED_HEAD, Head
+    from router.config import EmbedderConfig, Settings
+
+    embedder = load_embedder(EmbedderConfig(), Settings().model_dir.parent / "embedders")
+    texts = [str(r["prompt"])[:MAX_TEXT_CHARS] for r in rows]
+    return Head.load(SHIPPED_HEAD).score(embedder.embed(texts), texts)
+
+
+def at_threshold(rows: list[dict[str, Any]], scores: np.ndarray, threshold: float) -> tuple[float, float]:
+    return truth(rows, ["cloud" if s >= threshold else "local" for s in scores])
+
+
+def random_share(rows: list[dict[str, Any]], target: float) -> float:
+    """The cloud share at which routing at random reaches the target, in expectation."""
+    kept = sum(bool(r["weak_right"]) for r in rows) / sum(bool(r["strong_right"]) for r in rows)
+    return max(0.0, (target - kept) / (1 - kept))
+
+
+def hindsight_share(rows: list[dict[str, Any]], scores: np.ndarray, target: float) -> tuple[float, float]:
+    """The best this head could have done on these rows: the highest threshold meeting the target on them."""
+    for threshold in sorted(set(scores.tolist()), reverse=True):
+        quality, share = at_threshold(rows, scores, threshold)
+        if quality >= target:
+            return threshold, share
+    return 0.0, 1.0
+
+
+def calibrated_threshold(work: Path, target: float, confidence: float) -> tuple[float, str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "router", "calibrate", "--quality-target", str(target), "--config",
+         str(work / "default.yaml"), "--window", "1d", "--confidence", str(confidence)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return float(re.search(r"threshold (\d\.\d+):", out).group(1)), out.strip()  # type: ignore[union-attr]
+
+
+def describe(quality: dict[str, Any]) -> str:
+    o = quality["overall"]
+    if "quality_retained" not in o:
+        return f"no estimate ({o.get('note')})"
+    return f"{o['quality_retained']:.3f} [{o['low']:.3f}, {o['high']:.3f}] from {o['judged']} judgements"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", type=float, default=0.9, help="Quality target for `router calibrate`.")
+    parser.add_argument("--share", type=float, default=0.5, help="shadow.share (local answers judged).")
+    parser.add_argument("--confidence", type=float, default=0.9, help="`router calibrate --confidence`.")
+    parser.add_argument("--explore", type=float, default=0.5, help="shadow.explore (cloud answers judged).")
+    parser.add_argument("--no-checks", action="store_true", help="Judge every pair (no deterministic checks).")
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    rows = ROWS
+    half = len(rows) // 2
+    first, second = rows[:half], rows[half:]
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        port = free_port()
+        standin = [sys.executable, "-m", "bench.replay_standin", "--port", str(port)]
+        with running(standin, f"http://127.0.0.1:{port}/v1/models", work / "standin.log"):
+            v1 = f"http://127.0.0.1:{port}/v1"
+            body = config(v1, work / "ledger.sqlite", args.share, args.explore, not args.no_checks)
+            with gateway(work, "default", body, DEFAULT_THRESHOLD) as url:
+                started = time.perf_counter()
+                routes_first = asyncio.run(replay(url, first, args.concurrency))
+                stats_first = settled_stats(url)
+                say(f"1. first half ({len(first)} prompts, threshold {DEFAULT_THRESHOLD}) in "
+                    f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+                true_q, share = truth(first, routes_first)
+                say(f"   true quality retained {true_q:.3f} at {100 * share:.1f}% cloud; estimated "
+                    f"{describe(stats_first['quality'])}")  # fmt: skip
+                threshold, calibrate_out = calibrated_threshold(work, args.target, args.confidence)
+                say(f"   router calibrate --quality-target {args.target}: " + calibrate_out.replace("\n", " | "))
+                routes_second = asyncio.run(replay(url, second, args.concurrency))
+                stats_all = settled_stats(url)
+                true_all, share_all = truth(rows, routes_first + routes_second)
+                q = stats_all["quality"]["overall"]
+                inside = "quality_retained" in q and q["low"] <= true_all <= q["high"]
+                say(f"2. both halves ({len(rows)} prompts) at the default: true {true_all:.3f} at "
+                    f"{100 * share_all:.1f}% cloud; estimated {describe(stats_all['quality'])}: "
+                    f"{'contains' if inside else 'MISSES'} the true value")  # fmt: skip
+                say(f"   judged by method: {json.dumps(stats_all['quality']['methods'])}; shadow jobs: "
+                    f"{json.dumps(stats_all['quality']['shadow']['jobs'])}; shadow spend "
+                    f"${stats_all['quality']['shadow']['spent_usd_today']:.4f}")  # fmt: skip
+            default_q, default_share = truth(second, routes_second)
+            body = config(v1, work / "ledger-tuned.sqlite", args.share, args.explore, not args.no_checks)
+            with gateway(work, "tuned", body, threshold) as url:
+                routes_tuned = asyncio.run(replay(url, second, args.concurrency))
+            tuned_q, tuned_share = truth(second, routes_tuned)
+            met = tuned_q >= args.target
+            say(f"3. second half ({len(second)} prompts, never seen by calibrate): default threshold "
+                f"{DEFAULT_THRESHOLD}: quality {default_q:.3f} at {100 * default_share:.1f}% cloud; calibrated "
+                f"{threshold:.4f}: quality {tuned_q:.3f} at {100 * tuned_share:.1f}% cloud "
+                f"(target {args.target}: {'met' if met else 'NOT met'})")  # fmt: skip
+    scores = escalation_scores(rows)
+    agree = sum((s >= DEFAULT_THRESHOLD) == (route == "cloud") for s, route in zip(scores, routes_first + routes_second,
+                                                                                    strict=True))  # fmt: skip
+    say(f"   offline scores (same head and embedder) agree with the gateway's routes on {agree} of {len(rows)}")
+    say(f"   {'threshold':<22} {'first half':>22} {'second half':>22}")
+    for label, t in [*((f"{t:.2f}", t) for t in (0.3, 0.4, 0.5, 0.6, DEFAULT_THRESHOLD)), ("calibrated", threshold)]:
+        a, b = at_threshold(first, scores[:half], t), at_threshold(second, scores[half:], t)
+        say(f"   {label + (f' {t:.4f}' if label == 'calibrated' else ''):<22} {a[0]:>8.3f} at {100 * a[1]:>5.1f}% "
+            f"{b[0]:>8.3f} at {100 * b[1]:>5.1f}%")  # fmt: skip
+    best_t, best_share = hindsight_share(second, scores[half:], args.target)
+    say(f"   to reach {args.target} on the second half: calibrated {100 * tuned_share:.1f}% cloud; random routing "
+        f"{100 * random_share(second, args.target):.1f}%; this head in hindsight (threshold {best_t:.4f}) "
+        f"{100 * best_share:.1f}%; all to the cloud 100%")  # fmt: skip
+    out = Path("bench/.work/shadow_replay.txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Quality retained, with bootstrap intervals, and the threshold that keeps a quality target.
+
+Quality retained is the quality of what was served relative to what the reference cloud model would
+have given: Σ served quality / Σ cloud quality, 1.0 meaning as good as sending everything to the cloud.
+Each judgement stands for 1 / share requests of its kind (a Horvitz-Thompson weight), so local answers
+shadowed at 5% and cloud answers explored at 1% add up in the right proportions. Cloud answers that were
+served but not explored count as exactly as good as the cloud, each with the mean cloud quality seen.
+Intervals resample the judgements of each stratum (local-served, cloud-served) with replacement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from router.quality.records import Judgement
+
+RESAMPLES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    value: float | None
+    low: float | None
+    high: float | None
+    judged: int
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {"judged": self.judged}
+        if self.value is not None:
+            body |= {"quality_retained": round(self.value, 4), "low": round(self.low or 0, 4),
+                     "high": round(self.high or 0, 4)}  # fmt: skip
+        if self.note:
+            body["note"] = self.note
+        return body
+
+
+def _arrays(judgements: Sequence[Judgement]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    w = np.array([j.weight for j in judgements], float)
+    served = np.array([j.served_score for j in judgements], float)
+    cloud = np.array([j.reference_score for j in judgements], float)
+    return w, served, cloud
+
+
+def quality_retained(
+    judgements: Sequence[Judgement],
+    unexplored_cloud: float = 0.0,
+    min_samples: int = 30,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Estimate:
+    """The estimate for these judgements; `unexplored_cloud` cloud-served requests count as the cloud's own
+    quality (used when no cloud answer of the group was explored)."""
+    n = len(judgements)
+    if n < min_samples:
+        return Estimate(None, None, None, n, f"too few judged ({n}; {min_samples} needed)")
+    strata = [[j for j in judgements if j.stratum == s] for s in ("local", "cloud")]
+    if strata[1]:
+        unexplored_cloud = 0.0  # the explored ones stand for every cloud answer
+    rng = np.random.default_rng(seed)
+    num = np.zeros(resamples + 1)
+    den = np.zeros(resamples + 1)
+    cloud_means = []
+    for members in strata:
+        if not members:
+            continue
+        w, served, cloud = _arrays(members)
+        cloud_means.append(float(np.average(cloud, weights=w)))
+        picks = np.vstack([np.arange(len(members)), rng.integers(0, len(members), (resamples, len(members)))])
+        num += (w * served)[picks].sum(axis=1)
+        den += (w * cloud)[picks].sum(axis=1)
+    extra = unexplored_cloud * (cloud_means[0] if cloud_means else 1.0)
+    num, den = num + extra, den + extra
+    if den[0] <= 0:
+        return Estimate(None, None, None, n, "the reference scored 0 on every judged request")
+    ratios = num / np.where(den > 0, den, np.nan)
+    low, high = np.nanpercentile(ratios[1:], [2.5, 97.5])
+    return Estimate(float(ratios[0]), float(low), float(high), n)
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    threshold: float
+    quality: float
+    """Estimated quality retained at the threshold (point estimate)."""
+    quality_low: float
+    """Its lower bound at the chosen confidence."""
+    cloud_share: float
+    judged: int
+
+
+def calibrate(
+    judgements: Sequence[Judgement], target: float, confidence: float = 0.9, resamples: int = 500, seed: int = 0
+) -> Calibration:
+    """The highest threshold (the least cloud) whose quality retained is at least `target` with the given
+    one-sided confidence, over judgements that carry an escalation score. Needs cloud-served judgements
+    (`shadow.explore`) as well as local ones: without them nothing is known about prompts above the
+    threshold in force."""
+    scored = [j for j in judgements if j.escalation is not None]
+    if not scored:
+        raise ValueError("no judgement carries a classifier score: calibrate needs traffic routed `auto`")
+    thresholds = [j.threshold for j in scored if j.threshold is not None]
+    if not any(j.stratum == "cloud" for j in scored) and thresholds and min(thresholds) < 1.0:
+        raise ValueError(
+            "every judged request was answered locally, so nothing is known of the prompts the cloud answered: "
+            "turn on `shadow.explore` (a share of cloud answers also answered locally and judged)"
+        )
+    order = np.argsort([-j.escalation for j in scored], kind="stable")  # type: ignore[operator]
+    ranked = [scored[i] for i in order]
+    esc = np.array([j.escalation for j in ranked], float)
+    w = np.array([j.weight for j in ranked], float)
+    local = np.array([j.local_score for j in ranked], float)
+    cloud = np.array([j.reference_score for j in ranked], float)
+    n = len(ranked)
+    rng = np.random.default_rng(seed)
+    counts = np.vstack([np.ones(n), np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
+                                              for _ in range(resamples)])])  # fmt: skip
+    cw = counts * w
+    # Cut k sends the k highest-scored prompts to the cloud: cloud quality for them, local for the rest.
+    cloud_cum = np.concatenate([np.zeros((cw.shape[0], 1)), np.cumsum(cw * cloud, axis=1)], axis=1)
+    local_cum = np.concatenate([np.zeros((cw.shape[0], 1)), np.cumsum(cw * local, axis=1)], axis=1)
+    total_cloud = cloud_cum[:, -1:]
+    quality = (cloud_cum + (local_cum[:, -1:] - local_cum)) / np.where(total_cloud > 0, total_cloud, np.nan)
+    share = np.concatenate([[0.0], np.cumsum(w)]) / w.sum()
+    lower = np.nanquantile(quality[1:], 1 - confidence, axis=0)
+    # Only cuts between distinct scores are thresholds; k = n (everything to the cloud) always qualifies.
+    valid = np.ones(n + 1, bool)
+    valid[1:n] = esc[:-1] > esc[1:]
+    for k in range(n + 1):
+        if valid[k] and lower[k] >= target:
+            break
+    threshold = 1.0 if k == 0 else float(esc[k - 1])
+    return Calibration(threshold, float(quality[0, k]), float(lower[k]), float(share[k]), n)

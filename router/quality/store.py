@@ -1,0 +1,169 @@
+"""Where judgements and the shadow spend live: beside the ledger, in its SQLite file or in Redis.
+
+SQLite: a `judgements` table in the ledger's file (one process, survives restarts). Redis: one list per
+UTC day (`router:judgements:<day>`), so every replica writes to and reads from the same judgements, and
+one spend counter per day, so the daily cap holds for all replicas together. While Redis is down,
+judgements and spend go to the SQLite file instead, as the ledger's rows do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from router.quality.records import Judgement
+from router.redis_client import RedisGuard
+
+DAY_S = 86400
+
+
+def day_of(at: float) -> int:
+    return int(at // DAY_S)
+
+
+class JudgementStore(Protocol):
+    async def add(self, judgements: list[Judgement]) -> None: ...
+
+    async def query(self, since: float, until: float) -> list[Judgement]: ...
+
+    async def spend(self, usd: float, at: float | None = None) -> float:
+        """Add to the day's shadow spend; returns the day's total."""
+        ...
+
+    async def spent(self, at: float | None = None) -> float: ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteJudgementStore:
+    def __init__(self, path: Path | str, retention_days: int = 400) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS judgements (at REAL NOT NULL, data TEXT NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS judgements_at ON judgements (at)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS shadow_spend (day INTEGER PRIMARY KEY, usd REAL NOT NULL)")
+        self._lock = threading.Lock()
+        self._retention_s = retention_days * DAY_S
+
+    def _add(self, judgements: list[Judgement]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO judgements VALUES (?, ?)", [(j.at, j.to_json()) for j in judgements])
+            self._db.execute("DELETE FROM judgements WHERE at < ?", (time.time() - self._retention_s,))
+            self._db.execute("COMMIT")
+
+    def _query(self, since: float, until: float) -> list[Judgement]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM judgements WHERE at >= ? AND at <= ? ORDER BY at", (since, until)
+            ).fetchall()
+        return [Judgement.from_json(data) for (data,) in rows]
+
+    def _spend(self, usd: float, day: int) -> float:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO shadow_spend VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET usd = usd + excluded.usd",
+                (day, usd),
+            )
+            return self._spent(day)
+
+    def _spent(self, day: int) -> float:
+        row = self._db.execute("SELECT usd FROM shadow_spend WHERE day = ?", (day,)).fetchone()
+        return float(row[0]) if row else 0.0
+
+    async def add(self, judgements: list[Judgement]) -> None:
+        if judgements:
+            await asyncio.to_thread(self._add, judgements)
+
+    async def query(self, since: float, until: float) -> list[Judgement]:
+        return await asyncio.to_thread(self._query, since, until)
+
+    async def spend(self, usd: float, at: float | None = None) -> float:
+        return await asyncio.to_thread(self._spend, usd, day_of(at or time.time()))
+
+    async def spent(self, at: float | None = None) -> float:
+        def read() -> float:
+            with self._lock:
+                return self._spent(day_of(at or time.time()))
+
+        return await asyncio.to_thread(read)
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class RedisJudgementStore:
+    """Judgements shared by every replica; the SQLite store stands in while Redis is unreachable."""
+
+    def __init__(
+        self, guard: RedisGuard, local: SqliteJudgementStore, prefix: str = "router", retention_days: int = 400
+    ) -> None:
+        self._guard = guard
+        self._local = local
+        self._prefix = prefix
+        self._retention_s = retention_days * DAY_S
+
+    def _list(self, day: int) -> str:
+        return f"{self._prefix}:judgements:{day}"
+
+    def _spend_key(self, day: int) -> str:
+        return f"{self._prefix}:shadow:spend:{day}"
+
+    async def add(self, judgements: list[Judgement]) -> None:
+        if not judgements:
+            return
+
+        async def call(r: Any) -> None:
+            async with r.pipeline(transaction=False) as pipe:
+                days = set()
+                for j in judgements:
+                    days.add(day_of(j.at))
+                    pipe.rpush(self._list(day_of(j.at)), j.to_json())
+                for day in days:
+                    pipe.expireat(self._list(day), (day + 1) * DAY_S + self._retention_s)
+                await pipe.execute()
+
+        await self._guard.run("judgements", call, lambda: self._local.add(judgements))
+
+    async def query(self, since: float, until: float) -> list[Judgement]:
+        days = list(range(day_of(since), day_of(until) + 1))
+
+        async def call(r: Any) -> list[Judgement]:
+            async with r.pipeline(transaction=False) as pipe:
+                for day in days:
+                    pipe.lrange(self._list(day), 0, -1)
+                results = await pipe.execute()
+            found = [Judgement.from_json(raw) for items in results for raw in items]
+            return sorted((j for j in found if since <= j.at <= until), key=lambda j: j.at)
+
+        return await self._guard.run("judgements", call, lambda: self._local.query(since, until))
+
+    async def spend(self, usd: float, at: float | None = None) -> float:
+        day = day_of(at or time.time())
+
+        async def call(r: Any) -> float:
+            async with r.pipeline(transaction=False) as pipe:
+                pipe.incrbyfloat(self._spend_key(day), usd)
+                pipe.expire(self._spend_key(day), 2 * DAY_S)
+                total, _ = await pipe.execute()
+            return float(total)
+
+        return await self._guard.run("shadow-spend", call, lambda: self._local.spend(usd, at))
+
+    async def spent(self, at: float | None = None) -> float:
+        day = day_of(at or time.time())
+
+        async def call(r: Any) -> float:
+            return float(await r.get(self._spend_key(day)) or 0.0)
+
+        return await self._guard.run("shadow-spend", call, lambda: self._local.spent(at))
+
+    async def close(self) -> None:
+        await self._local.close()
