@@ -16,8 +16,10 @@ import httpx
 import openai
 import pytest
 import yaml
+from playwright.sync_api import Browser
 
 from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway
+from tests.dashboard.test_dashboard_page import browser  # noqa: F401  (the headless Chromium fixture)
 from tests.servers import RedisServer, faulty_cloud_args, free_port, gateway_args, running
 
 POLICY = """\
@@ -108,7 +110,7 @@ def shadowed(standins: dict[str, FaultyCloud], tmp_path_factory: pytest.TempPath
     """Every local answer shadowed (share 1.0)."""
     tmp = tmp_path_factory.mktemp("shadowed")
     with ExitStack() as stack:
-        yield _gateway(stack, tmp, _config(standins, tmp / "ledger.sqlite", {"share": 1.0}))
+        yield _gateway(stack, tmp, _config(standins, tmp / "ledger.sqlite", {"share": 1.0, "min_samples": 3}))
 
 
 def test_pinned_and_private_requests_never_reach_the_cloud(shadowed: Gateway, standins: dict) -> None:
@@ -183,3 +185,22 @@ def test_replicas_share_their_judgements_through_redis(
         judged_on_a = _settled(a)["overall"]["judged"]
         judged_on_b = _settled(b)["overall"]["judged"]
     assert judged_on_a == judged_on_b == before + 3  # b shadowed nothing and has its own SQLite file
+
+
+def test_the_dashboard_shows_quality_beside_the_savings(shadowed: Gateway, browser: Browser) -> None:  # noqa: F811
+    for i in range(4):
+        assert _ask(shadowed, f"dashboard question {i}") == "local"
+    _ask(shadowed, "one private question", {"x-private": "yes"})
+    quality = _settled(shadowed)
+    overall = quality["overall"]
+    assert overall["judged"] >= 4 and "quality_retained" in overall
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(f"{shadowed.url}/dashboard?window=1h")
+    page.wait_for_selector("body[data-loaded=true]", timeout=30_000)
+    assert page.text_content("#kpi-quality") == page.evaluate(f"pct({overall['quality_retained']})")
+    assert f"{overall['judged']} judged" in page.text_content("#kpi-quality-sub")
+    assert "of cloud quality" in page.text_content("#kpi-savings-sub")
+    table = page.text_content("#table-quality")
+    assert "rule default" in table  # the default route's answers were judged
+    assert "rule private" not in table  # private requests never were
+    page.close()
