@@ -39,9 +39,12 @@ KEY_ENV = "HYBRID_ROUTER_REPLAY_KEY"
 DEFAULT_THRESHOLD = 0.7  # the shipped default policy's `route: auto` threshold
 
 
-def config(standin_v1: str, ledger: Path, share: float, explore: float, checks: bool) -> dict[str, Any]:
+def config(
+    standin_v1: str, ledger: Path, share: float, explore: float, checks: bool, head: Path | None = None
+) -> dict[str, Any]:
     cloud = {"engine": "litellm", "api_base": standin_v1, "api_key_env": KEY_ENV}
     return {
+        **({"classifier": {"head": str(head)}} if head else {}),
         "models": {
             "mixtral": {"engine": "openai-compatible", "model": "mixtral", "api_base": [standin_v1]},
             "gpt-4": {**cloud, "model": "openai/gpt-4", "price": {"input_per_1k_usd": 0.01, "output_per_1k_usd": 0.03}},
@@ -106,6 +109,25 @@ def truth(rows: list[dict[str, Any]], routes: list[str]) -> tuple[float, float]:
     return served / sum(bool(r["strong_right"]) for r in rows), cloud / len(routes)
 
 
+def head_scores(head: Path, rows: list[dict[str, Any]]) -> np.ndarray:
+    from router.classify.embedding_service import MAX_TEXT_CHARS, load_embedder
+    from router.classify.head import Head
+    from router.config import EmbedderConfig, Settings
+
+    embedder = load_embedder(EmbedderConfig(), Settings().model_dir.parent / "embedders")
+    texts = [str(r["prompt"])[:MAX_TEXT_CHARS] for r in rows]
+    return Head.load(head).score(embedder.embed(texts), texts)
+
+
+def apgr_with_interval(rows: list[dict[str, Any]], scores: np.ndarray) -> str:
+    from router.classify.evaluation import bootstrap, curve
+
+    weak = np.array([float(r["weak_right"]) for r in rows])
+    strong = np.array([float(r["strong_right"]) for r in rows])
+    low, high = bootstrap(scores, weak, strong)["apgr"]
+    return f"{curve(scores, weak, strong).apgr:.3f} [{low:.3f}, {high:.3f}]"
+
+
 def escalation_scores(rows: list[dict[str, Any]]) -> np.ndarray:
     """The scores the gateway's classifier gives these prompts (the general head, the same embedder), so any
     threshold's routes can be read off without replaying it."""
@@ -137,13 +159,22 @@ def hindsight_share(rows: list[dict[str, Any]], scores: np.ndarray, target: floa
     return 0.0, 1.0
 
 
-def calibrated_threshold(work: Path, target: float, confidence: float) -> tuple[float, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "router", "calibrate", "--quality-target", str(target), "--config",
-         str(work / "default.yaml"), "--window", "1d", "--confidence", str(confidence)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+def router_cli(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "router", *args], capture_output=True, text=True, check=True).stdout
+
+
+def calibrated_threshold(config_path: Path, target: float, confidence: float) -> tuple[float, str]:
+    out = router_cli("calibrate", "--quality-target", str(target), "--config", str(config_path), "--window", "1d",
+                     "--confidence", str(confidence))  # fmt: skip
     return float(re.search(r"threshold (\d\.\d+):", out).group(1)), out.strip()  # type: ignore[union-attr]
+
+
+def share_threshold(work: Path, rows: list[dict[str, Any]], head: Path, share: float) -> float:
+    """`router calibrate PROMPTS --target-cloud-share`: a provisional threshold for a new head."""
+    prompts = work / "prompts.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": r["prompt"]}) for r in rows))
+    out = router_cli("calibrate", str(prompts), "--target-cloud-share", str(share), "--head", str(head))
+    return float(re.search(r"threshold (\d\.\d+):", out).group(1))  # type: ignore[union-attr]
 
 
 def describe(quality: dict[str, Any]) -> str:
@@ -157,13 +188,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", type=float, default=0.9, help="Quality target for `router calibrate`.")
     parser.add_argument("--share", type=float, default=0.5, help="shadow.share (local answers judged).")
-    parser.add_argument("--confidence", type=float, default=0.9, help="`router calibrate --confidence`.")
     parser.add_argument("--explore", type=float, default=0.5, help="shadow.explore (cloud answers judged).")
+    parser.add_argument("--confidence", type=float, default=0.9, help="`router calibrate --confidence`.")
     parser.add_argument("--no-checks", action="store_true", help="Judge every pair (no deterministic checks).")
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     rows = ROWS
-    half = len(rows) // 2
+    half, quarter = len(rows) // 2, len(rows) // 4
     first, second = rows[:half], rows[half:]
     lines: list[str] = []
 
@@ -171,25 +202,37 @@ def main() -> None:
         print(line, flush=True)
         lines.append(line)
 
+    def run(url: str, part: list[dict[str, Any]]) -> list[str]:
+        return asyncio.run(replay(url, part, args.concurrency))
+
+    def shadowed(name: str, head: Path | None = None) -> dict[str, Any]:
+        body = config(v1, work / f"{name}.sqlite", args.share, args.explore, not args.no_checks, head)
+        (work / f"{name}.yaml").write_text(yaml.safe_dump(body))
+        return body
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         port = free_port()
         standin = [sys.executable, "-m", "bench.replay_standin", "--port", str(port)]
         with running(standin, f"http://127.0.0.1:{port}/v1/models", work / "standin.log"):
             v1 = f"http://127.0.0.1:{port}/v1"
-            body = config(v1, work / "ledger.sqlite", args.share, args.explore, not args.no_checks)
-            with gateway(work, "default", body, DEFAULT_THRESHOLD) as url:
+            with gateway(work, "default", shadowed("default"), DEFAULT_THRESHOLD) as url:
                 started = time.perf_counter()
-                routes_first = asyncio.run(replay(url, first, args.concurrency))
+                routes_first = run(url, first[:quarter])
+                settled_stats(url)
+                # The first quarter's judgements are what `train --from-traffic` learns from (section 4).
+                trained = router_cli("train", "--from-traffic", "--config", str(work / "default.yaml"),
+                                     "--window", "1d", "--out", str(work / "traffic-head.npz"))  # fmt: skip
+                routes_first += run(url, first[quarter:])
                 stats_first = settled_stats(url)
-                say(f"1. first half ({len(first)} prompts, threshold {DEFAULT_THRESHOLD}) in "
+                say(f"1. first half ({len(first)} prompts, general head, threshold {DEFAULT_THRESHOLD}) in "
                     f"{time.perf_counter() - started:.0f} s")  # fmt: skip
                 true_q, share = truth(first, routes_first)
                 say(f"   true quality retained {true_q:.3f} at {100 * share:.1f}% cloud; estimated "
                     f"{describe(stats_first['quality'])}")  # fmt: skip
-                threshold, calibrate_out = calibrated_threshold(work, args.target, args.confidence)
+                threshold, calibrate_out = calibrated_threshold(work / "default.yaml", args.target, args.confidence)
                 say(f"   router calibrate --quality-target {args.target}: " + calibrate_out.replace("\n", " | "))
-                routes_second = asyncio.run(replay(url, second, args.concurrency))
+                routes_second = run(url, second)
                 stats_all = settled_stats(url)
                 true_all, share_all = truth(rows, routes_first + routes_second)
                 q = stats_all["quality"]["overall"]
@@ -201,28 +244,55 @@ def main() -> None:
                     f"{json.dumps(stats_all['quality']['shadow']['jobs'])}; shadow spend "
                     f"${stats_all['quality']['shadow']['spent_usd_today']:.4f}")  # fmt: skip
             default_q, default_share = truth(second, routes_second)
-            body = config(v1, work / "ledger-tuned.sqlite", args.share, args.explore, not args.no_checks)
-            with gateway(work, "tuned", body, threshold) as url:
-                routes_tuned = asyncio.run(replay(url, second, args.concurrency))
-            tuned_q, tuned_share = truth(second, routes_tuned)
-            met = tuned_q >= args.target
+            with gateway(work, "tuned", shadowed("tuned"), threshold) as url:
+                tuned_q, tuned_share = truth(second, run(url, second))
             say(f"3. second half ({len(second)} prompts, never seen by calibrate): default threshold "
                 f"{DEFAULT_THRESHOLD}: quality {default_q:.3f} at {100 * default_share:.1f}% cloud; calibrated "
                 f"{threshold:.4f}: quality {tuned_q:.3f} at {100 * tuned_share:.1f}% cloud "
-                f"(target {args.target}: {'met' if met else 'NOT met'})")  # fmt: skip
+                f"(target {args.target}: {'met' if tuned_q >= args.target else 'NOT met'})")  # fmt: skip
+            # 4. Learning from traffic: a head fitted on the first quarter's judgements, put in at a provisional
+            # threshold (half its training prompts to the cloud), calibrated on the second quarter's judgements
+            # of its own routing, then run on the second half.
+            head = work / "traffic-head.npz"
+            say(
+                "4. router train --from-traffic on the first quarter's judgements: "
+                + " | ".join(line for line in trained.strip().splitlines() if "chose" in line or "judged" in line)
+            )
+            provisional = share_threshold(work, first[:quarter], head, 0.5)
+            with gateway(work, "learning", shadowed("learning", head), provisional) as url:
+                run(url, first[quarter:])
+                settled_stats(url)
+            learned, learned_out = calibrated_threshold(work / "learning.yaml", args.target, args.confidence)
+            say(
+                f"   provisional threshold {provisional:.4f}; calibrated on the second quarter: "
+                + learned_out.replace("\n", " | ")
+            )
+            with gateway(work, "learned", shadowed("learned", head), learned) as url:
+                learned_q, learned_share = truth(second, run(url, second))
+            say(f"   second half with the traffic head at {learned:.4f}: quality {learned_q:.3f} at "
+                f"{100 * learned_share:.1f}% cloud (target {args.target}: "
+                f"{'met' if learned_q >= args.target else 'NOT met'})")  # fmt: skip
+            traffic_scores = head_scores(head, rows)
     scores = escalation_scores(rows)
     agree = sum((s >= DEFAULT_THRESHOLD) == (route == "cloud") for s, route in zip(scores, routes_first + routes_second,
                                                                                     strict=True))  # fmt: skip
     say(f"   offline scores (same head and embedder) agree with the gateway's routes on {agree} of {len(rows)}")
-    say(f"   {'threshold':<22} {'first half':>22} {'second half':>22}")
+    say(f"   {'general head, threshold':<26} {'first half':>22} {'second half':>22}")
     for label, t in [*((f"{t:.2f}", t) for t in (0.3, 0.4, 0.5, 0.6, DEFAULT_THRESHOLD)), ("calibrated", threshold)]:
         a, b = at_threshold(first, scores[:half], t), at_threshold(second, scores[half:], t)
-        say(f"   {label + (f' {t:.4f}' if label == 'calibrated' else ''):<22} {a[0]:>8.3f} at {100 * a[1]:>5.1f}% "
+        say(f"   {label + (f' {t:.4f}' if label == 'calibrated' else ''):<26} {a[0]:>8.3f} at {100 * a[1]:>5.1f}% "
             f"{b[0]:>8.3f} at {100 * b[1]:>5.1f}%")  # fmt: skip
-    best_t, best_share = hindsight_share(second, scores[half:], args.target)
-    say(f"   to reach {args.target} on the second half: calibrated {100 * tuned_share:.1f}% cloud; random routing "
-        f"{100 * random_share(second, args.target):.1f}%; this head in hindsight (threshold {best_t:.4f}) "
-        f"{100 * best_share:.1f}%; all to the cloud 100%")  # fmt: skip
+    _, best_share = hindsight_share(second, scores[half:], args.target)
+    _, best_lshare = hindsight_share(second, traffic_scores[half:], args.target)
+    say(f"   cloud share that reaches {args.target} on the second half: general head calibrated "
+        f"{100 * tuned_share:.1f}% (in hindsight {100 * best_share:.1f}%); traffic head calibrated "
+        f"{100 * learned_share:.1f}% (in hindsight {100 * best_lshare:.1f}%); random routing "
+        f"{100 * random_share(second, args.target):.1f}%; all to the cloud 100%")  # fmt: skip
+    apgr_general, apgr_traffic = (
+        apgr_with_interval(second, scores[half:]),
+        apgr_with_interval(second, traffic_scores[half:]),
+    )
+    say(f"   APGR on the second half (95% bootstrap): general head {apgr_general}; traffic head {apgr_traffic}")
     out = Path("bench/.work/shadow_replay.txt")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

@@ -14,6 +14,7 @@ from router.cli._common import (
     _settings,
     app,
 )
+from router.cli._judgements import stored_judgements
 from router.config import Settings, load_gateway_config
 from router.errors import ConfigError
 
@@ -113,7 +114,7 @@ def train(
             from router.classify.train import CANDIDATES
             from router.quality.learning import TRAFFIC_PREFIX, StoredEmbeddings, traffic_dataset
 
-            judged = _judgements(config, window)
+            judged = stored_judgements(config, window, embeddings=True)
             traffic, vectors = traffic_dataset(judged)
             if len(traffic) == 0:
                 raise ConfigError(f"no judgement with an embedding in the last {window}: is shadowing on?")
@@ -225,33 +226,6 @@ def evaluate(
         typer.echo(f"wrote {path}")
 
 
-def _judgements(config: Path | None, window: str) -> list:  # -> list[Judgement]
-    """The judgements of the last `window` in the gateway's store (its SQLite file, or Redis)."""
-    import asyncio
-    import time
-
-    from router.app import build_judgement_store
-    from router.ledger.stats import parse_window
-    from router.redis_client import RedisGuard, connect
-
-    settings = _settings(config, None)
-    gateway = load_gateway_config(settings.config)
-    seconds = parse_window(window)
-
-    async def read() -> list:
-        redis = RedisGuard(connect(settings.redis_url)) if settings.redis_url else None
-        store = build_judgement_store(settings, gateway, redis)
-        try:
-            now = time.time()
-            return await store.query(now - seconds, now)
-        finally:
-            await store.close()
-            if redis is not None:
-                await redis.close()
-
-    return asyncio.run(read())
-
-
 @app.command()
 def calibrate(
     prompts: Annotated[
@@ -311,7 +285,7 @@ def _calibrate_for_quality(config: Path | None, target: float, rule: str, window
     from router.quality import calibrate, quality_retained
 
     try:
-        judged = [j for j in _judgements(config, window) if j.auto_rule == rule]
+        judged = [j for j in stored_judgements(config, window) if j.auto_rule == rule]
     except ConfigError as error:
         _fail(error)
     if not judged:

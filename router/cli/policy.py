@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from router.cli._common import ConfigOpt, _fail, _settings, policy_app
+from router.cli._judgements import stored_judgements
 from router.config import load_gateway_config
 from router.errors import ConfigError
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from router.components import Components
     from router.policy import PolicyEngine
     from router.policy.testing import CaseResult
+    from router.quality import Judgement
     from router.types import RequestContext
 
 
@@ -130,17 +132,27 @@ def policy_diff(
     old: Annotated[Path, typer.Argument(help="The policy in force.")],
     new: Annotated[Path, typer.Argument(help="The policy you would put in its place.")],
     sample: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            help="Requests, one JSON object a line: a chat request body, or `{request, usage, headers, tenant}`."
+            help="Requests, one JSON object a line: a chat request body, or `{request, usage, headers, tenant}`; "
+            "default with --judged: the judged requests themselves."
         ),
-    ],
+    ] = None,
+    judged: Annotated[
+        bool,
+        typer.Option(
+            "--judged",
+            help="Also estimate quality retained under each policy from the gateway's shadow judgements "
+            "(those stored with their prompt: `shadow.store_prompts`).",
+        ),
+    ] = False,
+    window: Annotated[str, typer.Option(help="With --judged: judgements of this window.")] = "7d",
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """What replacing OLD by NEW would do to these requests: how many change route, from which rule to
     which, and the cost at today's prices (prompt tokens counted; completion tokens as recorded, else the
-    request's max_tokens, else none)."""
+    request's max_tokens, else none). With --judged, the quality each would keep, from judged traffic."""
     from router.backends.litellm_backend import import_litellm
     from router.cli._decide import explainer, use_policy
     from router.ledger.pricing import Pricer
@@ -148,9 +160,12 @@ def policy_diff(
     from router.policy.testing import Explain, diff, read_sample
     from router.types import Usage
 
+    if sample is None and not judged:
+        _fail(ConfigError("give --sample FILE (requests), --judged (the judged traffic), or both"))
     components = _components_for(old, config)
     try:
-        requests = read_sample(sample)
+        judgements = [j for j in stored_judgements(config, window) if j.prompt] if judged else []
+        requests = read_sample(sample) if sample is not None else [(_judged_request(j), 0) for j in judgements]
         new_engine: PolicyEngine = load_policy(new, components.config.models)
     except ConfigError as error:
         _fail(error)
@@ -174,7 +189,9 @@ def policy_diff(
         return pricer.cost(model, Usage(prompt_tokens, completion_tokens))
 
     result = diff(requests, under(old_engine), under(new_engine), cost)
-    result |= {"old": str(old), "new": str(new), "sample": str(sample)}
+    result |= {"old": str(old), "new": str(new), "sample": str(sample or f"judged traffic, last {window}")}
+    if judged:
+        result["quality"] = _judged_quality(judgements, under(old_engine), under(new_engine))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -186,7 +203,55 @@ def policy_diff(
             typer.echo(f"  {move['requests']:>8}  {moved}")
     c = result["cost_usd"]
     typer.echo(f"cost at today's prices: ${c['old']:.6f} -> ${c['new']:.6f} ({c['change']:+.6f})")
-    typer.echo("quality: no shadow judgements recorded; the change in quality is not estimated")
+    quality = result.get("quality")
+    if quality is None:
+        typer.echo("quality: not estimated (--judged estimates it from the gateway's shadow judgements)")
+    elif "note" in quality:
+        typer.echo(f"quality: {quality['note']}")
+    else:
+        o, n, c = quality["old"], quality["new"], quality["change"]
+        typer.echo(
+            f"quality retained on {quality['judged']} judged requests: {o['quality_retained']:.3f} "
+            f"[{o['low']:.3f}, {o['high']:.3f}] -> {n['quality_retained']:.3f} [{n['low']:.3f}, {n['high']:.3f}]; "
+            f"change {c['estimate']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] (paired)"
+        )
+
+
+def _judged_request(judgement: Judgement) -> RequestContext:
+    """A judged request as the policy sees it: its last user message (what a judgement keeps) and tenant."""
+    from router.types import RequestContext
+
+    tenant = None if judgement.tenant in ("-", "other") else judgement.tenant
+    messages = ({"role": "user", "content": judgement.prompt or ""},)
+    return RequestContext(judgement.request_id, "chat", "auto", messages, tenant=tenant)
+
+
+def _judged_quality(judgements: list[Judgement], old: Any, new: Any) -> dict[str, Any]:
+    """Quality retained of the judged requests under each policy: the reference's score where a policy
+    sends one to the cloud, the local answer's where it keeps it local (denied ones are left out)."""
+    from router.quality.estimate import compare_routings
+
+    if not judgements:
+        return {"judged": 0, "note": "no judgement with its prompt in the window: set `shadow.store_prompts: true`"}
+    routed = [(j, old(_judged_request(j)), new(_judged_request(j))) for j in judgements]
+    kept = [(j, a, b) for j, a, b in routed if a["deny"] is None and b["deny"] is None]
+    if not kept:
+        return {"judged": 0, "note": "every judged request is denied by one of the policies"}
+    found = compare_routings([j for j, _, _ in kept], [a["route"] == "cloud" for _, a, _ in kept],
+                             [b["route"] == "cloud" for _, _, b in kept])  # fmt: skip
+    as_served = sum((a["route"] == "cloud") == (j.stratum == "cloud") for j, a, _ in kept)
+    return {
+        "judged": len(kept),
+        "denied": len(routed) - len(kept),
+        "old": found.old.as_dict(),
+        "new": found.new.as_dict(),
+        "change": {
+            "estimate": round(found.change, 4),
+            "low": round(found.change_low, 4),
+            "high": round(found.change_high, 4),
+        },
+        "old_matches_served": as_served,
+    }
 
 
 @policy_app.command("schema")

@@ -18,6 +18,9 @@ import numpy as np
 from router.quality.records import Judgement
 
 RESAMPLES = 1000
+BOOTSTRAP_MAX = 2000
+"""Past this many judgements the interval comes from the ratio's linearisation (the delta method): the
+same to a fraction of a point at that size, and O(n) instead of O(n x resamples) on every stats call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,8 @@ def quality_retained(
     strata = [[j for j in judgements if j.stratum == s] for s in ("local", "cloud")]
     if strata[1]:
         unexplored_cloud = 0.0  # the explored ones stand for every cloud answer
+    if n > BOOTSTRAP_MAX:
+        return _linearised(strata, unexplored_cloud, n)
     rng = np.random.default_rng(seed)
     num = np.zeros(resamples + 1)
     den = np.zeros(resamples + 1)
@@ -79,6 +84,25 @@ def quality_retained(
     ratios = num / np.where(den > 0, den, np.nan)
     low, high = np.nanpercentile(ratios[1:], [2.5, 97.5])
     return Estimate(float(ratios[0]), float(low), float(high), n)
+
+
+def _linearised(strata: list[list[Judgement]], unexplored_cloud: float, n: int) -> Estimate:
+    """The ratio's 95% interval by the delta method, for stratified weighted samples."""
+    parts = [_arrays(members) for members in strata if members]
+    cloud_mean = float(np.average(parts[0][2], weights=parts[0][0])) if parts else 1.0
+    extra = unexplored_cloud * cloud_mean
+    num = sum(float((w * served).sum()) for w, served, _ in parts) + extra
+    den = sum(float((w * cloud).sum()) for w, _, cloud in parts) + extra
+    if den <= 0:
+        return Estimate(None, None, None, n, "the reference scored 0 on every judged request")
+    ratio = num / den
+    variance = 0.0
+    for w, served, cloud in parts:
+        z = w * (served - ratio * cloud)
+        if len(z) > 1:
+            variance += len(z) / (len(z) - 1) * float(((z - z.mean()) ** 2).sum())
+    half = 1.96 * np.sqrt(variance) / den
+    return Estimate(ratio, ratio - half, ratio + half, n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,3 +158,38 @@ def calibrate(
             break
     threshold = 1.0 if k == 0 else float(esc[k - 1])
     return Calibration(threshold, float(quality[0, k]), float(lower[k]), float(share[k]), n)
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Quality retained of the same judged requests routed two ways, and the paired difference."""
+
+    old: Estimate
+    new: Estimate
+    change: float
+    change_low: float
+    change_high: float
+
+
+def compare_routings(
+    judgements: Sequence[Judgement], old_cloud: Sequence[bool], new_cloud: Sequence[bool], resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Comparison:  # fmt: skip
+    """Quality retained if each judged request went to the cloud (True) or the local model (False) as
+    `old_cloud` and `new_cloud` say: the reference's score for the one, the local answer's for the other.
+    The interval of the difference resamples the same requests for both, so it is much tighter than the
+    two intervals side by side."""
+    w, _, cloud = _arrays(judgements)
+    local = np.array([j.local_score for j in judgements], float)
+    served = [np.where(np.asarray(c, bool), cloud, local) for c in (old_cloud, new_cloud)]
+    rng = np.random.default_rng(seed)
+    picks = np.vstack([np.arange(len(w)), rng.integers(0, len(w), (resamples, len(w)))])
+    den = (w * cloud)[picks].sum(axis=1)
+    den = np.where(den > 0, den, np.nan)
+    ratios = [(w * s)[picks].sum(axis=1) / den for s in served]
+    estimates = [
+        Estimate(float(r[0]), *(float(x) for x in np.nanpercentile(r[1:], [2.5, 97.5])), len(w)) for r in ratios
+    ]
+    change = ratios[1] - ratios[0]
+    low, high = np.nanpercentile(change[1:], [2.5, 97.5])
+    return Comparison(estimates[0], estimates[1], float(change[0]), float(low), float(high))

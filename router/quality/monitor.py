@@ -109,7 +109,7 @@ class QualityMonitor:
                 entry["note"] = f"waiting for judgements ({len(group)} of {auto.min_samples})"
             else:
                 try:
-                    found = calibrate(group, auto.quality_target, auto.confidence)
+                    found = await asyncio.to_thread(calibrate, group, auto.quality_target, auto.confidence)
                 except ValueError as exc:
                     entry["note"] = str(exc)
                 else:

@@ -3,7 +3,6 @@ router knew when it routed the request. Judgements are what quality estimates an
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -59,17 +58,21 @@ class Judgement:
         return 1.0 / self.share if self.share > 0 else 0.0
 
     def to_json(self) -> str:
+        """Everything but the embedding, which is kept apart (`embedding_bytes`): the quality figures read
+        judgements often and never need it; training reads it."""
         data: dict[str, Any] = asdict(self)
-        if self.embedding is not None:  # float16 bytes: a 384-wide vector is 1 KB of base64
-            data["embedding"] = base64.b64encode(np.asarray(self.embedding, np.float16).tobytes()).decode()
+        data.pop("embedding")
         return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"))
 
+    def embedding_bytes(self) -> bytes:
+        """The embedding as float16 bytes (a 384-wide vector: 768 bytes); empty without one."""
+        return b"" if self.embedding is None else np.asarray(self.embedding, np.float16).tobytes()
+
     @classmethod
-    def from_json(cls, text: str | bytes) -> Judgement:
+    def from_json(cls, text: str | bytes, embedding: bytes | None = None) -> Judgement:
         data = json.loads(text)
-        if isinstance(data.get("embedding"), str):
-            raw = np.frombuffer(base64.b64decode(data["embedding"]), np.float16)
-            data["embedding"] = tuple(float(x) for x in raw)
+        if embedding:
+            data["embedding"] = tuple(float(x) for x in np.frombuffer(embedding, np.float16))
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     def vector(self) -> np.ndarray | None:

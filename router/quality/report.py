@@ -3,6 +3,7 @@ dashboard, over the same window as the savings, overall and per rule, tenant and
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -97,8 +98,10 @@ class QualityReporter:
     async def report(self, window: str = "24h", now: float | None = None) -> dict[str, Any]:
         status = self._status() if self._status else {}  # before the reads: `pending: 0` then covers them
         rows, _, since, until = await self._ledger.rows(window, now)
-        section = quality_section(await self.store.query(since, until), rows, self._cloud_models,
-                                  self._config.min_samples)  # fmt: skip
+        judgements = await self.store.query(since, until)
+        # The intervals are numpy work proportional to the judgements: off the event loop.
+        section = await asyncio.to_thread(quality_section, judgements, rows, self._cloud_models,
+                                          self._config.min_samples)  # fmt: skip
         section["shadow"] = {
             "share": self._config.share,
             "explore": self._config.explore,

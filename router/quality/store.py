@@ -9,6 +9,7 @@ judgements and spend go to the SQLite file instead, as the ledger's rows do.
 from __future__ import annotations
 
 import asyncio
+import base64
 import sqlite3
 import threading
 import time
@@ -28,7 +29,9 @@ def day_of(at: float) -> int:
 class JudgementStore(Protocol):
     async def add(self, judgements: list[Judgement]) -> None: ...
 
-    async def query(self, since: float, until: float) -> list[Judgement]: ...
+    async def query(self, since: float, until: float, embeddings: bool = False) -> list[Judgement]:
+        """The window's judgements, oldest first; their embeddings only when asked (training)."""
+        ...
 
     async def spend(self, usd: float, at: float | None = None) -> float:
         """Add to the day's shadow spend; returns the day's total."""
@@ -45,7 +48,7 @@ class SqliteJudgementStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS judgements (at REAL NOT NULL, data TEXT NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS judgements (at REAL NOT NULL, data TEXT NOT NULL, embedding BLOB)")
         self._db.execute("CREATE INDEX IF NOT EXISTS judgements_at ON judgements (at)")
         self._db.execute("CREATE TABLE IF NOT EXISTS shadow_spend (day INTEGER PRIMARY KEY, usd REAL NOT NULL)")
         self._lock = threading.Lock()
@@ -54,16 +57,20 @@ class SqliteJudgementStore:
     def _add(self, judgements: list[Judgement]) -> None:
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT INTO judgements VALUES (?, ?)", [(j.at, j.to_json()) for j in judgements])
+            self._db.executemany(
+                "INSERT INTO judgements VALUES (?, ?, ?)",
+                [(j.at, j.to_json(), j.embedding_bytes()) for j in judgements],
+            )
             self._db.execute("DELETE FROM judgements WHERE at < ?", (time.time() - self._retention_s,))
             self._db.execute("COMMIT")
 
-    def _query(self, since: float, until: float) -> list[Judgement]:
+    def _query(self, since: float, until: float, embeddings: bool) -> list[Judgement]:
+        columns = "data, embedding" if embeddings else "data, NULL"
         with self._lock:
             rows = self._db.execute(
-                "SELECT data FROM judgements WHERE at >= ? AND at <= ? ORDER BY at", (since, until)
+                f"SELECT {columns} FROM judgements WHERE at >= ? AND at <= ? ORDER BY at", (since, until)
             ).fetchall()
-        return [Judgement.from_json(data) for (data,) in rows]
+        return [Judgement.from_json(data, embedding) for data, embedding in rows]
 
     def _spend(self, usd: float, day: int) -> float:
         with self._lock:
@@ -81,8 +88,8 @@ class SqliteJudgementStore:
         if judgements:
             await asyncio.to_thread(self._add, judgements)
 
-    async def query(self, since: float, until: float) -> list[Judgement]:
-        return await asyncio.to_thread(self._query, since, until)
+    async def query(self, since: float, until: float, embeddings: bool = False) -> list[Judgement]:
+        return await asyncio.to_thread(self._query, since, until, embeddings)
 
     async def spend(self, usd: float, at: float | None = None) -> float:
         return await asyncio.to_thread(self._spend, usd, day_of(at or time.time()))
@@ -111,7 +118,10 @@ class RedisJudgementStore:
         self._retention_s = retention_days * DAY_S
 
     def _list(self, day: int) -> str:
-        return f"{self._prefix}:judgements:{day}"
+        return f"{self._prefix}:judgements:{{{day}}}"  # a hash tag: a day's two lists share a cluster slot
+
+    def _embeddings(self, day: int) -> str:
+        return f"{self._list(day)}:embeddings"
 
     def _spend_key(self, day: int) -> str:
         return f"{self._prefix}:shadow:spend:{day}"
@@ -120,30 +130,43 @@ class RedisJudgementStore:
         if not judgements:
             return
 
+        by_day: dict[int, list[Judgement]] = {}
+        for j in judgements:
+            by_day.setdefault(day_of(j.at), []).append(j)
+
         async def call(r: Any) -> None:
-            async with r.pipeline(transaction=False) as pipe:
-                days = set()
-                for j in judgements:
-                    days.add(day_of(j.at))
-                    pipe.rpush(self._list(day_of(j.at)), j.to_json())
-                for day in days:
-                    pipe.expireat(self._list(day), (day + 1) * DAY_S + self._retention_s)
-                await pipe.execute()
+            for day, members in by_day.items():
+                # One transaction per day: the judgement and its embedding land at the same index of the
+                # day's two lists, or neither does.
+                async with r.pipeline(transaction=True) as pipe:
+                    pipe.rpush(self._list(day), *(j.to_json() for j in members))
+                    pipe.rpush(
+                        self._embeddings(day), *(base64.b64encode(j.embedding_bytes()).decode() for j in members)
+                    )
+                    for key in (self._list(day), self._embeddings(day)):
+                        pipe.expireat(key, (day + 1) * DAY_S + self._retention_s)
+                    await pipe.execute()
 
         await self._guard.run("judgements", call, lambda: self._local.add(judgements))
 
-    async def query(self, since: float, until: float) -> list[Judgement]:
+    async def query(self, since: float, until: float, embeddings: bool = False) -> list[Judgement]:
         days = list(range(day_of(since), day_of(until) + 1))
 
         async def call(r: Any) -> list[Judgement]:
-            async with r.pipeline(transaction=False) as pipe:
-                for day in days:
+            found = []
+            for day in days:
+                async with r.pipeline(transaction=True) as pipe:
                     pipe.lrange(self._list(day), 0, -1)
-                results = await pipe.execute()
-            found = [Judgement.from_json(raw) for items in results for raw in items]
+                    if embeddings:
+                        pipe.lrange(self._embeddings(day), 0, -1)
+                    items, *vectors = await pipe.execute()
+                paired = zip(items, vectors[0], strict=False) if embeddings else ((raw, None) for raw in items)
+                found += [
+                    Judgement.from_json(raw, base64.b64decode(vector) if vector else None) for raw, vector in paired
+                ]
             return sorted((j for j in found if since <= j.at <= until), key=lambda j: j.at)
 
-        return await self._guard.run("judgements", call, lambda: self._local.query(since, until))
+        return await self._guard.run("judgements", call, lambda: self._local.query(since, until, embeddings))
 
     async def spend(self, usd: float, at: float | None = None) -> float:
         day = day_of(at or time.time())

@@ -49,5 +49,6 @@ def test_the_grader_prompt_carries_the_rubric_and_both_answers() -> None:
 def test_a_judgement_survives_its_json() -> None:
     j = Judgement(1.0, "r", "local", "local", "classifier", "-", "m", "c", "check", "number", 1.0, 1.0, 0.05,
                   0.3, 0.7, "default", embedding=(0.25, -0.5))  # fmt: skip
-    again = Judgement.from_json(j.to_json())
+    again = Judgement.from_json(j.to_json(), j.embedding_bytes())  # the embedding travels apart
     assert again == j and again.weight == pytest.approx(20.0)
+    assert Judgement.from_json(j.to_json()).embedding is None

@@ -56,3 +56,17 @@ def test_calibration_needs_explored_cloud_answers() -> None:
     sample = judged(score, local, cloud, 0.6, share=0.2, explore=0.0, seed=9)
     with pytest.raises(ValueError, match=r"shadow\.explore"):
         calibrate(sample, 0.9)
+
+
+def test_large_samples_get_the_delta_method_interval_that_the_bootstrap_gives() -> None:
+    from router.quality.estimate import BOOTSTRAP_MAX
+
+    score, local, cloud = population(40000, 12)
+    sample = judged(score, local, cloud, 0.6, share=0.08, explore=0.05, seed=12)
+    assert len(sample) > BOOTSTRAP_MAX
+    fast = quality_retained(sample)
+    slow = quality_retained(sample[:BOOTSTRAP_MAX])  # the bootstrap, on a part of it
+    assert fast.low <= true_quality(score, local, cloud, 0.6) <= fast.high
+    # Width scales as 1/sqrt(n): the linearised interval on n matches the bootstrap's on BOOTSTRAP_MAX.
+    ratio = (fast.high - fast.low) / (slow.high - slow.low) * (len(sample) / BOOTSTRAP_MAX) ** 0.5
+    assert 0.8 < ratio < 1.25

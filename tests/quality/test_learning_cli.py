@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from router.classify.head import Head
@@ -64,3 +66,38 @@ def test_train_from_traffic_fits_a_head_on_the_judgements(tmp_path: Path) -> Non
     ranked = head.score(vectors, [""] * len(score))
     needs = (~local) & cloud
     assert ranked[needs].mean() > ranked[~needs].mean() + 0.05
+
+
+def test_policy_diff_estimates_the_quality_each_policy_keeps(tmp_path: Path) -> None:
+    from router.quality import Judgement
+    from tests.quality.synthetic import BASE_AT
+
+    found = []
+    for i in range(120):
+        hard = i % 3 == 0  # the local model gets the maths wrong, the cloud gets it right
+        found.append(Judgement(
+            BASE_AT + i, f"r{i}", "local", "local", "default", "-", "local-pool", "gpt-4o-mini", "judge", "judge",
+            0.0 if hard else 1.0, 1.0, 0.5, prompt=f"{'Solve this maths problem' if hard else 'Say hello'} #{i}",
+        ))  # fmt: skip
+    store = SqliteJudgementStore(tmp_path / "ledger.sqlite")
+
+    async def fill() -> None:
+        await store.add(found)
+        await store.close()
+
+    asyncio.run(fill())
+    config = tmp_path / "router.yaml"
+    config.write_text(yaml.safe_dump({"ledger": {"path": str(tmp_path / "ledger.sqlite")}}))
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("version: 1\ndefault: {route: local}\n")
+    rules = "rules:\n  - name: maths\n    when: {keywords: [maths]}\n    route: cloud\n"
+    new.write_text(f"version: 1\ndefault: {{route: local}}\n{rules}")
+    result = _router("policy", "diff", str(old), str(new), "--judged", "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr + result.stdout
+    quality = json.loads(result.stdout)["quality"]
+    assert quality["judged"] == 120 and quality["old_matches_served"] == 120
+    assert quality["old"]["quality_retained"] == pytest.approx(80 / 120, abs=1e-4)
+    assert quality["new"]["quality_retained"] == pytest.approx(1.0)
+    assert quality["change"]["low"] > 0.2  # paired: the gain is certain, not within the noise
+    text = _router("policy", "diff", str(old), str(new), "--judged", "--config", str(config)).stdout
+    assert "40 of 120 requests change route" in text and "quality retained on 120 judged requests" in text

@@ -22,7 +22,7 @@ def test_a_bad_share_names_the_file_and_line(tmp_path: Path) -> None:
 def test_shadow_models_must_be_configured(tmp_path: Path) -> None:
     path = tmp_path / "router.yaml"
     path.write_text("shadow:\n  share: 0.1\n  judge: no-such-model\n")
-    with pytest.raises(ConfigError, match="shadow.judge names `no-such-model`"):
+    with pytest.raises(ConfigError, match=r"shadow\.judge names `no-such-model`"):
         load_gateway_config(path)
 
 

@@ -24,7 +24,10 @@ def test_sqlite_keeps_judgements_and_the_days_spend(tmp_path: Path) -> None:
         store = SqliteJudgementStore(tmp_path / "ledger.sqlite")
         sample = _sample()
         await store.add(sample)
-        assert await store.query(BASE_AT, BASE_AT + 19) == sample[:20]
+        assert await store.query(BASE_AT, BASE_AT + 19, embeddings=True) == sample[:20]
+        light = await store.query(BASE_AT, BASE_AT + 19)  # what the quality figures read: no vectors
+        assert [j.request_id for j in light] == [j.request_id for j in sample[:20]]
+        assert all(j.embedding is None for j in light)
         await store.spend(0.25, at=BASE_AT)
         assert await store.spend(0.5, at=BASE_AT) == 0.75
         assert await store.spent(at=BASE_AT + 86400) == 0.0  # a new day starts at nothing
@@ -47,12 +50,13 @@ def test_replicas_share_judgements_and_spend_through_redis(tmp_path: Path) -> No
         sample = _sample()
         await a.add(sample[:25])
         await b.add(sample[25:])
-        assert await a.query(0, 2e9) == await b.query(0, 2e9) == sample
+        assert await a.query(0, 2e9, embeddings=True) == await b.query(0, 2e9, embeddings=True) == sample
+        assert all(j.embedding is None for j in await b.query(0, 2e9))
         await a.spend(1.0, at=BASE_AT)
         assert await b.spend(0.5, at=BASE_AT) == 1.5
         server.stop()  # Redis goes away: judgements land in the replica's own file, nothing is lost
         await a.add(sample[:3])
-        assert await a.query(0, 2e9) == sample[:3]
+        assert await a.query(0, 2e9, embeddings=True) == sample[:3]
         for store in (a, b):
             await store.close()
 
