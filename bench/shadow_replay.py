@@ -7,10 +7,12 @@ recorded answer, as the cloud with GPT-4's, and as the judge by those labels. A 
 serve`, the general head routing `auto`, shadowing and exploration on) replays:
   1. the first half at the untuned default threshold; its judgements are all `router calibrate` sees;
   2. the second half at the default threshold, into the same store: the estimate now covers all 1,319;
-  3. the second half again, on a fresh store, at the threshold `router calibrate --quality-target` chose.
+  3. the second half again, on a fresh store, at the threshold `router calibrate --quality-target` chose;
+  4. learning from traffic: `router train --from-traffic` on the first quarter's judgements, the new head
+     calibrated on the second quarter's judgements of its own routing, then the second half.
 True quality retained = Σ right answers as served / Σ GPT-4 right answers, from the labels.
 
-    python -m bench.shadow_replay [--target 0.9] [--share 0.5] [--explore 0.5] [--confidence 0.9]
+    python -m bench.shadow_replay [--target 0.9] [--share 1] [--explore 1] [--confidence 0.9] [--seeds 1]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,9 @@ DEFAULT_THRESHOLD = 0.7  # the shipped default policy's `route: auto` threshold
 
 
 def config(
-    standin_v1: str, ledger: Path, share: float, explore: float, checks: bool, head: Path | None = None
-) -> dict[str, Any]:
+    standin_v1: str, ledger: Path, share: float, explore: float, checks: bool, head: Path | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
     cloud = {"engine": "litellm", "api_base": standin_v1, "api_key_env": KEY_ENV}
     return {
         **({"classifier": {"head": str(head)}} if head else {}),
@@ -55,7 +58,7 @@ def config(
         "cache": {"enabled": False},
         "ledger": {"path": str(ledger)},
         "shadow": {"share": share, "explore": explore, "judge": "judge", "checks": checks, "max_usd_per_day": 1000,
-                   "queue_size": 5000, "concurrency": 4},
+                   "queue_size": 5000, "concurrency": 4, "seed": seed},
     }  # fmt: skip
 
 
@@ -184,29 +187,17 @@ def describe(quality: dict[str, Any]) -> str:
     return f"{o['quality_retained']:.3f} [{o['low']:.3f}, {o['high']:.3f}] from {o['judged']} judgements"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", type=float, default=0.9, help="Quality target for `router calibrate`.")
-    parser.add_argument("--share", type=float, default=0.5, help="shadow.share (local answers judged).")
-    parser.add_argument("--explore", type=float, default=0.5, help="shadow.explore (cloud answers judged).")
-    parser.add_argument("--confidence", type=float, default=0.9, help="`router calibrate --confidence`.")
-    parser.add_argument("--no-checks", action="store_true", help="Judge every pair (no deterministic checks).")
-    parser.add_argument("--concurrency", type=int, default=8)
-    args = parser.parse_args()
+def replay_once(args: argparse.Namespace, seed: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """One whole replay with the shadow sampling seeded; what it found, for the summary."""
     rows = ROWS
     half, quarter = len(rows) // 2, len(rows) // 4
     first, second = rows[:half], rows[half:]
-    lines: list[str] = []
-
-    def say(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
 
     def run(url: str, part: list[dict[str, Any]]) -> list[str]:
         return asyncio.run(replay(url, part, args.concurrency))
 
     def shadowed(name: str, head: Path | None = None) -> dict[str, Any]:
-        body = config(v1, work / f"{name}.sqlite", args.share, args.explore, not args.no_checks, head)
+        body = config(v1, work / f"{name}.sqlite", args.share, args.explore, not args.no_checks, head, seed)
         (work / f"{name}.yaml").write_text(yaml.safe_dump(body))
         return body
 
@@ -293,6 +284,48 @@ def main() -> None:
         apgr_with_interval(second, traffic_scores[half:]),
     )
     say(f"   APGR on the second half (95% bootstrap): general head {apgr_general}; traffic head {apgr_traffic}")
+    return {
+        "seed": seed,
+        "first_half_inside": stats_first["quality"]["overall"].get("low", 2)
+        <= true_q
+        <= stats_first["quality"]["overall"].get("high", -1),
+        "all_inside": inside,
+        "general": (tuned_q, tuned_share),
+        "traffic": (learned_q, learned_share),
+        "default": (default_q, default_share),
+        "hindsight": (best_share, best_lshare),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", type=float, default=0.9, help="Quality target for `router calibrate`.")
+    parser.add_argument("--share", type=float, default=1.0, help="shadow.share (local answers judged).")
+    parser.add_argument("--explore", type=float, default=1.0, help="shadow.explore (cloud answers judged).")
+    parser.add_argument("--confidence", type=float, default=0.9, help="`router calibrate --confidence`.")
+    parser.add_argument("--no-checks", action="store_true", help="Judge every pair (no deterministic checks).")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--seeds", default="1", help="Shadow sampling seeds, one whole replay each (with shares below 1: 1,2,3)."
+    )
+    args = parser.parse_args()
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    found = []
+    for seed in (int(x) for x in args.seeds.split(",")):
+        say(f"== seed {seed}")
+        found.append(replay_once(args, seed, say))
+    say(f"== summary over {len(found)} replays (target {args.target} on the second half)")
+    for f in found:
+        (gq, gs), (tq, ts), (dq, ds) = f["general"], f["traffic"], f["default"]
+        say(f"   seed {f['seed']}: estimate contains the truth: first half {f['first_half_inside']}, all "
+            f"{f['all_inside']}; default {dq:.3f} at {100 * ds:.1f}%; general head calibrated {gq:.3f} at "
+            f"{100 * gs:.1f}% ({'met' if gq >= args.target else 'missed'}); traffic head calibrated {tq:.3f} at "
+            f"{100 * ts:.1f}% ({'met' if tq >= args.target else 'missed'})")  # fmt: skip
     out = Path("bench/.work/shadow_replay.txt")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")

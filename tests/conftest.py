@@ -208,6 +208,20 @@ def stand_in_config(cloud_v1: str, ledger: Path, **extra: object) -> dict:
     }  # fmt: skip
 
 
+@contextmanager
+def config_gateway(tmp: Path, config: dict, policy: str, redis_url: str = "") -> Iterator[Gateway]:
+    """`router serve` with this config and policy text (written to `tmp`), the stand-in cloud's key set,
+    and Redis when a URL is given; ready once `/readyz` says so."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "router.yaml").write_text(yaml.safe_dump(config))
+    (tmp / "policy.yaml").write_text(policy)
+    port = free_port()
+    env = {CLOUD_KEY_ENV: "sk-stand-in", "ROUTER_REDIS_URL": redis_url}
+    args = gateway_args(port, tmp / "router.yaml", tmp / "policy.yaml")
+    with running(args, f"http://127.0.0.1:{port}/readyz", tmp / "gateway.log", env=env):
+        yield Gateway(f"http://127.0.0.1:{port}", tmp / "gateway.log")
+
+
 @pytest.fixture(scope="session")
 def instant_gateway(faulty_cloud_session: FaultyCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """`router serve` with the default policy, whose local tier (a one-server pool) and cloud (through

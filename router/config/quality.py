@@ -51,6 +51,7 @@ class ShadowConfig(_Strict):
         "`router train --from-traffic` use text features.",
     )
     min_samples: int = Field(30, ge=1, description="Fewer judgements than this: a rule or tenant shows no estimate.")
+    seed: int | None = Field(None, description="Seed of the sampling (for a replay that must repeat itself).")
 
     @property
     def enabled(self) -> bool:

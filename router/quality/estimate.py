@@ -111,7 +111,7 @@ class Calibration:
     quality: float
     """Estimated quality retained at the threshold (point estimate)."""
     quality_low: float
-    """Its lower bound at the chosen confidence."""
+    """Its lower bound at the chosen confidence (a band over all thresholds)."""
     cloud_share: float
     judged: int
 
@@ -120,9 +120,9 @@ def calibrate(
     judgements: Sequence[Judgement], target: float, confidence: float = 0.9, resamples: int = 500, seed: int = 0
 ) -> Calibration:
     """The highest threshold (the least cloud) whose quality retained is at least `target` with the given
-    one-sided confidence, over judgements that carry an escalation score. Needs cloud-served judgements
-    (`shadow.explore`) as well as local ones: without them nothing is known about prompts above the
-    threshold in force."""
+    one-sided confidence (a band over all thresholds at once), from judgements that carry an escalation
+    score. Needs cloud-served judgements (`shadow.explore`) as well as local ones: without them nothing
+    is known about prompts above the threshold in force."""
     scored = [j for j in judgements if j.escalation is not None]
     if not scored:
         raise ValueError("no judgement carries a classifier score: calibrate needs traffic routed `auto`")
@@ -149,15 +149,35 @@ def calibrate(
     total_cloud = cloud_cum[:, -1:]
     quality = (cloud_cum + (local_cum[:, -1:] - local_cum)) / np.where(total_cloud > 0, total_cloud, np.nan)
     share = np.concatenate([[0.0], np.cumsum(w)]) / w.sum()
-    lower = np.nanquantile(quality[1:], 1 - confidence, axis=0)
     # Only cuts between distinct scores are thresholds; k = n (everything to the cloud) always qualifies.
     valid = np.ones(n + 1, bool)
     valid[1:n] = esc[:-1] > esc[1:]
+    lower = _simultaneous_lower_bound(quality[0], quality[1:], valid & (quality[0] >= target), confidence)
     for k in range(n + 1):
         if valid[k] and lower[k] >= target:
             break
     threshold = 1.0 if k == 0 else float(esc[k - 1])
     return Calibration(threshold, float(quality[0, k]), float(lower[k]), float(share[k]), n)
+
+
+def _simultaneous_lower_bound(
+    point: np.ndarray, resampled: np.ndarray, candidates: np.ndarray, confidence: float
+) -> np.ndarray:
+    """A lower confidence band over every threshold at once (studentised, from the bootstrap curves).
+
+    Picking the highest threshold whose own pointwise bound clears the target is picking the luckiest of
+    many: the one whose estimate the sample flattered most. The band holds for all thresholds together
+    at `confidence`, so it still holds at the one picked (measured on the GSM8K replay: pointwise 80% and
+    90% bounds missed a 0.9 target on unseen traffic in two runs of three). `candidates` are the
+    thresholds that could be picked (distinct cuts whose estimate reaches the target)."""
+    spread = np.nanstd(resampled, axis=0)
+    usable = candidates & (spread > 1e-12)
+    if not usable.any():
+        return point.copy()
+    deviations = (point[usable] - resampled[:, usable]) / spread[usable]
+    widest = np.nanmax(deviations, axis=1)
+    margin = float(np.nanquantile(widest, confidence))
+    return point - margin * spread
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,12 +28,16 @@ def cloud_answers(rows: Sequence[Row], cloud_models: set[str], attribute: str | 
     return counts
 
 
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:.6f}"
+
+
 def headline(savings_usd: float, estimate: Estimate) -> str:
     if estimate.value is None:
-        return f"saved ${savings_usd:,.2f}; quality not estimated: {estimate.note}"
+        return f"saved {_usd(savings_usd)}; quality not estimated: {estimate.note}"
     half = max(estimate.value - (estimate.low or 0), (estimate.high or 0) - estimate.value)
     return (
-        f"saved ${savings_usd:,.2f} at {100 * estimate.value:.0f}% ± {100 * half:.0f}% of cloud quality, "
+        f"saved {_usd(savings_usd)} at {100 * estimate.value:.0f}% ± {100 * half:.0f}% of cloud quality, "
         f"{estimate.judged} judged"
     )
 

@@ -72,7 +72,7 @@ class ShadowEvaluator:
         self._spent = 0.0
         self._spent_read_at = -SPEND_REFRESH_S
         self._spend_task: asyncio.Task[None] | None = None
-        self._random = random.Random()
+        self._random = random.Random(config.seed)
         self.in_flight = 0
         self.counts: dict[str, int] = {}
         """Jobs by outcome since start (what `/v1/router/stats` shows beside the metrics)."""

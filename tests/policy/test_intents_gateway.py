@@ -14,11 +14,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import yaml
 
-from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway, stand_in_config
+from tests.conftest import FaultyCloud, Gateway, config_gateway, stand_in_config
 from tests.policy.billing import BILLING_EXAMPLES, BILLING_TO_CLOUD
-from tests.servers import free_port, gateway_args, running
 
 POLICY = "intents:\n" + BILLING_EXAMPLES + "rules:\n" + BILLING_TO_CLOUD
 
@@ -27,14 +25,8 @@ POLICY = "intents:\n" + BILLING_EXAMPLES + "rules:\n" + BILLING_TO_CLOUD
 def intent_gateway(faulty_cloud_session: FaultyCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     tmp = tmp_path_factory.mktemp("intents")
     config = stand_in_config(faulty_cloud_session.v1, tmp / "ledger.sqlite", cache={"enabled": False})
-    (tmp / "router.yaml").write_text(yaml.safe_dump(config))
-    policy = tmp / "policy.yaml"
-    policy.write_text(POLICY)
-    port = free_port()
-    log = tmp / "gateway.log"
-    args = gateway_args(port, tmp / "router.yaml", policy)
-    with running(args, f"http://127.0.0.1:{port}/readyz", log, env={CLOUD_KEY_ENV: "sk-stand-in"}):
-        yield Gateway(f"http://127.0.0.1:{port}", log)
+    with config_gateway(tmp, config, POLICY) as gw:
+        yield gw
 
 
 def _ask(gw: Gateway, text: str) -> tuple[str, dict[str, str]]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import openai
 import pytest
-import yaml
 
 from router.config import GatewayConfig
 from router.errors import PolicyError
@@ -21,8 +20,8 @@ from router.policy import parse_policy
 from router.routing import Router
 from router.sessions import session_keys
 from router.types import RequestContext
-from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway, stand_in_config
-from tests.servers import RedisServer, free_port, gateway_args, running
+from tests.conftest import FaultyCloud, Gateway, config_gateway, stand_in_config
+from tests.servers import RedisServer
 
 POLICY = """\
 default:
@@ -72,14 +71,7 @@ def test_a_pinned_rule_cannot_be_sticky() -> None:
 
 def _gateway(stack: ExitStack, tmp: Path, cloud: FaultyCloud, redis_url: str = "") -> Gateway:
     config = stand_in_config(cloud.v1, tmp / "ledger.sqlite", cache={"enabled": False})
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "router.yaml").write_text(yaml.safe_dump(config))
-    (tmp / "policy.yaml").write_text(POLICY)
-    port = free_port()
-    env = {CLOUD_KEY_ENV: "sk-stand-in", "ROUTER_REDIS_URL": redis_url}
-    args = gateway_args(port, tmp / "router.yaml", tmp / "policy.yaml")
-    stack.enter_context(running(args, f"http://127.0.0.1:{port}/readyz", tmp / "gateway.log", env=env))
-    return Gateway(f"http://127.0.0.1:{port}", tmp / "gateway.log")
+    return stack.enter_context(config_gateway(tmp, config, POLICY, redis_url))
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,11 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import yaml
 from playwright.sync_api import Browser
 
-from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway
-from tests.dashboard.test_dashboard_page import browser  # noqa: F401  (the headless Chromium fixture)
-from tests.servers import RedisServer, faulty_cloud_args, free_port, gateway_args, running
+from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, Gateway, config_gateway
+from tests.dashboard.test_dashboard_page import ARTIFACTS, browser  # noqa: F401  (the headless Chromium fixture)
+from tests.servers import RedisServer, faulty_cloud_args, free_port, running
 
 POLICY = """\
 version: 1
@@ -76,14 +75,7 @@ def _config(standins: dict[str, FaultyCloud], ledger: Path, shadow: dict, cloud_
 
 
 def _gateway(stack: ExitStack, tmp: Path, config: dict, redis_url: str = "") -> Gateway:
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "router.yaml").write_text(yaml.safe_dump(config))
-    (tmp / "policy.yaml").write_text(POLICY)
-    port = free_port()
-    env = {CLOUD_KEY_ENV: "sk-stand-in", "ROUTER_REDIS_URL": redis_url}
-    args = gateway_args(port, tmp / "router.yaml", tmp / "policy.yaml")
-    stack.enter_context(running(args, f"http://127.0.0.1:{port}/readyz", tmp / "gateway.log", env=env))
-    return Gateway(f"http://127.0.0.1:{port}", tmp / "gateway.log")
+    return stack.enter_context(config_gateway(tmp, config, POLICY, redis_url))
 
 
 def _ask(gw: Gateway, text: str, headers: dict | None = None) -> str:
@@ -203,4 +195,24 @@ def test_the_dashboard_shows_quality_beside_the_savings(shadowed: Gateway, brows
     table = page.text_content("#table-quality")
     assert "rule default" in table  # the default route's answers were judged
     assert "rule private" not in table  # private requests never were
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-quality.png"), full_page=True)
     page.close()
+
+
+def test_auto_calibration_shows_in_the_policy_endpoint(standins: dict, tmp_path: Path) -> None:
+    config = _config(standins, tmp_path / "ledger.sqlite", {"share": 1.0})
+    config["auto_calibrate"] = {"quality_target": 0.9, "min_samples": 10, "interval_s": 1}
+    with ExitStack() as stack:
+        gw = _gateway(stack, tmp_path, config)
+        (tmp_path / "policy.yaml").write_text("version: 1\ndefault: {route: auto, threshold: 0.7}\n")  # hot reload
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            body = httpx.get(f"{gw.v1}/router/policy", timeout=10).json()
+            entry = body["thresholds"].get("default", {})
+            if "note" in entry:
+                break
+            time.sleep(0.3)
+    assert body["auto_calibrate"]["quality_target"] == 0.9
+    assert entry["written"] == 0.7 and entry["live"] == 0.7
+    assert entry["note"] == "waiting for judgements (0 of 10)"
