@@ -24,7 +24,7 @@ from router.api.anthropic_routes import anthropic_api
 from router.api.embeddings import embeddings_api
 from router.api.openapi import install_openapi
 from router.api.responses_routes import responses_api
-from router.backends import build_backend
+from router.backends import Backend, build_backend
 from router.backends.litellm_backend import import_litellm
 from router.cache import MemoryCacheStore, RedisCacheStore, ResponseCache
 from router.cache.stores import CacheStore
@@ -81,7 +81,12 @@ def cloud_models(config: GatewayConfig) -> set[str]:
 
 
 def build_quality(
-    config: GatewayConfig, store: JudgementStore, ledger: Ledger, executor: Executor, metrics: Metrics
+    config: GatewayConfig,
+    store: JudgementStore,
+    ledger: Ledger,
+    executor: Executor,
+    metrics: Metrics,
+    local: Backend | None = None,
 ) -> tuple[QualityReporter, ShadowEvaluator | None]:
     """The quality reporter, and the shadow evaluator when `shadow.share` or `shadow.explore` is set."""
     shadow = None
@@ -94,8 +99,11 @@ def build_quality(
             def price(model: str, usage: Usage) -> float:
                 return ledger.pricer.cost(model, usage) if ledger.pricer is not None else 0.0
 
+            def local_busy() -> bool:
+                return local is not None and bool(local.stats().get("waiting", 0))
+
             shadow = ShadowEvaluator(config.shadow, executor, store, metrics, config.routes.local, reference,
-                                     cloud_models(config), price)  # fmt: skip
+                                     cloud_models(config), price, local_busy)  # fmt: skip
     status = (
         (lambda: {"jobs": dict(shadow.counts), "pending": shadow.pending, "reference": shadow.reference_model})
         if shadow
@@ -192,7 +200,8 @@ def build_components(settings: Settings) -> Components:
     if cache is not None and embeddings is None:
         cache.semantic_available = False
     executor = Executor(backends, build_guards(config, breaker_store, metrics), metrics)
-    quality, shadow = build_quality(config, build_judgement_store(settings, config, redis), ledger, executor, metrics)
+    judgements = build_judgement_store(settings, config, redis)
+    quality, shadow = build_quality(config, judgements, ledger, executor, metrics, local)
     pipeline = Pipeline(
         router=Router(config, policy),
         executor=executor,

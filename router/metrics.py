@@ -108,7 +108,8 @@ class Metrics:
         self.shadow_jobs = Counter(
             "router_shadow_jobs",
             "Shadow evaluations, by what became of them: queued, dropped (queue full), budget (daily cap "
-            "reached), judged, unjudged (no check decided and no judge), failed",
+            "reached), judged, unjudged (no check decided and no judge), local-busy (an exploration skipped "
+            "while clients waited for the local model), failed",
             ["outcome"],
             registry=r,
         )

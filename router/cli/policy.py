@@ -195,7 +195,8 @@ def policy_diff(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"{result['changed']} of {result['requests']} requests change route ({old} -> {new}, sample {sample})")
+    changed = f"{result['changed']} of {result['requests']} requests change route"
+    typer.echo(f"{changed} ({old} -> {new}, sample {result['sample']})")
     if result["moves"]:
         typer.echo(f"  {'requests':>8}  {'from rule':<20} {'from':<36} -> {'to rule':<20} to")
         for move in result["moves"]:

@@ -58,6 +58,7 @@ class ShadowEvaluator:
         reference_model: str | None,
         cloud_models: set[str],
         price: Callable[[str, Usage], float],
+        local_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config = config
         self._executor = executor
@@ -67,6 +68,9 @@ class ShadowEvaluator:
         self.reference_model = reference_model
         self._cloud_models = cloud_models
         self._price = price
+        self._local_busy = local_busy
+        """Whether the local model has requests waiting: exploration then waits its turn (it is skipped),
+        so that shadow work never queues ahead of a client."""
         self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue(config.queue_size)
         self._workers: list[asyncio.Task[None]] = []
         self._spent = 0.0
@@ -184,7 +188,9 @@ class ShadowEvaluator:
             local_model, reference_model = job.served.model, self.reference_model
             local_answer = job.answer
             reference_answer = (await self._call(shadow_ctx, ask, max_tokens)).content or ""
-        else:  # the client got the cloud's answer: ask the local model
+        else:  # the client got the cloud's answer: ask the local model, unless clients are waiting for it
+            if self._local_busy():
+                return "local-busy"
             ask = Decision("local", self._local_model, "shadow", allow_cloud=False)
             local_model, reference_model = self._local_model, job.served.model
             local_answer = (await self._call(shadow_ctx, ask, max_tokens)).content or ""
