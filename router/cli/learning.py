@@ -302,7 +302,8 @@ def _calibrate_for_quality(config: Path | None, target: float, rule: str, window
     )
     typer.echo(
         f"threshold {found.threshold:.4f}: quality retained {found.quality:.3f} (at least {found.quality_low:.3f} "
-        f"with {100 * confidence:.0f}% confidence) with {100 * found.cloud_share:.1f}% to the cloud"
+        f"on the next {found.judged} requests or more, with {100 * confidence:.0f}% confidence) with "
+        f"{100 * found.cloud_share:.1f}% to the cloud"
     )
     where = "default" if rule == "default" else f"rule {rule}"
     typer.echo(f"policy ({where}):\n    route: auto\n    threshold: {found.threshold:.4f}")
