@@ -97,3 +97,27 @@ def test_too_few_judgements_leave_the_threshold_alone(tmp_path: Path) -> None:
     status = asyncio.run(run())
     assert "waiting for judgements (0 of 50)" in status["default"]["note"]
     assert router.live_thresholds == {}
+
+
+def test_the_quality_gauges_carry_the_estimate_and_its_interval() -> None:
+    config = GatewayConfig()
+    router = Router(config, parse_policy(POLICY % 0.7, "p.yaml", config.models))
+    score, local, cloud = population(3000, 23)
+    sample = judged(score, local, cloud, 0.6, share=0.2, explore=0.2, seed=23)
+    metrics = Metrics()
+
+    async def run() -> dict:
+        store = SqliteJudgementStore(":memory:")
+        await store.add(sample)
+        reporter = QualityReporter(store, Ledger(SqliteLedgerStore(":memory:"), LedgerConfig()), config.shadow, set())
+        await QualityMonitor(reporter, router, metrics, None).refresh_gauges()
+        report = await reporter.report("24h")
+        await store.close()
+        return report
+
+    overall = asyncio.run(run())["overall"]
+    text = metrics.render().decode()
+    for bound, key in (("estimate", "quality_retained"), ("low", "low"), ("high", "high")):
+        assert f'router_quality_retained{{bound="{bound}",rule="all"}} {overall[key]}' in text
+    assert overall["judged"] > 100  # (the synthetic judgements began a day ago: the 24 h window holds most)
+    assert f'router_quality_judged{{rule="all"}} {float(overall["judged"])}' in text
