@@ -45,6 +45,7 @@ from router.quality import JudgementStore, RedisJudgementStore, SqliteJudgementS
 from router.quality.monitor import QualityMonitor
 from router.quality.report import QualityReporter
 from router.quality.shadow import ShadowEvaluator
+from router.quality.store import RedisLiveThresholds
 from router.recorder import RequestRecorder
 from router.redis_client import RedisGuard, connect
 from router.resilience import BreakerStore, Executor, MemoryBreakerStore, RedisBreakerStore, build_guards
@@ -220,6 +221,10 @@ def build_components(settings: Settings) -> Components:
         pipeline.sessions.wanted = lambda: pipeline.router.policy.uses_sessions
     pipeline.embedder_config, pipeline.embedder_dir = config.embedder, embedder_dir
     pipeline.classifier_input = config.classifier.input
+    monitor = None
+    if shadow is not None or config.auto_calibrate is not None:
+        shared = RedisLiveThresholds(redis) if redis is not None else None
+        monitor = QualityMonitor(quality, pipeline.router, metrics, config.auto_calibrate, shared)
     watcher = PolicyWatcher(
         policy_path,
         policy,
@@ -241,9 +246,7 @@ def build_components(settings: Settings) -> Components:
         policy_watcher=watcher,
         quality=quality,
         shadow=shadow,
-        monitor=QualityMonitor(quality, pipeline.router, metrics, config.auto_calibrate)
-        if shadow is not None or config.auto_calibrate is not None
-        else None,
+        monitor=monitor,
     )
 
 

@@ -3,8 +3,10 @@
 
 Each step reads the judgements of the window (the same ones every replica reads, when Redis holds them),
 calibrates each `route: auto` rule that has enough of them, and moves its live threshold by at most
-`max_step` towards the calibrated one. The live thresholds are swapped in whole, like a policy, and a
-policy reload that changes a rule's written threshold drops that rule's live one: the file wins.
+`max_step` towards the calibrated one. With Redis, one replica takes each interval's step and the others
+take up its thresholds, so they move together and at most `max_step` per interval. The live thresholds
+are swapped in whole, like a policy, and a policy reload that changes a rule's written threshold drops
+that rule's live one: the file wins.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from router.ledger.stats import parse_window
 from router.metrics import Metrics
 from router.quality.estimate import calibrate
 from router.quality.report import QualityReporter
+from router.quality.store import LiveThresholdStore, MemoryLiveThresholds
 from router.routing import Router
 
 log = logging.getLogger(__name__)
@@ -37,12 +40,19 @@ def auto_thresholds(router: Router) -> dict[str, float]:
 
 class QualityMonitor:
     def __init__(
-        self, reporter: QualityReporter, router: Router, metrics: Metrics, auto: AutoCalibrateConfig | None
+        self,
+        reporter: QualityReporter,
+        router: Router,
+        metrics: Metrics,
+        auto: AutoCalibrateConfig | None,
+        shared: LiveThresholdStore | None = None,
     ) -> None:
         self._reporter = reporter
         self._router = router
         self._metrics = metrics
         self.auto = auto
+        self._shared = shared or MemoryLiveThresholds()
+        """The live thresholds of every replica (Redis) and which replica steps; one process: its own."""
         self.status: dict[str, dict[str, Any]] = {}
         """Per `route: auto` rule: written and live threshold, samples, and what the last step found."""
         self._written: dict[str, float] = {}
@@ -60,6 +70,9 @@ class QualityMonitor:
     async def _loop(self) -> None:
         every = min(GAUGE_REFRESH_S, self.auto.interval_s) if self.auto else GAUGE_REFRESH_S
         last_step = 0.0
+        if self.auto is not None:  # a replica that starts late takes up the thresholds the others reached
+            with contextlib.suppress(Exception):
+                self._router.live_thresholds = await self._adopted(self._follow_policy())
         while True:
             await asyncio.sleep(every)
             try:
@@ -92,12 +105,26 @@ class QualityMonitor:
         self._written = written
         return live
 
+    async def _adopted(self, live: dict[str, float]) -> dict[str, float]:
+        """`live` with the shared thresholds of rules written as in this replica's policy."""
+        shared = await self._shared.read()
+        return live | {key: value for key, (written, value) in shared.items() if self._written.get(key) == written}
+
     async def step(self, now: float | None = None) -> dict[str, dict[str, Any]]:
-        """One calibration step over the window's judgements; returns the status per rule."""
+        """One calibration step over the window's judgements, taken by one replica per interval (the others
+        take up its thresholds); returns the status per rule."""
         assert self.auto is not None
         auto = self.auto
-        live = self._follow_policy()
+        live = await self._adopted(self._follow_policy())
         until = now if now is not None else time.time()
+        if not await self._shared.claim(auto.interval_s):
+            self._router.live_thresholds = live
+            self.status = {
+                key: {"written": written, "live": live.get(key, written), "updated_at": int(until),
+                      "note": "this interval's step was taken by another replica; its thresholds are in use"}
+                for key, written in self._written.items()
+            }  # fmt: skip
+            return self.status
         judgements = await self._reporter.judgements(until - parse_window(auto.window), until)
         status: dict[str, dict[str, Any]] = {}
         for key, written in self._written.items():
@@ -131,5 +158,6 @@ class QualityMonitor:
             status[key] = entry
             self._metrics.live_threshold.labels(key).set(live.get(key, written))
         self._router.live_thresholds = live  # swapped whole
+        await self._shared.write({key: (self._written[key], value) for key, value in live.items()})
         self.status = status
         return status

@@ -190,3 +190,68 @@ class RedisJudgementStore:
 
     async def close(self) -> None:
         await self._local.close()
+
+
+class LiveThresholdStore(Protocol):
+    """Where auto-calibrated thresholds are shared: each rule's (written, live) pair, and who steps next."""
+
+    async def claim(self, interval_s: float) -> bool:
+        """Whether this replica takes this interval's step (one replica per interval, across all of them)."""
+        ...
+
+    async def read(self) -> dict[str, tuple[float, float]]: ...
+
+    async def write(self, values: dict[str, tuple[float, float]]) -> None: ...
+
+
+class MemoryLiveThresholds:
+    """One process: it always takes the step, and keeps its thresholds to itself."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, tuple[float, float]] = {}
+
+    async def claim(self, interval_s: float) -> bool:
+        return True
+
+    async def read(self) -> dict[str, tuple[float, float]]:
+        return dict(self._values)
+
+    async def write(self, values: dict[str, tuple[float, float]]) -> None:
+        self._values = dict(values)
+
+
+class RedisLiveThresholds:
+    """Replicas share one set of live thresholds; a short-lived key elects the replica that steps, so the
+    thresholds move at most `max_step` per interval however many replicas there are. While Redis is down
+    each replica steps on its own (as one process would)."""
+
+    def __init__(self, guard: RedisGuard, prefix: str = "router") -> None:
+        self._guard = guard
+        self._key = f"{prefix}:auto-thresholds"
+        self._lock = f"{prefix}:auto-calibrate:step"
+        self._local = MemoryLiveThresholds()
+
+    async def claim(self, interval_s: float) -> bool:
+        async def call(r: Any) -> bool:
+            return bool(await r.set(self._lock, "1", nx=True, px=max(1, int(interval_s * 900))))
+
+        return await self._guard.run("auto-calibrate", call, lambda: self._local.claim(interval_s))
+
+    async def read(self) -> dict[str, tuple[float, float]]:
+        async def call(r: Any) -> dict[str, tuple[float, float]]:
+            found = await r.hgetall(self._key)
+            pairs = (value.split("|") for value in found.values())
+            return {rule: (float(w), float(v)) for rule, (w, v) in zip(found, pairs, strict=True)}
+
+        return await self._guard.run("auto-calibrate", call, self._local.read)
+
+    async def write(self, values: dict[str, tuple[float, float]]) -> None:
+        async def call(r: Any) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key)
+                if values:
+                    pipe.hset(self._key, mapping={rule: f"{w!r}|{v!r}" for rule, (w, v) in values.items()})
+                await pipe.execute()
+
+        await self._local.write(values)
+        await self._guard.run("auto-calibrate", call, lambda: self._local.write(values))

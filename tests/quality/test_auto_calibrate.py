@@ -121,3 +121,40 @@ def test_the_quality_gauges_carry_the_estimate_and_its_interval() -> None:
         assert f'router_quality_retained{{bound="{bound}",rule="all"}} {overall[key]}' in text
     assert overall["judged"] > 100  # (the synthetic judgements began a day ago: the 24 h window holds most)
     assert f'router_quality_judged{{rule="all"}} {float(overall["judged"])}' in text
+
+
+def test_replicas_step_once_per_interval_and_share_the_thresholds(tmp_path: Path) -> None:
+    """Two replicas on one Redis: one takes the interval's step, the other takes up its thresholds, so the
+    threshold moves one `max_step` per interval, not one per replica."""
+    from router.quality.store import RedisLiveThresholds
+    from router.redis_client import RedisGuard, connect
+    from tests.servers import RedisServer
+
+    server = RedisServer(tmp_path)
+    server.start()
+    config = GatewayConfig()
+    score, local, cloud = population(3000, 24)
+    sample = judged(score, local, cloud, 0.6, share=0.3, explore=0.3, seed=24)
+    routers = [Router(config, parse_policy(POLICY % 0.9, "p.yaml", config.models)) for _ in range(2)]
+
+    async def run() -> list[dict]:
+        store = SqliteJudgementStore(tmp_path / "shared.sqlite")  # stands in for the shared judgements
+        await store.add(sample)
+        auto = AutoCalibrateConfig(quality_target=0.9, min_samples=10, max_step=0.05, interval_s=60, window="400d")
+        ledger = Ledger(SqliteLedgerStore(":memory:"), LedgerConfig())
+        monitors = [
+            QualityMonitor(QualityReporter(store, ledger, config.shadow, set()), router, Metrics(), auto,
+                           RedisLiveThresholds(RedisGuard(connect(server.url)), prefix=f"t{id(tmp_path)}"))
+            for router in routers
+        ]  # fmt: skip
+        statuses = [await m.step(now=BASE_AT + 4000) for m in monitors]
+        await store.close()
+        return statuses
+
+    try:
+        first, second = asyncio.run(run())
+    finally:
+        server.stop()
+    assert first["default"]["live"] == pytest.approx(0.85)  # the replica that claimed the step moved it
+    assert "taken by another replica" in second["default"]["note"]
+    assert [r.live_thresholds["default"] for r in routers] == [pytest.approx(0.85)] * 2
