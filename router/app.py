@@ -13,7 +13,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -87,7 +87,7 @@ def build_quality(
     ledger: Ledger,
     executor: Executor,
     metrics: Metrics,
-    local: Backend | None = None,
+    backends: Mapping[str, Backend],
 ) -> tuple[QualityReporter, ShadowEvaluator | None]:
     """The quality reporter, and the shadow evaluator when `shadow.share` or `shadow.explore` is set."""
     shadow = None
@@ -101,10 +101,17 @@ def build_quality(
                 return ledger.pricer.cost(model, usage) if ledger.pricer is not None else 0.0
 
             def local_busy() -> bool:
-                return local is not None and bool(local.stats().get("waiting", 0))
+                return bool(backends[config.routes.local].stats().get("waiting", 0))
+
+            def unavailable(model: str) -> str | None:
+                return backends[model].unavailable_reason()
+
+            if (why := unavailable(reference)) is not None:
+                log.warning("shadow evaluation: the reference model %s cannot answer (%s); nothing is shadowed "
+                            "until it can", reference, why)  # fmt: skip
 
             shadow = ShadowEvaluator(config.shadow, executor, store, metrics, config.routes.local, reference,
-                                     cloud_models(config), price, local_busy)  # fmt: skip
+                                     cloud_models(config), price, local_busy, unavailable)  # fmt: skip
     status = (
         (lambda: {"jobs": dict(shadow.counts), "pending": shadow.pending, "reference": shadow.reference_model})
         if shadow
@@ -202,7 +209,7 @@ def build_components(settings: Settings) -> Components:
         cache.semantic_available = False
     executor = Executor(backends, build_guards(config, breaker_store, metrics), metrics)
     judgements = build_judgement_store(settings, config, redis)
-    quality, shadow = build_quality(config, judgements, ledger, executor, metrics, local)
+    quality, shadow = build_quality(config, judgements, ledger, executor, metrics, backends)
     pipeline = Pipeline(
         router=Router(config, policy),
         executor=executor,

@@ -109,7 +109,7 @@ class Metrics:
             "router_shadow_jobs",
             "Shadow evaluations, by what became of them: queued, dropped (queue full), budget (daily cap "
             "reached), judged, unjudged (no check decided and no judge), local-busy (an exploration skipped "
-            "while clients waited for the local model), failed",
+            "while clients waited for the local model), unavailable (the reference has no key), failed",
             ["outcome"],
             registry=r,
         )

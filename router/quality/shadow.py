@@ -59,6 +59,7 @@ class ShadowEvaluator:
         cloud_models: set[str],
         price: Callable[[str, Usage], float],
         local_busy: Callable[[], bool] = lambda: False,
+        unavailable: Callable[[str], str | None] = lambda model: None,
     ) -> None:
         self.config = config
         self._executor = executor
@@ -69,6 +70,8 @@ class ShadowEvaluator:
         self._cloud_models = cloud_models
         self._price = price
         self._local_busy = local_busy
+        self._unavailable = unavailable
+        """Why a configured model cannot answer at all (no key), else None: such jobs are not even queued."""
         """Whether the local model has requests waiting: exploration then waits its turn (it is skipped),
         so that shadow work never queues ahead of a client."""
         self._queue: asyncio.Queue[ShadowJob] = asyncio.Queue(config.queue_size)
@@ -111,6 +114,9 @@ class ShadowEvaluator:
         else:
             stratum, share = "local", self.config.share if decision.shadow is None else decision.shadow
         if share <= 0 or "tools" in decision.needs or served.fallback or self._random.random() >= share:
+            return
+        if self._unavailable(self.reference_model) is not None:
+            self._count("unavailable")
             return
         if self._spent >= self.config.max_usd_per_day:
             self._count("budget")

@@ -216,3 +216,19 @@ def test_auto_calibration_shows_in_the_policy_endpoint(standins: dict, tmp_path:
     assert body["auto_calibrate"]["quality_target"] == 0.9
     assert entry["written"] == 0.7 and entry["live"] == 0.7
     assert entry["note"] == "waiting for judgements (0 of 10)"
+
+
+def test_a_reference_without_its_key_shadows_nothing_and_says_so(standins: dict, tmp_path: Path) -> None:
+    cloud = standins["cloud"]
+    cloud.reset()
+    config = _config(standins, tmp_path / "ledger.sqlite", {"share": 1.0, "reference": "keyless"})
+    # A provider model with no key (and no api_base of its own, which might need none) cannot answer.
+    config["models"]["keyless"] = {"engine": "litellm", "model": "openai/gpt-4.1", "api_key_env": "NO_SUCH_KEY_ENV"}
+    with ExitStack() as stack:
+        gw = _gateway(stack, tmp_path, config)
+        assert _ask(gw, "a question for nobody") == "local"
+        quality = _settled(gw)
+        log = gw.log.read_text()
+    assert quality["shadow"]["jobs"] == {"unavailable": 1}
+    assert cloud.requests() == []
+    assert "the reference model keyless cannot answer" in log
