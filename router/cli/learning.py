@@ -137,7 +137,7 @@ def train(
         result = train_head(
             dataset,
             embedder or _embedder(config),
-            None if from_traffic else _embedding_cache(cache_dir),
+            _embedding_cache(cache_dir),
             repeats,
             hold_out,
             **({"candidates": candidates} if candidates else {}),
