@@ -47,9 +47,12 @@ def quality_section(
     rows: Sequence[Row],
     cloud_models: set[str],
     min_samples: int,
+    shadowing: bool = True,
 ) -> dict[str, Any]:
     cloud_all = cloud_answers(rows, cloud_models).get("", 0.0)
     overall = quality_retained(judgements, cloud_all, min_samples)
+    if not shadowing and not judgements:  # say why there is nothing, rather than "too few"
+        overall = Estimate(None, None, None, 0, "shadow evaluation is off (`shadow.share` in the config)")
     savings = sum(row.get("counterfactual_usd") - row.get("cost_usd") for row in rows)
 
     def grouped(attribute: str, with_cloud: bool) -> list[dict[str, Any]]:
@@ -105,7 +108,7 @@ class QualityReporter:
         judgements = await self.store.query(since, until)
         # The intervals are numpy work proportional to the judgements: off the event loop.
         section = await asyncio.to_thread(quality_section, judgements, rows, self._cloud_models,
-                                          self._config.min_samples)  # fmt: skip
+                                          self._config.min_samples, self._config.enabled)  # fmt: skip
         section["shadow"] = {
             "share": self._config.share,
             "explore": self._config.explore,
