@@ -91,11 +91,12 @@ async def metrics(request: Request) -> Response:
 async def stats(request: Request, window: str = "24h") -> dict[str, Any]:
     """The savings story for a window (`15m`, `1h`, `24h`, `7d`...): what the dashboard shows."""
     c = _components(request)
-    body = await c.ledger.stats(window)
+    view = await c.ledger.read_window(window)
+    body = c.ledger.summary(view)
     if c.pipeline.cache is not None:
         body["cache"] = c.pipeline.cache.stats()
     if c.quality is not None:
-        body["quality"] = await c.quality.report(window)
+        body["quality"] = await c.quality.report(window, view=view)
     return body
 
 

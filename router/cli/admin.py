@@ -62,7 +62,8 @@ def stats(
         quality = QualityReporter(build_judgement_store(settings, gateway, redis), ledger, gateway.shadow,
                                   cloud_models(gateway))  # fmt: skip
         try:
-            return {**await ledger.stats(window), "quality": await quality.report(window)}
+            view = await ledger.read_window(window)
+            return {**ledger.summary(view), "quality": await quality.report(window, view=view)}
         finally:
             await ledger.store.close()
             await quality.store.close()

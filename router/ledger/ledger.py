@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from router.config import LedgerConfig
@@ -123,8 +124,8 @@ class Ledger:
     def pricer(self) -> Pricer | None:
         return self._pricer
 
-    async def rows(self, window: str = "24h", now: float | None = None) -> tuple[list[Row], str, float, float]:
-        """The aggregate rows of a window: (rows, granularity, since, until)."""
+    async def read_window(self, window: str = "24h", now: float | None = None) -> LedgerWindow:
+        """The aggregate rows of a window, read once for the savings and the quality beside them."""
         await self.flush()
         window_s = parse_window(window)
         until = now if now is not None else time.time()
@@ -132,9 +133,21 @@ class Ledger:
         granularity = choose_granularity(window_s)
         size = GRANULARITIES[granularity]
         rows = await self.store.query(granularity, int(since // size) * size, int(until))
-        return [row for row in rows if row.bucket + size > since], granularity, since, until
+        return LedgerWindow(window, [row for row in rows if row.bucket + size > since], granularity, since, until)
+
+    def summary(self, view: LedgerWindow) -> dict[str, Any]:
+        """The savings story of a window's rows, as the dashboard shows it."""
+        return summarize(view.rows, view.window, view.granularity, view.since, view.until, self.reference_model)
 
     async def stats(self, window: str = "24h", now: float | None = None) -> dict[str, Any]:
         """The savings story for a window (`15m`, `1h`, `24h`, `7d`, ...), as the dashboard shows it."""
-        rows, granularity, since, until = await self.rows(window, now)
-        return summarize(rows, window, granularity, since, until, self.reference_model)
+        return self.summary(await self.read_window(window, now))
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerWindow:
+    window: str
+    rows: list[Row]
+    granularity: str
+    since: float
+    until: float

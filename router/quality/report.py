@@ -10,6 +10,7 @@ from typing import Any
 
 from router.config import ShadowConfig
 from router.ledger import Ledger
+from router.ledger.ledger import LedgerWindow
 from router.ledger.records import Row
 from router.quality.estimate import Estimate, quality_retained
 from router.quality.records import Judgement
@@ -102,12 +103,16 @@ class QualityReporter:
     async def judgements(self, since: float, until: float) -> list[Judgement]:
         return await self.store.query(since, until)
 
-    async def report(self, window: str = "24h", now: float | None = None) -> dict[str, Any]:
+    async def report(
+        self, window: str = "24h", now: float | None = None, view: LedgerWindow | None = None
+    ) -> dict[str, Any]:
+        """The quality section for a window; `view` is the ledger's rows of it when the caller has read them
+        already (the stats endpoint reads them once for the savings and for this)."""
         status = self._status() if self._status else {}  # before the reads: `pending: 0` then covers them
-        rows, _, since, until = await self._ledger.rows(window, now)
-        judgements = await self.store.query(since, until)
+        view = view or await self._ledger.read_window(window, now)
+        judgements = await self.store.query(view.since, view.until)
         # The intervals are numpy work proportional to the judgements: off the event loop.
-        section = await asyncio.to_thread(quality_section, judgements, rows, self._cloud_models,
+        section = await asyncio.to_thread(quality_section, judgements, view.rows, self._cloud_models,
                                           self._config.min_samples, self._config.enabled)  # fmt: skip
         section["shadow"] = {
             "share": self._config.share,

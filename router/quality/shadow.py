@@ -201,14 +201,19 @@ class ShadowEvaluator:
             local_model, reference_model = self._local_model, job.served.model
             local_answer = (await self._call(shadow_ctx, ask, max_tokens)).content or ""
             reference_answer = job.answer
-        scores, method, judge = self._checked(local_answer, reference_answer)
-        if scores is None and self.config.judge is not None:
-            if self._over_budget():
-                return "budget"
-            judge, method = self.config.judge, "judge"
-            scores = await self._judged(shadow_ctx, decision, local_answer, reference_answer)
-        if scores is None:
+        settled = self._checked(local_answer, reference_answer)
+        if settled is not None:
+            judge, method, scores = "check", *settled
+        elif self.config.judge is None:
             return "unjudged"
+        elif self._over_budget():
+            return "budget"
+        else:
+            judge, method = self.config.judge, "judge"
+            judged = await self._judged(shadow_ctx, decision, local_answer, reference_answer)
+            if judged is None:
+                return "unjudged"
+            scores = judged
         await self.store.add([self._judgement(job, local_model, reference_model, judge, method, scores)])
         return "judged"
 
@@ -228,15 +233,13 @@ class ShadowEvaluator:
             log.info("the judge's reply to %s did not follow the rubric: %r", ctx.request_id, reply[:200])
         return scores
 
-    def _checked(self, local: str, reference: str) -> tuple[tuple[float, float] | None, str, str]:
-        """Scores from a deterministic check: agreeing answers are equally good (the reference's quality is
-        taken as right); disagreeing ones need the judge, or are left unjudged without one."""
-        if not self.config.checks:
-            return None, "judge", self.config.judge or "-"
-        found = compare(local, reference)
+    def _checked(self, local: str, reference: str) -> tuple[str, tuple[float, float]] | None:
+        """(method, scores) when a deterministic check settles it: agreeing answers are equally good (the
+        reference's quality is taken as right). Disagreeing ones need the judge: None."""
+        found = compare(local, reference) if self.config.checks else None
         if found is None or not found[1]:
-            return None, found[0] if found else "judge", self.config.judge or "-"
-        return (1.0, 1.0), found[0], "check"
+            return None
+        return found[0], (1.0, 1.0)
 
     def _judgement(
         self, job: ShadowJob, local_model: str, reference: str, judge: str, method: str, scores: tuple[float, float]
