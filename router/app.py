@@ -13,8 +13,9 @@ import gc
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -26,14 +27,17 @@ from router.api.openapi import install_openapi
 from router.api.responses_routes import responses_api
 from router.backends import Backend, build_backend
 from router.backends.litellm_backend import import_litellm
+from router.backends.local_embedder import LocalEmbedder
+from router.backends.model_files import model_gguf_path
 from router.cache import MemoryCacheStore, RedisCacheStore, ResponseCache
 from router.cache.stores import CacheStore
 from router.classify.embedding_service import EmbeddingService
-from router.classify.head import SHIPPED_HEAD, packaged_head_for
+from router.classify.head import head_for_local
 from router.classify.scorer import EscalationScorer
 from router.components import Components
 from router.config import DEFAULT_POLICY_FILE, GatewayConfig, LlamaCppModel, Settings, load_gateway_config
 from router.dashboard import dashboard
+from router.deciding import Decider
 from router.keys import key_table
 from router.ledger import Ledger, LedgerStore, Pricer, RedisLedgerStore, SqliteLedgerStore
 from router.limits import Limiter, LimitStore, MemoryLimitStore, RedisLimitStore, restore_team_spend
@@ -46,12 +50,12 @@ from router.quality.monitor import QualityMonitor
 from router.quality.report import QualityReporter
 from router.quality.shadow import ShadowEvaluator
 from router.quality.store import RedisLiveThresholds
-from router.recorder import RequestRecorder
+from router.recorder import RequestRecorder, observers_for
 from router.redis_client import RedisGuard, connect
 from router.resilience import BreakerStore, Executor, MemoryBreakerStore, RedisBreakerStore, build_guards
-from router.routing import Router
+from router.routing import LOCAL_EMBEDDER, Router
 from router.sessions import MemorySessionStore, RedisSessionStore, Sessions
-from router.tokens import TokenCounter
+from router.tokens import TokenCounter, gguf_vocab_counter
 from router.types import Usage
 
 log = logging.getLogger(__name__)
@@ -120,18 +124,6 @@ def build_quality(
     return QualityReporter(store, ledger, config.shadow, cloud_models(config), status), shadow
 
 
-def build_cache(config: GatewayConfig, redis: RedisGuard | None) -> ResponseCache | None:
-    """The response cache on Redis when configured (shared by replicas), else in this process."""
-    if not config.cache.enabled:
-        return None
-    store: CacheStore = (
-        RedisCacheStore(redis)
-        if redis is not None
-        else MemoryCacheStore(config.cache.max_entries, config.cache.max_bytes)
-    )
-    return ResponseCache(store, config.cache)
-
-
 def build_limiter(config: GatewayConfig, redis: RedisGuard | None) -> Limiter:
     key_limits = {key.name: key.limits for key in config.auth.keys if key.limits is not None}
     store: LimitStore = RedisLimitStore(redis) if redis is not None else MemoryLimitStore()
@@ -144,45 +136,35 @@ def build_sessions(config: GatewayConfig, redis: RedisGuard | None) -> Sessions:
     return Sessions(store, config.sessions.ttl_s)
 
 
-def head_for_local(config: GatewayConfig) -> Path:
-    """The escalation head for the local model that answers: configured for it, else the one shipped for
-    its packaged GGUF (fitted to that model's own mistakes), else the general head."""
-    local = config.models[config.routes.local]
-    package = local.package if isinstance(local, LlamaCppModel) and local.model_path is None else None
-    return config.classifier.head_for(config.routes.local) or packaged_head_for(package) or SHIPPED_HEAD
+def build_cache(config: GatewayConfig, redis: RedisGuard | None, embeddings: EmbeddingService) -> ResponseCache | None:
+    """The response cache on Redis when configured (shared by replicas), else in this process."""
+    if not config.cache.enabled:
+        return None
+    store: CacheStore = (
+        RedisCacheStore(redis)
+        if redis is not None
+        else MemoryCacheStore(config.cache.max_entries, config.cache.max_bytes)
+    )
+    return ResponseCache(store, config.cache, can_embed=lambda: embeddings.error is None)
 
 
-def policy_applier(pipeline: Pipeline, head: Path = SHIPPED_HEAD) -> Callable[[PolicyEngine], None]:
-    """Swap a reloaded policy in; a policy that newly routes `auto` gets the classifier on the shared embedder."""
-
-    def apply(engine: PolicyEngine) -> None:
-        if engine.policy.uses_classifier and pipeline.scorer is None:
-            if pipeline.embeddings is not None:
-                pipeline.scorer = EscalationScorer(pipeline.embeddings, head)
-            else:
-                log.warning("the new policy routes `auto`, but no embedder is loaded: restart the gateway to load it")
-        pipeline.router.use_policy(engine)
-
-    return apply
-
-
-async def embed_intents(pipeline: Pipeline, engine: PolicyEngine, previous: PolicyEngine | None) -> None:
-    """Embed a policy's intent examples before it goes live (reusing `previous`'s unchanged ones). A policy
-    that newly names intents gets the embedder started here, off the request path."""
-    if not engine.policy.intents:
-        return
-    if pipeline.embeddings is None:
-        pipeline.embeddings = EmbeddingService(pipeline.embedder_config, pipeline.embedder_dir)
-        await pipeline.embeddings.start()
-    if not pipeline.embeddings.ready:
-        log.error("policy intents cannot be matched: %s", pipeline.embeddings.error)
-        return
-    fresh = await pipeline.embeddings.run(engine.attach_intents, pipeline.embeddings.embed_now, previous)
-    log.info("policy %s: %d intent(s), %d example text(s) embedded", engine.version, len(engine.policy.intents), fresh)
+def token_counter(settings: Settings, config: GatewayConfig, local: Backend, dry_run: bool) -> TokenCounter:
+    """The local model's exact counts: from the loaded model once it is loaded; for a dry run (the CLI), from
+    its GGUF's vocabulary without loading the weights. The estimate when neither is at hand."""
+    if not dry_run:
+        return TokenCounter(getattr(local, "count_tokens", None))
+    spec = config.models[config.routes.local]
+    if not isinstance(spec, LlamaCppModel):
+        return TokenCounter()
+    try:
+        return TokenCounter(gguf_vocab_counter(str(model_gguf_path(spec.model_path, spec.package, settings.model_dir))))
+    except Exception:  # no GGUF at hand: estimate; the decision is still shown
+        return TokenCounter()
 
 
-def build_components(settings: Settings) -> Components:
-    """Everything the gateway needs, built once; raises `ConfigError` for a bad config or policy file."""
+def build_components(settings: Settings, *, dry_run: bool = False) -> Components:
+    """Everything the gateway needs, built once and complete; raises `ConfigError` for a bad config or policy.
+    `dry_run`: for deciding without answering (the CLI), so the local model's weights are never loaded."""
     config = load_gateway_config(settings.config)
     if (config.tracing.enabled or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")) and not tracing.enabled():
         tracing.configure(config.tracing.endpoint, config.tracing.service_name, config.tracing.sample_ratio)
@@ -190,6 +172,7 @@ def build_components(settings: Settings) -> Components:
     policy = load_policy(policy_path, config.models)
     backends = {name: build_backend(name, spec, settings.model_dir) for name, spec in config.models.items()}
     local = backends[config.routes.local]
+    tokens = token_counter(settings, config, local, dry_run)
     metrics = Metrics()
     redis = None
     breaker_store: BreakerStore = MemoryBreakerStore()
@@ -198,47 +181,36 @@ def build_components(settings: Settings) -> Components:
         breaker_store = RedisBreakerStore(redis)
     ledger = Ledger(build_ledger_store(settings, config, redis), config.ledger)
     limiter = build_limiter(config, redis)
-    cache = build_cache(config, redis)
-    # One embedder serves the classifier and the semantic cache; it loads only if one of them needs it.
-    needs_embeddings = (
-        policy.policy.uses_classifier or policy.needs_intents or (cache is not None and config.cache.semantic)
-    )
-    embedder_dir = settings.model_dir.parent / "embedders"
-    embeddings = EmbeddingService(config.embedder, embedder_dir) if needs_embeddings else None
-    if cache is not None and embeddings is None:
-        cache.semantic_available = False
-    executor = Executor(backends, build_guards(config, breaker_store, metrics), metrics)
+    # One embedder serves the classifier, the intents, the semantic cache and /v1/embeddings; it loads when
+    # the first of them needs it (at start-up when the policy or the cache does).
+    embeddings = EmbeddingService(config.embedder, settings.model_dir.parent / "embedders")
+    cache = build_cache(config, redis, embeddings)
+    embedder = LocalEmbedder(LOCAL_EMBEDDER, embeddings, tokens.count)
+    guards = build_guards(config, breaker_store, metrics, extra=(LOCAL_EMBEDDER,))
+    executor = Executor({**backends, LOCAL_EMBEDDER: embedder}, guards, metrics)
     judgements = build_judgement_store(settings, config, redis)
     quality, shadow = build_quality(config, judgements, ledger, executor, metrics, backends)
-    pipeline = Pipeline(
-        router=Router(config, policy),
-        executor=executor,
-        tokens=TokenCounter(getattr(local, "count_tokens", None)),
-        request_timeout_s=config.server.request_timeout_s,
-        recorder=RequestRecorder(ledger, metrics, limiter, build_sessions(config, redis), shadow),
-        scorer=EscalationScorer(embeddings, head_for_local(config))
-        if embeddings is not None and policy.policy.uses_classifier
-        else None,
-        cache=cache,
-        embeddings=embeddings,
-        limiter=limiter,
-    )
-    pipeline.router.unavailable = lambda name: backends[name].unavailable_reason()
-    if pipeline.sessions is not None:
-        pipeline.sessions.wanted = lambda: pipeline.router.policy.uses_sessions
-    pipeline.embedder_config, pipeline.embedder_dir = config.embedder, embedder_dir
-    pipeline.classifier_input = config.classifier.input
+    router = Router(config, policy, unavailable=lambda name: backends[name].unavailable_reason())
+    sessions = build_sessions(config, redis)
+    decider = Decider(router, limiter, sessions, embeddings, EscalationScorer(embeddings, head_for_local(config)),
+                      config.classifier.input)  # fmt: skip
+    recorder = RequestRecorder(ledger, observers_for(metrics, limiter, sessions, shadow))
+    pipeline = Pipeline(decider, executor, tokens, config.server.request_timeout_s, recorder, cache)
     monitor = None
     if shadow is not None or config.auto_calibrate is not None:
         shared = RedisLiveThresholds(redis) if redis is not None else None
-        monitor = QualityMonitor(quality, pipeline.router, metrics, config.auto_calibrate, shared)
+        monitor = QualityMonitor(quality, router, metrics, config.auto_calibrate, shared)
+
+    async def prepare(engine: PolicyEngine) -> None:
+        await ready_to_decide(pipeline, engine, router.policy)
+
     watcher = PolicyWatcher(
         policy_path,
         policy,
-        policy_applier(pipeline, head_for_local(config)),
+        router.use_policy,
         config.models,
         on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
-        prepare=lambda engine: embed_intents(pipeline, engine, pipeline.router.policy),
+        prepare=prepare,
     )
     return Components(
         settings,
@@ -255,6 +227,28 @@ def build_components(settings: Settings) -> Components:
         shadow=shadow,
         monitor=monitor,
     )
+
+
+def needs_embedder(pipeline: Pipeline, engine: PolicyEngine) -> bool:
+    """Whether deciding under `engine` (or the semantic cache) uses the embedder."""
+    semantic = pipeline.cache is not None and pipeline.cache.semantic_available
+    return engine.policy.uses_classifier or engine.needs_intents or semantic
+
+
+async def ready_to_decide(pipeline: Pipeline, engine: PolicyEngine, previous: PolicyEngine | None = None) -> None:
+    """Before a policy decides: its embedder loaded and its intents' examples embedded (reusing `previous`'s
+    vectors for unchanged texts). Off the request path: at start-up, on a reload, before a CLI decides."""
+    embeddings = pipeline.embeddings
+    if embeddings is None or not needs_embedder(pipeline, engine):
+        return
+    await embeddings.start()
+    if not engine.policy.intents:
+        return
+    if not embeddings.ready:
+        log.error("policy intents cannot be matched: %s", embeddings.error)
+        return
+    fresh = await engine.attach_intents(embeddings.embed_many, previous)
+    log.info("policy %s: %d intent(s), %d example text(s) embedded", engine.version, len(engine.policy.intents), fresh)
 
 
 async def _start_pricing(components: Components) -> None:
@@ -277,12 +271,58 @@ async def _freeze_heap_when_started(starting: list[asyncio.Task[object]]) -> Non
     log.info("start-up complete; %d long-lived objects frozen out of garbage collection", gc.get_freeze_count())
 
 
-async def _start_embeddings(pipeline: Pipeline) -> None:
-    assert pipeline.embeddings is not None
-    await pipeline.embeddings.start()
-    if pipeline.cache is not None and not pipeline.embeddings.ready:
-        pipeline.cache.semantic_available = False  # exact matches still work
-    await embed_intents(pipeline, pipeline.router.policy, None)
+async def _cancelled(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def deciding(components: Components) -> AsyncIterator[Pipeline]:
+    """The pipeline ready to decide with no model loaded (the CLI's dry runs): its embedder and intents
+    ready, shared state closed afterwards."""
+    async with contextlib.AsyncExitStack() as stack:
+        if components.redis is not None:
+            stack.push_async_callback(components.redis.close)
+        pipeline = components.pipeline
+        if pipeline.embeddings is not None:
+            stack.push_async_callback(pipeline.embeddings.close)
+        await ready_to_decide(pipeline, pipeline.router.policy)
+        yield pipeline
+
+
+@contextlib.asynccontextmanager
+async def serving(components: Components) -> AsyncIterator[None]:
+    """Start everything the gateway runs, and stop it in the reverse order (each start beside its stop)."""
+    pipeline = components.pipeline
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(tracing.shutdown)
+        if components.redis is not None:
+            stack.push_async_callback(components.redis.close)
+        if pipeline.embeddings is not None:
+            stack.push_async_callback(pipeline.embeddings.close)
+        if pipeline.cache is not None:
+            await pipeline.cache.store.start()
+            stack.push_async_callback(pipeline.cache.store.close)
+        if components.quality is not None:
+            stack.push_async_callback(components.quality.store.close)
+        components.ledger.start()
+        stack.push_async_callback(components.ledger.close)
+        backends = components.backends.values()
+        stack.push_async_callback(lambda: asyncio.gather(*(b.close() for b in backends), return_exceptions=True))
+        starting = [asyncio.create_task(b.start(), name=f"start-{b.name}") for b in backends]
+        starting.append(asyncio.create_task(_start_pricing(components), name="start-pricing"))
+        starting.append(asyncio.create_task(ready_to_decide(pipeline, pipeline.router.policy), name="start-embedder"))
+        starting.append(asyncio.create_task(_freeze_heap_when_started(list(starting)), name="freeze-heap"))
+        stack.push_async_callback(_cancelled, starting)
+        if (limiter := pipeline.limiter) is not None:
+            teams = await restore_team_spend(limiter, components.ledger.store, time.time())
+            log.info("budgets: spend of %d team(s) this month restored from the ledger", teams)
+        for service in (components.shadow, components.monitor, components.policy_watcher):
+            if service is not None:
+                service.start()
+                stack.push_async_callback(service.close)
+        yield
 
 
 @contextlib.asynccontextmanager
@@ -298,51 +338,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     for backend in components.backends.values():
         if (reason := backend.unavailable_reason()) is not None:
             log.warning("model %s cannot answer as configured: %s", backend.name, reason)
-    starting = [
-        asyncio.create_task(backend.start(), name=f"start-{name}") for name, backend in components.backends.items()
-    ]
-    starting.append(asyncio.create_task(_start_pricing(components), name="start-pricing"))
-    pipeline = components.pipeline
-    if pipeline.embeddings is not None:
-        starting.append(asyncio.create_task(_start_embeddings(pipeline), name="start-embedder"))
-    if pipeline.cache is not None:
-        await pipeline.cache.store.start()
-    components.ledger.start()
-    if (limiter := components.pipeline.limiter) is not None:
-        teams = await restore_team_spend(limiter, components.ledger.store, time.time())
-        log.info("budgets: spend of %d team(s) this month restored from the ledger", teams)
-    if components.policy_watcher is not None:
-        components.policy_watcher.start()
-    if components.shadow is not None:
-        components.shadow.start()
-    if components.monitor is not None:
-        components.monitor.start()
-    freezer = asyncio.create_task(_freeze_heap_when_started(list(starting)), name="freeze-heap")
-    try:
+    async with serving(components):
         yield
-    finally:
-        if components.policy_watcher is not None:
-            await components.policy_watcher.close()
-        if components.monitor is not None:
-            await components.monitor.close()
-        if components.shadow is not None:
-            await components.shadow.close()
-        for task in [*starting, freezer]:
-            task.cancel()
-        await asyncio.gather(*starting, return_exceptions=True)
-        await asyncio.gather(*(b.close() for b in components.backends.values()), return_exceptions=True)
-        await components.ledger.close()
-        if components.quality is not None:
-            await components.quality.store.close()
-        if pipeline.cache is not None:
-            await pipeline.cache.store.close()
-        if pipeline.embeddings is not None:
-            await pipeline.embeddings.close()
-        if (own := getattr(app.state, "embeddings", None)) is not None:  # started by /v1/embeddings
-            await own.close()
-        if components.redis is not None:
-            await components.redis.close()
-        tracing.shutdown()
 
 
 def create_app(settings: Settings | None = None, components: Components | None = None) -> FastAPI:

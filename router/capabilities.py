@@ -44,8 +44,9 @@ def _wants_json(passthrough: Mapping[str, Any]) -> bool:
     return isinstance(response_format, Mapping) and response_format.get("type") in ("json_object", "json_schema")
 
 
-def required_capabilities(ctx: RequestContext) -> tuple[str, ...]:
-    """The capabilities a request needs, in `CAPABILITIES` order (computed once per request)."""
+def required_capabilities(f: facts.Facts) -> tuple[str, ...]:
+    """The capabilities a request needs, in `CAPABILITIES` order (computed once per decision)."""
+    ctx = f.request
 
     def compute() -> tuple[str, ...]:
         needs = {
@@ -56,6 +57,4 @@ def required_capabilities(ctx: RequestContext) -> tuple[str, ...]:
         }
         return tuple(name for name in CAPABILITIES if needs[name])
 
-    if "capabilities" not in ctx.memo:
-        ctx.memo["capabilities"] = compute()
-    return ctx.memo["capabilities"]
+    return f.derived("capabilities", compute)

@@ -53,8 +53,7 @@ class CascadingExecutor:
         decision = self._without_unreachable_cascade(decision)
         if decision.cascade is None:
             return await self._executor.complete(ctx, decision, max_tokens, deadline)
-        ctx = replace(ctx, measure_confidence=True)
-        completion, served = await self._executor.complete(ctx, decision, max_tokens, deadline)
+        completion, served = await self._executor.complete(ctx, decision, max_tokens, deadline, confidence=True)
         verdict = self._verdict(decision, served, completion.confidence)
         if verdict is None:
             return completion, served
@@ -77,8 +76,7 @@ class CascadingExecutor:
         decision = self._without_unreachable_cascade(decision)
         if decision.cascade is None:
             return await self._executor.stream(ctx, decision, max_tokens, deadline)
-        ctx = replace(ctx, measure_confidence=True)
-        deltas, served = await self._executor.stream(ctx, decision, max_tokens, deadline)
+        deltas, served = await self._executor.stream(ctx, decision, max_tokens, deadline, confidence=True)
         if served.route != "local" or served.fallback:
             return deltas, served
         buffered = [delta async for delta in deltas]  # confidence is known only once the answer is whole

@@ -1,15 +1,18 @@
-"""The request path: admit → embed (when needed) → score → decide → cache lookup → execute → cache store → record.
+"""The request path: admit → facts → decide → cache lookup → execute → cache store → record.
 
-This is the one place to read to know what happens to a request. Each stage is a component handed in
-by the app factory. The question is embedded at most once, and only when the classifier or the
-semantic cache will use the vector. The cache is asked after the decision, not before it as DESIGN.md
-first drew it: its key includes the model the route chose, and the matching rule says whether and how
-to cache (deciding costs a fraction of a millisecond). A hit skips the models; a fresh answer is stored
-once complete, unless a fallback model gave it (a degraded answer must not outlive the outage). The
-recorder closes every request, streamed, cached and failed ones included: it prices it in the ledger,
-counts what it spent against its key's and team's budgets, counts it in the metrics and writes its log
-line. Admission (rate limits, budget state) comes first, so a refused request costs nothing; a rule's
-`deny` is answered right after the decision, before the cache.
+This is the one place to read to know what happens to a request. Deciding (admission, the facts the
+policy reads, the decision) is `Decider.decide` (`router/deciding.py`), the same function that
+`/v1/router/explain`, `router route --explain` and `router policy test|diff` call with `dry_run=True`.
+The cache is asked after the decision, not before it as DESIGN.md first drew it: its key includes the
+model the route chose, and the matching rule says whether and how to cache (deciding costs a fraction of
+a millisecond). A hit skips the models; a fresh answer is stored once complete, unless a fallback model
+gave it (a degraded answer must not outlive the outage). The recorder closes every request, streamed,
+cached, refused and failed ones included. Admission (rate limits, budget state) comes first, so a
+refused request costs nothing; a rule's `deny` is answered right after the decision, before the cache.
+Embeddings take the same path without the policy: admission, the executor, the recorder.
+
+Built once by the app factory, with every component it uses; nothing is assigned to it afterwards. A
+reloaded policy is a new `PolicyEngine` swapped into the router in one assignment.
 """
 
 from __future__ import annotations
@@ -17,27 +20,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from router import tracing
 from router.cache import BYPASS, CachedAnswer, CacheLookup, ResponseCache
 from router.cascade import CascadingExecutor
-from router.classify.embedding_service import MAX_TEXT_CHARS, EmbeddingService
+from router.classify.embedding_service import EmbeddingService
 from router.classify.scorer import EscalationScorer
-from router.config import EmbedderConfig
+from router.deciding import Assumed, Decider
 from router.errors import PolicyDenied, RouterError
+from router.explain import explanation_dict
 from router.ledger import CostRecord
 from router.limits import Limiter
-from router.policy.intents import texts_for as intent_texts
-from router.recorder import Outcome, RecordStage, RequestRecorder
+from router.recorder import Outcome, RequestRecorder
 from router.resilience import Executor
 from router.routing import Router
 from router.tokens import TokenCounter
-from router.types import Completion, Decision, RequestContext, Served, StreamDelta, Usage
+from router.types import Completion, Decision, Findings, RequestContext, Served, StreamDelta, Usage
 
 log = logging.getLogger("router.requests")
 
@@ -48,124 +49,80 @@ class StreamResult:
     deltas: AsyncIterator[StreamDelta]
 
 
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    vectors: list[Any]
+    usage: Usage
+    served: Served
+
+
 class Pipeline:
     def __init__(
         self,
-        router: Router,
+        decider: Decider,
         executor: Executor,
         tokens: TokenCounter,
         request_timeout_s: float,
-        recorder: RecordStage | None = None,
-        scorer: EscalationScorer | None = None,
+        recorder: RequestRecorder | None = None,
         cache: ResponseCache | None = None,
-        embeddings: EmbeddingService | None = None,
-        limiter: Limiter | None = None,
     ) -> None:
-        self.router = router
-        self._executor = CascadingExecutor(executor, router)
+        self.decider = decider
+        self._executor = executor
+        self._cascading = CascadingExecutor(executor, decider.router)
         self.tokens = tokens
         self._request_timeout_s = request_timeout_s
         self._recorder = recorder or RequestRecorder()
-        self.sessions = getattr(self._recorder, "sessions", None)
-        self.scorer = scorer
         self.cache = cache
-        self.embeddings = embeddings or (scorer.embeddings if scorer else None)
-        self.limiter = limiter
-        self.classifier_input = "last_user"
-        """What the classifier reads: `last_user`, or `conversation` (`classifier.input`)."""
-        self.embedder_config: EmbedderConfig | None = None
-        self.embedder_dir: Path | None = None
-        """How to start an embedder later, for a reloaded policy that newly needs one (its intents)."""
+
+    # What other components read (the operational endpoints, the reload watcher, the CLI).
+    @property
+    def router(self) -> Router:
+        return self.decider.router
+
+    @property
+    def embeddings(self) -> EmbeddingService | None:
+        return self.decider.embeddings
+
+    @property
+    def scorer(self) -> EscalationScorer | None:
+        return self.decider.scorer
+
+    @property
+    def limiter(self) -> Limiter | None:
+        return self.decider.limiter
 
     def prepare(self, ctx: RequestContext) -> RequestContext:
         """Fill in what the stages need that the client did not send (the prompt's token count)."""
+        if ctx.kind == "embeddings":
+            return replace(ctx, prompt_tokens=sum(self.tokens.count(text) for text in ctx.inputs))
         return replace(ctx, prompt_tokens=self.tokens.count_messages(ctx.messages))
 
-    def decide(self, ctx: RequestContext) -> Decision:
-        return self.router.decide(ctx)
+    async def explain(self, ctx: RequestContext, assumed: Assumed | None = None) -> dict[str, Any]:
+        """Where this request would go and why: the stages the HTTP path runs, as a dry run (nothing counted
+        against limits, no model called). `/v1/router/explain`, `router route` and policy tests call it."""
+        ctx = self.prepare(ctx)
+        return explanation_dict(ctx, await self.decider.decide(ctx, dry_run=True, assumed=assumed))
 
-    async def embedded(self, ctx: RequestContext) -> RequestContext:
-        """The last user message's embedding, computed once, for whichever stage needs it first."""
-        if ctx.embedding is not None or self.embeddings is None:
-            return ctx
-        vector = await self.embeddings.embed(ctx.last_user_text()[:MAX_TEXT_CHARS])
-        return ctx if vector is None else replace(ctx, embedding=vector)
-
-    async def scored(self, ctx: RequestContext) -> RequestContext:
-        """Add the classifier's escalation score, once, when the policy routes anything `auto`."""
-        if self.scorer is None or not self.router.policy.policy.uses_classifier or "escalation" in ctx.scores:
-            return ctx
-        text = self.scorer_text(ctx)
-        if text is None:  # the last user message: the shared embedding is the input
-            ctx = await self.embedded(ctx)
-            text = ctx.last_user_text()[:MAX_TEXT_CHARS]
-            score = await self.scorer.score(text, ctx.embedding)
-        else:
-            score = await self.scorer.score(text)
-        return ctx if score is None else replace(ctx, scores={**ctx.scores, "escalation": score})
-
-    async def intended(self, ctx: RequestContext) -> RequestContext:
-        """Match the policy's intents, once, on each scope a rule names them on. The last user message's
-        embedding is the one the cache and classifier share; `conversation` adds the earlier user
-        messages (embedded together, in one batch)."""
-        policy = self.router.policy
-        index = policy.intents
-        if index is None or self.embeddings is None or ctx.intents or not policy.needs_intents:
-            return ctx
-        matches = {}
-        for scope in sorted(index.scopes):
-            texts = intent_texts(ctx, scope)
-            vectors: list[np.ndarray | None] = []
-            if texts[0] == ctx.last_user_text():  # the shared embedding
-                ctx = await self.embedded(ctx)
-                vectors.append(ctx.embedding)
-                texts = texts[1:]
-            vectors += await asyncio.gather(*(self.embeddings.embed(text[:MAX_TEXT_CHARS]) for text in texts))
-            if all(v is not None for v in vectors):
-                matches[scope] = index.match_turns([v for v in vectors if v is not None])
-        return replace(ctx, intents=matches)
-
-    def scorer_text(self, ctx: RequestContext) -> str | None:
-        """The classifier's input when it is not the last user message (None): the recent conversation,
-        with `classifier.input: conversation` and more than one turn."""
-        turns = sum(1 for m in ctx.messages if m.get("role") in ("user", "assistant"))
-        if self.classifier_input != "conversation" or turns < 2:
-            return None
-        return ctx.conversation_text()[:MAX_TEXT_CHARS]
-
-    async def admitted(self, ctx: RequestContext) -> RequestContext:
-        """Rate limits (429 when used up) and the budget state the policy's `budget:` conditions read;
-        and, for policies with sticky sessions, whether this conversation went to the cloud before."""
-        if self.limiter is not None:
-            ctx = await self.limiter.admit(ctx)
-        if self.sessions is not None and self.router.policy.uses_sessions:
-            ctx = await self.sessions.looked_up(ctx)
-        return ctx
-
-    async def routed(self, ctx: RequestContext) -> tuple[RequestContext, Decision, CacheLookup]:
-        """Admit, score, decide, and ask the cache: everything that happens before a model is called."""
-        with tracing.span("router.decide") as span:
-            ctx = await self.scored(await self.intended(await self.admitted(ctx)))
-            decision = self.decide(ctx)
-            if span is not None:
-                tracing.annotate(span, **_decision_attributes(decision))
+    async def routed(self, ctx: RequestContext) -> tuple[Findings, Decision, CacheLookup]:
+        """Admit, find, decide, and ask the cache: everything that happens before a model is called."""
+        decided = await self.decider.decide(ctx)
+        found, decision = decided.found, decided.decision
         if decision.deny is not None:
             deny = decision.deny
             raise _Refused(decision, PolicyDenied(deny.message, deny.status, code=deny.code))
         if self.cache is None:
-            return ctx, decision, BYPASS
-        embedded = ctx
+            return found, decision, BYPASS
 
         async def embed() -> object:
-            nonlocal embedded
-            embedded = await self.embedded(embedded)
-            return embedded.embedding
+            nonlocal found
+            found = await self.decider.embedding(ctx, found)
+            return found.embedding
 
         with tracing.span("router.cache.lookup") as span:
             lookup = await self.cache.lookup(ctx, decision, embed)
             if span is not None:
                 tracing.annotate(span, **{"router.cache": lookup.status})
-        return embedded, decision, lookup
+        return found, decision, lookup
 
     def _deadline(self, ctx: RequestContext, started: float) -> float:
         """The request's deadline on the monotonic clock: the server's bound, or the client's if sooner."""
@@ -192,9 +149,7 @@ class Pipeline:
         except Exception:  # the answer is ready: failing to cache it must not lose it
             log.exception("request: could not cache the answer")
 
-    async def _routed_or_refused(
-        self, ctx: RequestContext, started: float
-    ) -> tuple[RequestContext, Decision, CacheLookup]:
+    async def _routed_or_refused(self, ctx: RequestContext, started: float) -> tuple[Findings, Decision, CacheLookup]:
         """`routed`, recording a request refused by a limit or a `deny` rule before the error goes out."""
         try:
             return await self.routed(ctx)
@@ -216,15 +171,15 @@ class Pipeline:
 
     async def _complete(self, ctx: RequestContext) -> tuple[Completion, Served]:
         started = time.perf_counter()
-        ctx, decision, lookup = await self._routed_or_refused(ctx, started)
+        found, decision, lookup = await self._routed_or_refused(ctx, started)
         if lookup.answer is not None:
             served = self._from_cache(decision, lookup, lookup.answer)
             elapsed_ms = _ms_since(started)
             outcome = Outcome(200, elapsed_ms, lookup.answer.usage, elapsed_ms, lookup.answer.content)
-            record = await self._recorder.record(ctx, served, outcome)
+            record = await self._recorder.record(ctx, served, outcome, found)
             return lookup.answer.completion(), _with_cost(served, record)
         try:
-            completion, served = await self._executor.complete(
+            completion, served = await self._cascading.complete(
                 ctx, decision, self._max_tokens(ctx, decision), self._deadline(ctx, started)
             )
         except RouterError as exc:
@@ -234,7 +189,7 @@ class Pipeline:
         await self._keep(lookup, served, completion)
         elapsed_ms = _ms_since(started)
         outcome = Outcome(200, elapsed_ms, completion.usage, elapsed_ms, completion.content)
-        record = await self._recorder.record(ctx, served, outcome)
+        record = await self._recorder.record(ctx, served, outcome, found)
         return completion, _with_cost(served, record)
 
     async def stream(self, ctx: RequestContext) -> StreamResult:
@@ -252,20 +207,37 @@ class Pipeline:
 
     async def _stream(self, ctx: RequestContext) -> StreamResult:
         started = time.perf_counter()
-        ctx, decision, lookup = await self._routed_or_refused(ctx, started)
+        found, decision, lookup = await self._routed_or_refused(ctx, started)
         if lookup.answer is not None:
             served = self._from_cache(decision, lookup, lookup.answer)
             deltas = _replay(lookup.answer)
-            return StreamResult(served, self._observe(ctx, served, deltas, started, _ms_since(started), BYPASS))
+            return StreamResult(served, self._observe(ctx, found, served, deltas, started, _ms_since(started), BYPASS))
         try:
-            deltas, served = await self._executor.stream(
+            deltas, served = await self._cascading.stream(
                 ctx, decision, self._max_tokens(ctx, decision), self._deadline(ctx, started)
             )
         except RouterError as exc:
             await self._record_failure(ctx, decision, exc, started, lookup.status)
             raise
         served = replace(served, cache=lookup.status)
-        return StreamResult(served, self._observe(ctx, served, deltas, started, _ms_since(started), lookup))
+        return StreamResult(served, self._observe(ctx, found, served, deltas, started, _ms_since(started), lookup))
+
+    async def embed(self, ctx: RequestContext, extra: Mapping[str, Any]) -> Embedded:
+        """Embeddings of `ctx.inputs` by the model the client named: admitted against the limits, run by
+        the executor (timeouts, retries, breaker), recorded in the ledger and metrics like any request."""
+        started = time.perf_counter()
+        decision = self.router.embedding_decision(ctx.requested_model)
+        try:
+            if self.limiter is not None:
+                await self.limiter.admit(ctx)
+            (vectors, tokens), served = await self._executor.embed(ctx, decision, self._deadline(ctx, started), extra)
+        except RouterError as exc:
+            await self._record_failure(ctx, decision, exc, started, BYPASS.status)
+            raise
+        usage = Usage(tokens or ctx.prompt_tokens, 0)
+        elapsed_ms = _ms_since(started)
+        record = await self._recorder.record(ctx, served, Outcome(200, elapsed_ms, usage, elapsed_ms))
+        return Embedded(vectors, usage, _with_cost(served, record))
 
     async def _record_failure(
         self, ctx: RequestContext, decision: Decision, exc: RouterError, started: float, cache: str
@@ -276,6 +248,7 @@ class Pipeline:
     async def _observe(
         self,
         ctx: RequestContext,
+        found: Findings,
         served: Served,
         deltas: AsyncIterator[StreamDelta],
         started: float,
@@ -311,23 +284,15 @@ class Pipeline:
             status = 502
             raise
         finally:
+            if usage is None and parts:  # ended early: price what was streamed, as the provider bills it
+                usage = Usage(ctx.prompt_tokens, self.tokens.count("".join(parts)))
             outcome = Outcome(status, _ms_since(started), usage, ttft_ms, "".join(parts) if status == 200 else None)
-            await self._recorder.record(ctx, served, outcome)
+            await self._recorder.record(ctx, served, outcome, found)
 
 
 def _request_attributes(ctx: RequestContext) -> dict[str, object]:
     return {"router.request_id": ctx.request_id, "gen_ai.request.model": ctx.requested_model,
             "router.stream": ctx.stream, "router.tenant": ctx.tenant}  # fmt: skip
-
-
-def _decision_attributes(decision: Decision) -> dict[str, object]:
-    return {
-        "router.route": decision.route,
-        "router.model": decision.model,
-        "router.reason": decision.reason,
-        "router.rule": decision.rule,
-        "router.score": decision.scores.get("escalation"),
-    }
 
 
 def _served_attributes(served: Served) -> dict[str, object]:

@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from router.capabilities import model_capabilities, required_capabilities
-from router.config import GatewayConfig
+from router.config import GatewayConfig, LiteLLMModel, OpenAICompatibleModel
 from router.errors import ModelNotFound
 from router.policy import PolicyEngine, PolicyMatch
+from router.policy.facts import Facts
 from router.policy.schema import CacheAction, Rule
 from router.types import (
     NO_CACHE,
@@ -27,12 +28,15 @@ from router.types import (
     CascadeSettings,
     Decision,
     Denial,
+    Findings,
     IntentMatch,
-    RequestContext,
     Route,
 )  # fmt: skip
 
 AUTO = "auto"
+LOCAL_EMBEDDER = "all-minilm-l6-v2"
+"""The gateway's own embedding model (the classifier's and the semantic cache's), as `/v1/embeddings` names it."""
+LOCAL_EMBEDDER_NAMES = ("local", LOCAL_EMBEDDER, "sentence-transformers/all-minilm-l6-v2")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,16 +44,23 @@ class Explanation:
     decision: Decision
     match: PolicyMatch
     requested_target: str | None
+    policy_version: str = ""
+    """The version of the policy that decided (it may be swapped by a reload a moment later)."""
 
 
 class Router:
-    def __init__(self, config: GatewayConfig, policy: PolicyEngine) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        policy: PolicyEngine,
+        unavailable: Callable[[str], str | None] = lambda name: None,
+    ) -> None:
         self._config = config
         self.policy = policy
         self._capabilities = {name: model_capabilities(spec) for name, spec in config.models.items()}
-        self.unavailable: Callable[[str], str | None] = lambda name: None
-        """Why a configured model cannot answer at all (a cloud model without its key), else None; the app
-        sets it from the backends. A capability only counts on a model that can answer."""
+        self._unavailable = unavailable
+        """Why a configured model cannot answer at all (a cloud model without its key), else None (the
+        backends say). A capability only counts on a model that can answer."""
         self.live_thresholds: Mapping[str, float] = {}
         """`route: auto` thresholds moved by auto-calibration, by rule name (`default` for the default);
         replaced whole, never edited, so a decision reads one consistent set."""
@@ -76,10 +87,10 @@ class Router:
         return self._config.models[target].tier, [target]
 
     @staticmethod
-    def _classify(ctx: RequestContext, threshold: float | None, reason: str) -> tuple[str, str, dict[str, float]]:
+    def _classify(found: Findings, threshold: float | None, reason: str) -> tuple[str, str, dict[str, float]]:
         """`auto`: the cloud when the escalation score reaches the threshold. A rule keeps its own name as the
         reason; the default says `classifier`. Without a score (classifier not loaded) the local model answers."""
-        score = ctx.scores.get("escalation")
+        score = found.scores.get("escalation")
         if score is None or threshold is None:
             return "local", "classifier-unavailable", {}
         target = "cloud" if score >= threshold else "local"
@@ -122,15 +133,35 @@ class Router:
         route, model, fallbacks = self._chain("cloud", pinned=True)
         return replace(decision, route=route, model=model, fallbacks=fallbacks, reason="cascade", cascade=None)
 
+    def embedding_decision(self, model: str) -> Decision:
+        """Embeddings go to the model the client named: the gateway's own embedder (`all-minilm-l6-v2`,
+        `local`) or a configured remote model that embeds; anything else is a 404."""
+        if model.lower() in LOCAL_EMBEDDER_NAMES:
+            return Decision("local", LOCAL_EMBEDDER, "embeddings", rule="embeddings", allow_cloud=False)
+        target = self._config.aliases.get(model, model)
+        spec = self._config.models.get(target)
+        remote = [
+            name for name, s in self._config.models.items() if isinstance(s, LiteLLMModel | OpenAICompatibleModel)
+        ]
+        if spec is None or target not in remote:
+            raise ModelNotFound(
+                f"No embedding model `{model}` here: use `{LOCAL_EMBEDDER}` (the gateway's own) or a configured "
+                f"remote model ({', '.join(remote) or 'none configured'}).",
+                param="model",
+            )
+        return Decision(self._config.models[target].tier, target, "embeddings", rule="embeddings")
+
     def refusal(self, reason: str) -> Decision:
         """The decision a request refused before routing (a rate limit) is recorded under."""
         route, models = self.models_for("local")
         return Decision(route, models[0], reason, allow_cloud=False)
 
-    def decide(self, ctx: RequestContext) -> Decision:
-        return self.explain(ctx).decision
+    def decide(self, facts: Facts) -> Decision:
+        return self.explain(facts).decision
 
-    def explain(self, ctx: RequestContext) -> Explanation:
+    def explain(self, facts: Facts) -> Explanation:
+        """The decision on a request and what was found about it, with every rule's verdict."""
+        ctx, found = facts.request, facts.found
         requested = self.requested_target(ctx.requested_model)
         if requested is None and self._config.server.unknown_models == "reject":
             raise ModelNotFound(
@@ -138,7 +169,8 @@ class Router:
                 f"use `auto`, `local`, `cloud` or one of: {', '.join(self._config.models)}",
                 param="model",
             )
-        match = self.policy.evaluate(ctx)
+        engine = self.policy  # one policy decides, even if a reload swaps another in meanwhile
+        match = engine.evaluate(facts)
         scores: dict[str, float] = {}
         rule = match.rule
         action = rule if rule is not None else match.default
@@ -146,7 +178,7 @@ class Router:
             denial = Denial(rule.deny.message, rule.deny.status)
             route, model = self.models_for("local")
             decision = Decision(route, model[0], rule.name, rule=rule.name, allow_cloud=False, deny=denial)
-            return Explanation(decision, match, requested)
+            return Explanation(decision, match, requested, engine.version)
         if rule is not None:
             target, reason = rule.route, rule.name
         elif requested not in (None, AUTO):
@@ -158,8 +190,8 @@ class Router:
         cascade = action.cascade if action is not None else None
         if target == AUTO:
             threshold = self.live_thresholds.get(rule.name if rule is not None else "default", threshold)
-            target, reason, scores = self._classify(ctx, threshold, reason)
-        sticky = action is not None and action.session == "sticky" and ctx.session_escalated
+            target, reason, scores = self._classify(found, threshold, reason)
+        sticky = action is not None and action.session == "sticky" and found.session_escalated
         first = target if isinstance(target, str) else target[0]
         if sticky and self._config.routes.cloud and self.models_for(first)[0] == "local":
             target, reason = "cloud", "sticky-session"  # an earlier turn of this conversation went there
@@ -181,24 +213,26 @@ class Router:
             else None,
             redact=tuple(action.redact or ()) if action is not None else (),
             upstream_headers=dict(action.headers or {}) if action is not None else {},
-            intent=_routed_intent(ctx, rule) if ctx.intents else None,  # no intents matched: nothing to walk
+            intent=_routed_intent(found, rule) if found.intents else None,  # no intents matched: nothing to walk
             shadow=action.shadow if action is not None else None,
+            remember_session=engine.uses_sessions,
         )
-        return Explanation(self._capable(ctx, self._within_budget(ctx, decision)), match, requested)
+        decision = self._capable(facts, self._within_budget(found, decision))
+        return Explanation(decision, match, requested, engine.version)
 
-    def _capable(self, ctx: RequestContext, decision: Decision) -> Decision:
+    def _capable(self, facts: Facts, decision: Decision) -> Decision:
         """The decision's chain cut to the models that can honour what the request needs, or a 400."""
-        needs = required_capabilities(ctx)
+        needs = required_capabilities(facts)
         if not needs or decision.deny is not None:
             return decision
         chain = (decision.model, *decision.fallbacks)
         able = [name for name in chain if set(needs) <= self._capabilities[name]]
-        capable = [name for name in able if self.unavailable(name) is None]
+        capable = [name for name in able if self._unavailable(name) is None]
         if not capable:
             have = "; ".join(f"{name}: {', '.join(sorted(self._capabilities[name])) or 'none'}" for name in chain)
             message = f"This request needs {' and '.join(needs)}, which no model it may use supports ({have}). "
             if able:  # a model could, but cannot answer at all right now
-                why = "; ".join(f"{name} could, but {self.unavailable(name)}" for name in able)
+                why = "; ".join(f"{name} could, but {self._unavailable(name)}" for name in able)
                 message = f"This request needs {' and '.join(needs)}: {why}. "
             message += "Send it without that, or configure a model that has it (`capabilities:` in the gateway config)."
             return replace(decision, needs=needs, deny=Denial(message, 400, "capability_unavailable"),
@@ -212,12 +246,12 @@ class Router:
             reason=f"needs-{'+'.join(missing)}", cascade=decision.cascade if route == "local" else None,
         )  # fmt: skip
 
-    def _within_budget(self, ctx: RequestContext, decision: Decision) -> Decision:
+    def _within_budget(self, found: Findings, decision: Decision) -> Decision:
         """A tenant over budget gets no cloud answer: the local model answers, or 429, as configured."""
-        if ctx.budget is None or ctx.budget.state != "over":
+        if found.budget is None or found.budget.state != "over":
             return decision
         message = (
-            f"Budget exceeded: {ctx.budget.describe()}. Cloud models are unavailable to this tenant until the "
+            f"Budget exceeded: {found.budget.describe()}. Cloud models are unavailable to this tenant until the "
             f"budget resets"
         )
         if self._config.limits.on_budget_exceeded == "reject":
@@ -233,12 +267,12 @@ class Router:
         )  # fmt: skip
 
 
-def _routed_intent(ctx: RequestContext, rule: Rule | None) -> IntentMatch | None:
+def _routed_intent(found: Findings, rule: Rule | None) -> IntentMatch | None:
     """The intent match the matching rule relied on, for explain and `x-router-intent`."""
     if rule is None:
         return None
     for scope in sorted(rule.when.intent_scopes):
-        found = ctx.intents.get(scope)
-        if found is not None and found.intent is not None:
-            return found
+        match = found.intents.get(scope)
+        if match is not None and match.intent is not None:
+            return match
     return None

@@ -15,7 +15,6 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from router.redis_client import RedisGuard
@@ -100,18 +99,15 @@ class Sessions:
     def __init__(self, store: SessionStore, ttl_s: int) -> None:
         self.store = store
         self.ttl_s = ttl_s
-        self.wanted: Callable[[], bool] = lambda: True
-        """Whether the policy in force has sticky sessions (the app points it at the router's policy)."""
 
-    async def looked_up(self, ctx: RequestContext) -> RequestContext:
-        """The context with `session_escalated` set when an earlier turn went to the cloud."""
-        from dataclasses import replace
-
+    async def escalated_before(self, ctx: RequestContext) -> bool:
+        """Whether an earlier turn of this conversation was answered by the cloud."""
         before, _ = session_keys(ctx)
-        return replace(ctx, session_escalated=True) if await self.store.escalated(before) else ctx
+        return await self.store.escalated(before)
 
     async def remember(self, ctx: RequestContext, served: Served) -> None:
-        if served.route != "cloud" or not self.wanted():
+        """Mark the conversation when a cloud model answered it under a policy with sticky sessions."""
+        if served.route != "cloud" or not served.decision.remember_session:
             return
         try:
             await self.store.escalate(session_keys(ctx)[1], self.ttl_s)

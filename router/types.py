@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 Route = Literal["local", "cloud"]
 ServedRoute = Literal["local", "cloud", "cache"]
-RequestKind = Literal["chat", "text"]
+RequestKind = Literal["chat", "text", "embeddings"]
 
 
 CONVERSATION_CHARS = 1200
@@ -31,6 +31,8 @@ class RequestContext:
     """Chat messages; a text completion's prompt is carried as one user message for the policy."""
     prompt: str | None = None
     """The raw prompt of a text completion (None for chat)."""
+    inputs: tuple[str, ...] = ()
+    """The texts to embed (kind `embeddings`)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """Generation parameters the gateway understands (max_tokens, temperature, top_p, stop, seed, ...)."""
     passthrough: Mapping[str, Any] = field(default_factory=dict)
@@ -43,30 +45,13 @@ class RequestContext:
     timeout_s: float | None = None
     """The client's own deadline for this request (`x-router-timeout`), if it set one."""
     prompt_tokens: int = 0
-    """Prompt size in tokens, counted once by the gateway's tokenizer for rules and limits."""
-    scores: Mapping[str, float] = field(default_factory=dict)
-    """Classifier scores, computed once per request when the policy needs them (`escalation`: 0..1)."""
-    measure_confidence: bool = False
-    """Ask the local backend to measure its confidence while it generates (for a cascade)."""
-    embedding: Any = field(default=None, compare=False, repr=False)
-    """The last user message's unit-length embedding (numpy float32), computed once when the classifier
-    or the semantic cache needs it, and shared by both."""
+    """Prompt size in tokens, counted once at the edge by the gateway's tokenizer for rules and limits."""
     received_at: float = field(default_factory=time.time)
     """Wall-clock arrival time (epoch seconds): what `time:` windows and budget periods read."""
     key_name: str | None = None
     """The API key's name, when keys are configured (its team is `tenant`)."""
-    budget: BudgetStatus | None = None
-    """The tenant's spending against its budgets, when any apply (read once, before routing)."""
     upstream_headers: Mapping[str, str] = field(default_factory=dict)
-    """Extra headers a policy rule adds to calls to remote models."""
-    session_escalated: bool = False
-    """An earlier turn of this conversation was answered by the cloud (policies with `session: sticky`)."""
-    intents: Mapping[str, IntentMatch] = field(default_factory=dict)
-    """The policy's intents matched against the request, by scope (`last_user`, `conversation`), computed
-    once before the decision when a rule names an intent."""
-    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
-    """Facts derived from the messages (PII found, language, code), computed once when a rule asks.
-    Only valid for these messages: a context with other messages must be given a fresh memo."""
+    """Extra headers a policy rule adds to calls to remote models (set by the executor per call)."""
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
@@ -137,6 +122,27 @@ class IntentMatch:
         if self.turns_back:
             said += f", in the user message {self.turns_back} turn(s) back"
         return said
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """What the stages found out about a request before deciding: returned by the facts stage, read by the
+    policy and the router, never written back into the request."""
+
+    scores: Mapping[str, float] = field(default_factory=dict)
+    """Classifier scores (`escalation`: 0..1), when the policy routes anything `auto`."""
+    embedding: Any = field(default=None, compare=False, repr=False)
+    """The last user message's unit-length embedding (numpy float32), computed once when the classifier,
+    the intents or the semantic cache need it, and shared by them."""
+    intents: Mapping[str, IntentMatch] = field(default_factory=dict)
+    """The policy's intents matched against the request, by scope (`last_user`, `conversation`)."""
+    budget: BudgetStatus | None = None
+    """The tenant's spending against its budgets, when any apply (read once, at admission)."""
+    session_escalated: bool = False
+    """An earlier turn of this conversation was answered by the cloud (policies with `session: sticky`)."""
+
+
+NOTHING_FOUND = Findings()
 
 
 def content_text(content: Any) -> str:
@@ -254,6 +260,8 @@ class Decision:
     """The intent the matching rule routed on, when its conditions name one."""
     shadow: float | None = None
     """The matching rule's shadow share (0: never shadowed); None: the gateway's `shadow.share`."""
+    remember_session: bool = False
+    """The policy has sticky sessions: a cloud answer marks the conversation for its later turns."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from router.backends.confidence import ConfidenceMeter
 from router.cascade import CascadingExecutor
 from router.errors import UpstreamUnavailable
 from router.policy import parse_policy
+from router.policy.facts import Facts
 from router.types import CascadeSettings, Completion, Confidence, Decision, RequestContext, Served, Usage
 from tests.conftest import Gateway
 
@@ -116,8 +117,10 @@ class _CloudDown:
     def can_reach(self, decision: Decision) -> bool:
         return self.reachable
 
-    async def complete(self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float):
-        self.measured.append(ctx.measure_confidence)
+    async def complete(
+        self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float, confidence: bool = False
+    ):
+        self.measured.append(confidence)
         if decision.route == "cloud":
             raise UpstreamUnavailable("cloud down")
         unsure = Confidence(-2.0, -5.0, 4.0, 3)
@@ -133,7 +136,7 @@ async def test_when_the_cloud_cannot_answer_the_local_answer_stands() -> None:
     config = GatewayConfig()
     router = Router(config, parse_policy("default: {route: local, cascade: {threshold: -0.5}}\n", "p"))
     ctx = RequestContext("r", "chat", "auto", ({"role": "user", "content": "hi"},))
-    decision = router.decide(ctx)
+    decision = router.decide(Facts(ctx))
     assert decision.cascade is not None
     completion, served = await CascadingExecutor(_CloudDown(), router).complete(ctx, decision, 8, math.inf)
     assert completion.content == "local answer" and served.cascade == "escalation-failed" and served.route == "local"
@@ -147,6 +150,6 @@ async def test_with_no_cloud_to_escalate_to_the_cascade_stands_aside() -> None:
     router = Router(GatewayConfig(), parse_policy("default: {route: local, cascade: {threshold: -0.5}}\n", "p"))
     ctx = RequestContext("r", "chat", "auto", ({"role": "user", "content": "hi"},))
     executor = _CloudDown(reachable=False)
-    completion, served = await CascadingExecutor(executor, router).complete(ctx, router.decide(ctx), 8, math.inf)
+    completion, served = await CascadingExecutor(executor, router).complete(ctx, router.decide(Facts(ctx)), 8, math.inf)
     assert completion.content == "local answer" and served.cascade is None
     assert executor.measured == [False]

@@ -9,8 +9,9 @@ import pytest
 from router.config import GatewayConfig
 from router.errors import ModelNotFound
 from router.policy import parse_policy
+from router.policy.facts import Facts
 from router.routing import Router
-from router.types import RequestContext
+from tests.facts import facts
 
 CONFIG = GatewayConfig.model_validate(
     {
@@ -35,11 +36,11 @@ rules:
 )
 
 
-def ctx(text: str = "hi", model: str = "auto", **kw: Any) -> RequestContext:
-    return RequestContext("t", "chat", model, ({"role": "user", "content": text},), **kw)
+def ctx(text: str = "hi", model: str = "auto", **kw: Any) -> Facts:
+    return facts(text=text, model=model, **kw)
 
 
-def decide(context: RequestContext, config: GatewayConfig = CONFIG):
+def decide(context: Facts, config: GatewayConfig = CONFIG):
     return Router(config, POLICY).decide(context)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from router.api.auth import authenticate
 from router.api.body import parse_request
 from router.api.openapi import json_body
-from router.cache import not_cacheable, scope_tag
+from router.cache import scope_tag
 from router.components import Components
 from router.errors import PermissionDenied
 from router.quality.monitor import auto_thresholds
@@ -45,7 +45,7 @@ async def readyz(request: Request) -> JSONResponse:
     if not c.ledger.ready:
         waiting_for.append("pricing")
     embeddings = c.pipeline.embeddings
-    if embeddings is not None and not embeddings.settled:
+    if embeddings is not None and embeddings.started and not embeddings.settled:
         waiting_for.append("embedder")
     engine = c.pipeline.router.policy
     if engine.needs_intents and engine.intents is None and embeddings is not None and embeddings.ready:
@@ -58,7 +58,7 @@ async def readyz(request: Request) -> JSONResponse:
         "shared_state": "none" if c.redis is None else ("redis" if c.redis.available else "redis-unreachable"),
         "cache": c.pipeline.cache.store.describe() if c.pipeline.cache is not None else {"store": "off"},
     }
-    if c.pipeline.scorer is not None:
+    if c.pipeline.scorer is not None and engine.policy.uses_classifier:
         body["classifier"] = c.pipeline.scorer.describe()
     if embeddings is not None and embeddings.error:
         body["embedder_error"] = embeddings.error
@@ -146,72 +146,17 @@ async def explain(request: Request) -> dict[str, Any]:
     headers = {k.lower(): v for k, v in body.headers.items()}
     fields = ("metadata", "tools", "response_format", "logprobs", "top_logprobs")
     passthrough = {name: getattr(body, name) for name in fields if getattr(body, name) is not None}
-    ctx = c.pipeline.prepare(
-        RequestContext(
-            request_id=request.state.request_id,
-            kind="chat",
-            requested_model=body.model,
-            messages=tuple(body.messages),
-            headers=headers,
-            passthrough=passthrough,
-            tenant=getattr(request.state, "tenant", None) or headers.get(c.config.ledger.tenant_header.lower()),
-            key_name=getattr(request.state, "key_name", None),
-        )
+    ctx = RequestContext(
+        request_id=request.state.request_id,
+        kind="chat",
+        requested_model=body.model,
+        messages=tuple(body.messages),
+        headers=headers,
+        passthrough=passthrough,
+        tenant=getattr(request.state, "tenant", None) or headers.get(c.config.ledger.tenant_header.lower()),
+        key_name=getattr(request.state, "key_name", None),
     )
-    if c.pipeline.sessions is not None and c.pipeline.router.policy.uses_sessions:
-        ctx = await c.pipeline.sessions.looked_up(ctx)
-    ctx = await c.pipeline.scored(await c.pipeline.intended(await with_budget(c, ctx)))
-    return explanation_dict(c, ctx)
-
-
-async def with_budget(c: Components, ctx: RequestContext) -> RequestContext:
-    """The tenant's budget state as admission would see it, read without counting a request."""
-    if c.pipeline.limiter is None:
-        return ctx
-    return replace(ctx, budget=await c.pipeline.limiter.status(ctx))
-
-
-def explanation_dict(c: Components, ctx: RequestContext) -> dict[str, Any]:
-    explanation = c.pipeline.router.explain(ctx)
-    d = explanation.decision
-    return {
-        "route": d.route,
-        "model": d.model,
-        "reason": d.reason,
-        "rule": d.rule,
-        "needs": list(d.needs),
-        "intent": asdict(d.intent) if d.intent else None,
-        "session": {"escalated_before": ctx.session_escalated},
-        "intents": {scope: asdict(m) for scope, m in ctx.intents.items()},
-        "deny": asdict(d.deny) if d.deny else None,
-        "fallbacks": list(d.fallbacks),
-        "allow_cloud": d.allow_cloud,
-        "max_tokens_cap": d.max_tokens_cap,
-        "redact": list(d.redact),
-        "upstream_headers": dict(d.upstream_headers),
-        "scores": dict(d.scores),
-        "cascade": asdict(d.cascade) if d.cascade else None,
-        "cache": {
-            "settings": asdict(d.cache),
-            "not_cacheable": not_cacheable(ctx, d.cache),
-        },
-        "prompt_tokens": ctx.prompt_tokens,
-        "tenant": ctx.tenant,
-        "budget": asdict(ctx.budget) | {"summary": ctx.budget.describe()} if ctx.budget else None,
-        "requested_model": ctx.requested_model,
-        "requested_target": explanation.requested_target,
-        "rules": [
-            {
-                "rule": t.rule,
-                "matched": t.matched,
-                "why_not": t.why_not,
-                "evidence": list(t.evidence),
-                "origin": t.origin,
-            }
-            for t in explanation.match.trace
-        ],
-        "policy": c.pipeline.router.policy.version,
-    }
+    return await c.pipeline.explain(ctx)
 
 
 @router_api.get("/policy")

@@ -26,9 +26,12 @@ class Backend(Protocol):
     def unavailable_reason(self) -> str | None:
         """Why this backend can never answer as configured (e.g. no API key), or None."""
 
-    async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion: ...
+    async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
+        """The whole answer; with `confidence`, a local model also measures how sure it was (the cascade)."""
 
-    def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
+    def stream(
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+    ) -> AsyncIterator[StreamDelta]:
         """Yield deltas; the last carries `finish_reason`, and usage where the upstream reports it."""
 
     def stats(self) -> dict[str, Any]: ...

@@ -250,7 +250,7 @@ class LiteLLMBackend:
             self._failed += 1
             raise map_litellm_error(litellm, exc, self.name) from exc
 
-    async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion:
+    async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
         async with self._admission.slot():
             response = await self._call(ctx, max_tokens, stream=False)
         choice = response.choices[0]
@@ -274,7 +274,9 @@ class LiteLLMBackend:
             logprobs=_plain(getattr(choice, "logprobs", None)),
         )
 
-    async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
+    async def stream(
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+    ) -> AsyncIterator[StreamDelta]:
         async with self._admission.slot():
             async for delta in self._stream(ctx, max_tokens):
                 yield delta

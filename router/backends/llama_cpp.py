@@ -59,10 +59,10 @@ class _Progress:
         return max(0, self._calls - 1)
 
 
-def _meter_for(ctx: RequestContext) -> ConfidenceMeter | None:
+def _meter_for(ctx: RequestContext, confidence: bool) -> ConfidenceMeter | None:
     """A meter when the cascade needs the confidence or the client asked for log-probabilities."""
     wants, top = requested(ctx.kind, ctx.passthrough)
-    if not (wants or ctx.measure_confidence):
+    if not (wants or confidence):
         return None
     return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20))
 
@@ -335,11 +335,11 @@ class LlamaCppBackend:
         future.add_done_callback(lambda _: pool.put_nowait(llama))
         return future
 
-    async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion:
+    async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
         llama = await self._acquire()
         parts: list[str] = []
         cancel = threading.Event()
-        meter = _meter_for(ctx)
+        meter = _meter_for(ctx, confidence)
         future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel, meter)
         try:
             finish, usage, entries = await asyncio.shield(future)
@@ -357,7 +357,9 @@ class LlamaCppBackend:
             logprobs=_formatted(ctx, entries),
         )
 
-    async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
+    async def stream(
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+    ) -> AsyncIterator[StreamDelta]:
         llama = await self._acquire()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -366,7 +368,7 @@ class LlamaCppBackend:
         def emit(delta: StreamDelta) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
-        meter = _meter_for(ctx)
+        meter = _meter_for(ctx, confidence)
         future = self._start_generation(ctx, max_tokens, llama, emit, cancel, meter)
         future.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:
@@ -374,10 +376,10 @@ class LlamaCppBackend:
                 yield item
             finish, usage, entries = future.result()
             self._served += 1
-            confidence = meter.result() if meter else None
             # The meter sees each token one step late, so the log-probabilities come with the last chunk.
             yield StreamDelta(
-                finish_reason=finish or "stop", usage=usage, model=self.name, confidence=confidence,
+                finish_reason=finish or "stop", usage=usage, model=self.name,
+                confidence=meter.result() if meter else None,
                 logprobs=_formatted(ctx, entries),
             )  # fmt: skip
         finally:

@@ -180,7 +180,7 @@ class OpenAIHttpBackend:
             self._failed += 1
             raise UpstreamError(f"{self.name} broke off the answer: {exc!r}") from exc
 
-    async def complete(self, ctx: RequestContext, max_tokens: int | None) -> Completion:
+    async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
         async with (
             self._admission.slot(),
             self._exchange(*self._request(ctx, max_tokens, stream=False), ctx.upstream_headers) as response,
@@ -209,7 +209,9 @@ class OpenAIHttpBackend:
             logprobs=choice.get("logprobs"),
         )
 
-    async def stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
+    async def stream(
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+    ) -> AsyncIterator[StreamDelta]:
         async with (
             self._admission.slot(),
             self._exchange(*self._request(ctx, max_tokens, stream=True), ctx.upstream_headers) as response,

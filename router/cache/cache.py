@@ -44,11 +44,11 @@ def _directives(ctx: RequestContext) -> set[str]:
 
 
 class ResponseCache:
-    def __init__(self, store: CacheStore, config: CacheConfig) -> None:
+    def __init__(self, store: CacheStore, config: CacheConfig, can_embed: Callable[[], bool] = lambda: True) -> None:
         self.store = store
         self._config = config
-        self.semantic_available = True
-        """False when the embedder could not load: exact matching only."""
+        self._can_embed = can_embed
+        """False while questions cannot be embedded (no embedder, or it could not load): exact matching only."""
         self.lookups: Counter[str] = Counter()
         """Lookups on this replica by result (`hit-exact`, `hit-semantic`, `miss`, `bypass`)."""
 
@@ -80,7 +80,7 @@ class ResponseCache:
         ttl = decision.cache.ttl_s
         if "no-cache" not in directives and (record := await self.store.get(key.exact)) is not None:
             return CacheLookup("hit-exact", record.answer, 1.0, key)
-        semantic = decision.cache.semantic and self.semantic_available and key.question is not None
+        semantic = decision.cache.semantic and key.question is not None and self.semantic_available
         vector = await embed() if semantic and embed is not None else None
         if "no-cache" in directives:
             return CacheLookup("bypass", key=key, vector=vector, store=store, ttl_s=ttl)
@@ -107,6 +107,10 @@ class ResponseCache:
             return False
         await self.store.put(lookup.key.exact, record, lookup.ttl_s, raw)
         return True
+
+    @property
+    def semantic_available(self) -> bool:
+        return self._config.semantic and self._can_embed()
 
     async def clear(self, scope: str | None = None) -> int:
         return await self.store.clear(scope)

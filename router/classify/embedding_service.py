@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 
 from router.config import EmbedderConfig, Settings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 MAX_TEXT_CHARS = 4000
 """Longer texts are cut: the default model reads 256 word pieces at most, far fewer than this."""
 
@@ -56,24 +54,28 @@ class EmbeddingService:
         self.max_batch = max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self._embedder: TextEmbedder | None = None
-        self._loaded = asyncio.Event()
+        self._starting: asyncio.Future[None] | None = None
         self.error: str | None = None
         self._pending: asyncio.Queue[tuple[str, asyncio.Future[np.ndarray]]] = asyncio.Queue()
         self._batcher: asyncio.Task[None] | None = None
 
-    def load(self) -> None:
-        """Blocking load (the CLI uses it directly; the gateway calls `start`)."""
+    def _load(self) -> None:
         if self._embedder is None:
             self._embedder = load_embedder(self._config, self._cache_dir)
 
     async def start(self) -> None:
+        """Load the model on the embedder's thread, once; later calls wait for that one load. Whoever needs
+        the embedder first starts it (the app's lifespan, a request, a reloaded policy's intents, the CLI)."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.load)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
         except Exception as exc:  # e.g. the `classifier` extra is not installed
             self.error = f"the embedder could not load: {exc}"
             log.error("%s; `auto` routes go to the local model and the semantic cache is off", self.error)
-        finally:
-            self._loaded.set()
 
     async def close(self) -> None:
         if self._batcher is not None:
@@ -89,19 +91,28 @@ class EmbeddingService:
         """Loaded, or failed for good: either way nothing is still starting."""
         return self.ready or self.error is not None
 
-    def embed_now(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 rows, one per text (blocking)."""
-        self.load()
+    @property
+    def started(self) -> bool:
+        """Someone asked for the model (it may still be loading)."""
+        return self._starting is not None
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 rows, one per text; runs on the embedder's own thread only."""
         assert self._embedder is not None
         return self._embedder.embed([text[:MAX_TEXT_CHARS] for text in texts])
 
-    async def run(self, work: Callable[..., T], *args: object) -> T:
-        """Run blocking work that embeds (a policy's intent examples) on the embedder's own thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+    async def embed_many(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 rows, one per text, in one encode (a policy's intent examples); raises if the
+        embedder cannot load."""
+        await self.start()
+        if not self.ready:
+            raise RuntimeError(self.error or "the embedder is not loaded")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._encode, texts)
 
     async def embed(self, text: str) -> np.ndarray | None:
         """The text's embedding, or None when the embedder could not load."""
-        await self._loaded.wait()
+        if self._starting is None or not self._starting.done():
+            await self.start()
         if not self.ready:
             return None
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
@@ -120,7 +131,7 @@ class EmbeddingService:
             if not batch:
                 continue
             try:
-                vectors = await loop.run_in_executor(self._executor, self.embed_now, [text for text, _ in batch])
+                vectors = await loop.run_in_executor(self._executor, self._encode, [text for text, _ in batch])
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from router.classify.features import feature_matrix
+from router.config import GatewayConfig, LlamaCppModel
 
 SHIPPED_HEAD = Path(__file__).with_name("head.npz")
 FITTED_HEADS_DIR = Path(__file__).with_name("heads")
@@ -101,3 +102,11 @@ class Head:
             if meta["kind"] == "kernel-gain":  # stored as float16 (half the file); scored in float32, converted once
                 layers = ((layers[0][0].astype(np.float32), layers[0][1]), *layers[1:])
             return cls(meta["kind"], layers, data["feature_mean"], data["feature_std"], meta["use_features"], meta)
+
+
+def head_for_local(config: GatewayConfig) -> Path:
+    """The escalation head for the local model that answers: configured for it, else the one shipped for
+    its packaged GGUF (fitted to that model's own mistakes), else the general head."""
+    local = config.models[config.routes.local]
+    package = local.package if isinstance(local, LlamaCppModel) and local.model_path is None else None
+    return config.classifier.head_for(config.routes.local) or packaged_head_for(package) or SHIPPED_HEAD

@@ -69,9 +69,8 @@ async def label_one(backend: Backend, model_name: str, task: Task) -> Label:
         requested_model=model_name,
         messages=({"role": "user", "content": task.prompt},),
         params={"temperature": 0.0},
-        measure_confidence=True,
     )
-    completion = await backend.complete(ctx, task.max_tokens)
+    completion = await backend.complete(ctx, task.max_tokens, confidence=True)
     confidence = completion.confidence
     return Label(
         id=task.id,

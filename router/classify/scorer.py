@@ -42,10 +42,6 @@ class EscalationScorer:
     def score_vectors(self, vectors: np.ndarray, texts: list[str]) -> list[float]:
         return [float(x) for x in np.clip(self._head.score(vectors, texts), 0.0, 1.0)]
 
-    def score_now(self, text: str) -> float:
-        """Blocking: embed and score one text (the CLI's path)."""
-        return self.score_vectors(self.embeddings.embed_now([text]), [text])[0]
-
     async def score(self, text: str, vector: np.ndarray | None = None) -> float | None:
         """The escalation score, or None when the embedder could not load."""
         if vector is None:

@@ -261,9 +261,8 @@ def calibrate(
     if prompts is None:
         _fail(ConfigError("give a prompts file (for --target-cloud-share) or --quality-target"))
 
-    from router.app import head_for_local
     from router.classify.calibrate import read_prompts, share_at, threshold_for_share
-    from router.classify.head import Head
+    from router.classify.head import Head, head_for_local
 
     texts = read_prompts(prompts)
     if not texts:

@@ -15,8 +15,9 @@ from router.errors import ConfigError
 
 if TYPE_CHECKING:
     from router.components import Components
+    from router.deciding import Assumed
     from router.policy import PolicyEngine
-    from router.policy.testing import CaseResult
+    from router.policy.testing import CaseResult, Explain
     from router.quality import Judgement
     from router.types import RequestContext
 
@@ -25,7 +26,7 @@ def _components_for(file: Path, config: Path | None) -> Components:
     from router.app import build_components
 
     try:
-        return build_components(_settings(config, file))
+        return build_components(_settings(config, file), dry_run=True)
     except ConfigError as error:
         _fail(error)
         raise  # unreachable: _fail exits
@@ -49,12 +50,12 @@ def _print_results(results: list[CaseResult], source: str) -> None:
 
 
 def _run_tests(components: Components, cases_file: Path | None) -> list[CaseResult]:
-    from router.cli._decide import explainer
+    from router.cli._decide import with_explainer
     from router.policy.testing import read_cases, run_cases
 
     engine = components.pipeline.router.policy
     cases = read_cases(cases_file) if cases_file is not None else engine.policy.tests
-    return run_cases(cases, explainer(components), components.config.ledger.tenant_header)
+    return with_explainer(components, lambda explain: run_cases(cases, explain, components.config.ledger.tenant_header))
 
 
 @policy_app.command("check")
@@ -89,15 +90,23 @@ def policy_check(
 
 
 def _intent_warnings(components: Components) -> None:
+    from router.cli._decide import with_explainer
+
     engine = components.pipeline.router.policy
-    embeddings = components.pipeline.embeddings
-    if not engine.policy.intents or embeddings is None:
+    if not engine.policy.intents:
         return
+
+    async def ready(_: object) -> None:  # the embedder loaded and the intents' examples embedded
+        return None
+
     try:
-        engine.attach_intents(embeddings.embed_now)
+        with_explainer(components, ready)
     except Exception as exc:  # e.g. the embedder's extra is not installed: say so, validation still passed
         typer.secho(f"warning: cannot embed the intents' examples: {exc}", fg=typer.colors.YELLOW, err=True)
         return
+    if engine.intents is None:
+        typer.secho("warning: cannot embed the intents' examples (the embedder did not load)", fg=typer.colors.YELLOW,
+                    err=True)  # fmt: skip
     for warning in engine.intents.warnings() if engine.intents else []:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
 
@@ -154,10 +163,10 @@ def policy_diff(
     which, and the cost at today's prices (prompt tokens counted; completion tokens as recorded, else the
     request's max_tokens, else none). With --judged, the quality each would keep, from judged traffic."""
     from router.backends.litellm_backend import import_litellm
-    from router.cli._decide import explainer, use_policy
+    from router.cli._decide import use_policy, with_explainer
     from router.ledger.pricing import Pricer
     from router.policy import load_policy
-    from router.policy.testing import Explain, diff, read_sample
+    from router.policy.testing import diff, read_sample
     from router.types import Usage
 
     if sample is None and not judged:
@@ -169,29 +178,30 @@ def policy_diff(
         new_engine: PolicyEngine = load_policy(new, components.config.models)
     except ConfigError as error:
         _fail(error)
-    explain = explainer(components)
     old_engine = components.pipeline.router.policy
     pricer = Pricer(components.config, import_litellm)
-    use_policy(components, new_engine)  # the embedder and classifier either policy needs
-    use_policy(components, old_engine)
-    if (embeddings := components.pipeline.embeddings) is not None:
-        old_engine.attach_intents(embeddings.embed_now)
-        new_engine.attach_intents(embeddings.embed_now, old_engine)  # examples both share are embedded once
-
-    def under(engine: PolicyEngine) -> Explain:
-        def decide(ctx: RequestContext) -> dict[str, Any]:
-            use_policy(components, engine)
-            return explain(ctx)
-
-        return decide
 
     def cost(model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return pricer.cost(model, Usage(prompt_tokens, completion_tokens))
 
-    result = diff(requests, under(old_engine), under(new_engine), cost)
+    async def compare(explain: Explain) -> dict[str, Any]:
+        await use_policy(components, new_engine)  # examples both policies share are embedded once
+        await use_policy(components, old_engine)
+
+        def under(engine: PolicyEngine) -> Explain:
+            async def decide(ctx: RequestContext, assumed: Assumed | None) -> dict[str, Any]:
+                components.pipeline.router.use_policy(engine)
+                return await explain(ctx, assumed)
+
+            return decide
+
+        result = await diff(requests, under(old_engine), under(new_engine), cost)
+        if judged:
+            result["quality"] = await _judged_quality(judgements, under(old_engine), under(new_engine))
+        return result
+
+    result = with_explainer(components, compare)
     result |= {"old": str(old), "new": str(new), "sample": str(sample or f"judged traffic, last {window}")}
-    if judged:
-        result["quality"] = _judged_quality(judgements, under(old_engine), under(new_engine))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -227,14 +237,14 @@ def _judged_request(judgement: Judgement) -> RequestContext:
     return RequestContext(judgement.request_id, "chat", "auto", messages, tenant=tenant)
 
 
-def _judged_quality(judgements: list[Judgement], old: Any, new: Any) -> dict[str, Any]:
+async def _judged_quality(judgements: list[Judgement], old: Explain, new: Explain) -> dict[str, Any]:
     """Quality retained of the judged requests under each policy: the reference's score where a policy
     sends one to the cloud, the local answer's where it keeps it local (denied ones are left out)."""
     from router.quality.estimate import compare_routings
 
     if not judgements:
         return {"judged": 0, "note": "no judgement with its prompt in the window: set `shadow.store_prompts: true`"}
-    routed = [(j, old(_judged_request(j)), new(_judged_request(j))) for j in judgements]
+    routed = [(j, await old(_judged_request(j), None), await new(_judged_request(j), None)) for j in judgements]
     kept = [(j, a, b) for j, a, b in routed if a["deny"] is None and b["deny"] is None]
     if not kept:
         return {"judged": 0, "note": "every judged request is denied by one of the policies"}

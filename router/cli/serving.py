@@ -63,42 +63,27 @@ def route(
     policy: PolicyOpt = None,
 ) -> None:
     """Print where a prompt would be routed and why. Calls no model; counts nothing against limits."""
-    import asyncio
-
-    from router.api.ops import explanation_dict, with_budget
     from router.app import build_components
-    from router.cli._decide import scored_now, token_counter
+    from router.cli._decide import explain_one
     from router.types import RequestContext
 
     try:
-        components = build_components(_settings(config, policy))
+        components = build_components(_settings(config, policy), dry_run=True)
     except ConfigError as error:
         _fail(error)
     headers = {}
     for item in header or []:
         name, _, value = item.partition(":")
         headers[name.strip().lower()] = value.strip()
-    tokens = token_counter(components)
-    messages = ({"role": "user", "content": text},)
     ctx = RequestContext(
         request_id=uuid.uuid4().hex,
         kind="chat",
         requested_model=model,
-        messages=messages,
+        messages=({"role": "user", "content": text},),
         headers=headers,
         tenant=tenant or headers.get(components.config.ledger.tenant_header.lower()),
-        prompt_tokens=tokens.count_messages(messages),
     )
-    ctx = scored_now(components, ctx)
-
-    async def budget() -> RequestContext:
-        try:
-            return await with_budget(components, ctx)
-        finally:
-            if components.redis is not None:
-                await components.redis.close()
-
-    result = explanation_dict(components, asyncio.run(budget()))
+    result = explain_one(components, ctx)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -110,7 +95,7 @@ def route(
     typer.echo(f"tokens:  {result['prompt_tokens']} prompt tokens")
     if result["scores"]:
         typer.echo(f"score:   {result['scores']['escalation']:.4f} (threshold {result['scores']['threshold']:.4f})")
-    if components.pipeline.scorer is not None:
+    if components.pipeline.scorer is not None and components.pipeline.router.policy.policy.uses_classifier:
         head = components.pipeline.scorer.describe()
         typer.echo(f"head:    {head['head']} ({head['family']}; trained on {head['trained_on']})")
     for scope, found in result["intents"].items():

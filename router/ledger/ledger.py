@@ -97,9 +97,14 @@ class Ledger:
         if self._pricer is None:
             await self._priced.wait()
         assert self._pricer is not None
+        # Cost and counterfactual from the same facts whatever the status: a stream the client abandoned is
+        # priced on both sides at the tokens it got, so it shows as what it saved, not as a loss.
         usage = usage or Usage()
         cost = 0.0 if served.route == "cache" else self._pricer.cost(served.model, usage, latency_ms / 1000)
-        counterfactual = self._pricer.counterfactual(usage) if status < 400 else 0.0
+        if ctx.kind == "embeddings":
+            counterfactual = cost if served.route == "cloud" else self._pricer.embedding_counterfactual(usage)
+        else:
+            counterfactual = self._pricer.counterfactual(usage)
         return CostRecord(
             at=time.time(),
             route=served.route,

@@ -50,6 +50,8 @@ def _from_price(price: Price) -> Rates:
 
 
 COST_MAP_FILE = "model_prices_and_context_window_backup.json"
+EMBEDDING_REFERENCE = "text-embedding-3-small"
+"""What a local embedding is priced against as its cloud counterfactual."""
 
 
 @functools.cache
@@ -119,6 +121,11 @@ class Pricer:
 
     def cost(self, model: str, usage: Usage, seconds: float = 0.0) -> float:
         return self._prices.get(model, FREE.cost)(usage, seconds)
+
+    def embedding_counterfactual(self, usage: Usage) -> float:
+        """What embedding these tokens would have cost on OpenAI's `text-embedding-3-small`."""
+        entry = cost_map_entry(EMBEDDING_REFERENCE) or {}
+        return usage.prompt_tokens * float(entry.get("input_cost_per_token") or 0.0)
 
     def counterfactual(self, usage: Usage) -> float:
         """What the request would have cost on the reference cloud model."""

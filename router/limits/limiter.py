@@ -14,7 +14,7 @@ import calendar
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from router.config import Limits, LimitsConfig
 from router.errors import LimitExceeded
@@ -62,12 +62,12 @@ class Limiter:
                     tightest = (share, status)
         return tightest[1] if tightest else None
 
-    async def admit(self, ctx: RequestContext) -> RequestContext:
-        """Count the request in; raise `LimitExceeded` (429) if a rate limit is used up. Returns the context
-        with its budget status, for the policy's `budget:` conditions and the over-budget rule."""
+    async def admit(self, ctx: RequestContext) -> BudgetStatus | None:
+        """Count the request in; raise `LimitExceeded` (429) if a rate limit is used up. Returns its budget
+        status, for the policy's `budget:` conditions and the over-budget rule (None: no budget applies)."""
         subjects = self.subjects(ctx)
         if not subjects:
-            return ctx
+            return None
         quotas = [Quota(s.id, s.limits.requests_per_minute, s.limits.tokens_per_minute) for s in subjects]
         admission = await self.store.admit(quotas, ctx.prompt_tokens, ctx.received_at)
         if not admission.admitted:
@@ -89,7 +89,7 @@ class Limiter:
                     f"x-ratelimit-reset-{admission.refused_on}": f"{reset_s}s",
                 },
             )
-        return replace(ctx, budget=self._status(subjects, admission.counted))
+        return self._status(subjects, admission.counted)
 
     async def status(self, ctx: RequestContext) -> BudgetStatus | None:
         """The budget state without counting a request (explain)."""

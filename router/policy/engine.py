@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from router.errors import PolicyError
+from router.policy.facts import Facts
 from router.policy.intents import Embed, IntentIndex
 from router.policy.matchers import Verdict, evaluate
 from router.policy.schema import DefaultAction, Policy, PolicyFragment, Rule
-from router.types import RequestContext
 from router.yamlfile import LinePath, validate_yaml_with_lines
 
 
@@ -62,11 +62,12 @@ class PolicyEngine:
         self._shared = _ordered(policy.rules)
         self._by_tenant = {name: _ordered([*tenant.rules, *policy.rules]) for name, tenant in policy.tenants.items()}
 
-    def attach_intents(self, embed: Embed, previous: PolicyEngine | None = None) -> int:
-        """Embed the intents' examples (reusing `previous`'s vectors for unchanged texts); how many were new."""
-        if not self.policy.intents:
+    async def attach_intents(self, embed: Embed, previous: PolicyEngine | None = None) -> int:
+        """Embed the intents' examples (reusing `previous`'s vectors for unchanged texts), before the engine
+        goes live; how many were new."""
+        if not self.policy.intents or self.intents is not None:
             return 0
-        self.intents = IntentIndex.build(self.policy, embed, previous.intents if previous is not None else None)
+        self.intents = await IntentIndex.build(self.policy, embed, previous.intents if previous is not None else None)
         return self.intents.embedded_now
 
     @property
@@ -86,10 +87,12 @@ class PolicyEngine:
         override = self.policy.tenants.get(tenant or "")
         return override.default if override is not None and override.default is not None else self.policy.default
 
-    def evaluate(self, ctx: RequestContext) -> PolicyMatch:
+    def evaluate(self, f: Facts) -> PolicyMatch:
+        """The first rule whose conditions hold for this request and what was found about it."""
+        ctx = f.request
         trace: list[RuleTrace] = []
         for rule in self.rules_for(ctx.tenant):
-            verdict: Verdict = evaluate(rule.when, ctx)
+            verdict: Verdict = evaluate(rule.when, f)
             trace.append(RuleTrace(rule.name, verdict.holds, verdict.why_not, verdict.evidence, rule.origin))
             if verdict.holds:
                 return PolicyMatch(rule, tuple(trace), self.default_for(ctx.tenant))

@@ -1,7 +1,9 @@
 """Facts about a request that conditions test: personal data, language, code, tools, images.
 
-Each is computed at most once per request, and only when a rule asks (the memo lives on the request
-context), so a policy that never mentions `language:` never loads the language model.
+The costly ones are computed at most once per decision, and only when a rule asks, so a policy that never
+mentions `language:` never loads the language model. They are remembered by `Facts`, the object one
+decision reads (the request and what the stages found): it lives as long as that decision, so nothing it
+remembers can outlive the messages it was computed from.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import re
 from typing import Any
 
 from router.pii import PiiMatch, find_pii
-from router.types import RequestContext
+from router.types import NOTHING_FOUND, Findings, RequestContext
 
 IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
 
@@ -38,34 +40,45 @@ def text_for(ctx: RequestContext, scope: str) -> str:
     return ctx.conversation_text() if scope == "conversation" else ctx.last_user_text()
 
 
-def _memo(ctx: RequestContext, key: tuple[str, str], compute: Any) -> Any:
-    if key not in ctx.memo:
-        ctx.memo[key] = compute()
-    return ctx.memo[key]
+class Facts:
+    """A request and what the stages found about it, as the policy and the router read them for one
+    decision; facts derived from the messages are computed once, when first asked."""
+
+    __slots__ = ("_derived", "found", "request")
+
+    def __init__(self, request: RequestContext, found: Findings = NOTHING_FOUND) -> None:
+        self.request = request
+        self.found = found
+        self._derived: dict[object, Any] = {}
+
+    def derived(self, key: object, compute: Any) -> Any:
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
 
-def pii(ctx: RequestContext, scope: str) -> list[PiiMatch]:
-    return _memo(ctx, ("pii", scope), lambda: find_pii(text_for(ctx, scope)))
+def pii(facts: Facts, scope: str) -> list[PiiMatch]:
+    return facts.derived(("pii", scope), lambda: find_pii(text_for(facts.request, scope)))
 
 
-def code(ctx: RequestContext, scope: str) -> str | None:
+def code(facts: Facts, scope: str) -> str | None:
     """The snippet that shows the text holds code, or None."""
 
     def detect() -> str | None:
-        text = text_for(ctx, scope)
+        text = text_for(facts.request, scope)
         if m := _CODE_STRONG.search(text):
             return m.group().strip()[:40]
         lines = _CODE_LINE.findall(text)
         return lines[0].strip()[:40] if len(lines) >= 2 else None
 
-    return _memo(ctx, ("code", scope), detect)
+    return facts.derived(("code", scope), detect)
 
 
-def language(ctx: RequestContext, scope: str) -> tuple[str, float] | None:
+def language(facts: Facts, scope: str) -> tuple[str, float] | None:
     """(ISO 639-1 code, probability) of the text's language, or None for text too short to tell."""
 
     def detect() -> tuple[str, float] | None:
-        text = text_for(ctx, scope)
+        text = text_for(facts.request, scope)
         if len(re.findall(r"\w+", text)) < 2:
             return None
         from py3langid.langid import MODEL_FILE, LanguageIdentifier
@@ -76,7 +89,7 @@ def language(ctx: RequestContext, scope: str) -> tuple[str, float] | None:
         lang, prob = _identifier.classify(text[:2000])
         return str(lang), float(prob)
 
-    return _memo(ctx, ("language", scope), detect)
+    return facts.derived(("language", scope), detect)
 
 
 _identifier: Any = None

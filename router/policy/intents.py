@@ -15,7 +15,7 @@ which the semantic cache and the classifier share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import TYPE_CHECKING
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from router.policy.schema import Intent, Policy
     from router.types import RequestContext
 
-Embed = Callable[[list[str]], np.ndarray]
-"""Unit-length float32 rows, one per text (the embedding service's `embed_now`)."""
+Embed = Callable[[list[str]], Awaitable[np.ndarray]]
+"""Unit-length float32 rows, one per text (the embedding service's `embed_many`)."""
 RECENT_USER_TURNS = 3
 """How many user messages, newest first, `scope: conversation` matches intents on."""
 MIN_EXAMPLES = 5
@@ -76,7 +76,7 @@ class IntentIndex:
         self._by_text = {row.text: vectors[i] for i, row in enumerate(rows)}
 
     @classmethod
-    def build(cls, policy: Policy, embed: Embed, previous: IntentIndex | None = None) -> IntentIndex:
+    async def build(cls, policy: Policy, embed: Embed, previous: IntentIndex | None = None) -> IntentIndex:
         """Embed the policy's examples, reusing `previous`'s vector for every text it already had."""
         intents: Mapping[str, Intent] = policy.intents
         names = list(intents)
@@ -88,7 +88,7 @@ class IntentIndex:
         ]
         known = previous._by_text if previous is not None else {}
         missing = sorted({row.text for row in rows if row.text not in known})
-        fresh = dict(zip(missing, embed(missing), strict=True)) if missing else {}
+        fresh = dict(zip(missing, await embed(missing), strict=True)) if missing else {}
         dims = next(iter(fresh.values()), next(iter(known.values()), np.zeros(1))).shape[0]
         vectors = (
             np.stack([fresh.get(row.text, known.get(row.text)) for row in rows]).astype(np.float32)

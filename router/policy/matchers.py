@@ -15,8 +15,8 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 
 from router.policy import facts
+from router.policy.facts import Facts
 from router.policy.schema import WEEKDAYS, Condition, Range, TimeWindow
-from router.types import RequestContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +65,9 @@ def _in_window(window: TimeWindow, at: float) -> Check:
     return inside, f"it is {when}, {'inside' if inside else 'outside'} {span}"
 
 
-def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
+def _checks(c: Condition, f: Facts) -> Iterator[Callable[[], Check]]:
     """The conditions given, each as a deferred check, in a fixed order: cheap ones first."""
+    ctx = f.request
     if c.model is not None:
         requested = ctx.requested_model
 
@@ -125,7 +126,7 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
         def needs() -> Check:
             from router.capabilities import required_capabilities  # capabilities reads facts, like this module
 
-            needed = required_capabilities(ctx)
+            needed = required_capabilities(f)
             hit = [name for name in needed if name in (c.needs or [])]
             return bool(hit), f"needs {', '.join(hit)}" if hit else f"needs none of {c.needs}"
 
@@ -133,7 +134,7 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
     if c.intent is not None:
 
         def intent() -> Check:
-            found = ctx.intents.get(c.scope)
+            found = f.found.intents.get(c.scope)
             if found is None:
                 return False, "intents were not matched (the embedder is not loaded yet, or could not load)"
             if found.intent is not None and found.intent in (c.intent or []):
@@ -148,15 +149,15 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
     if c.budget is not None:
 
         def budget() -> Check:
-            state = ctx.budget.state if ctx.budget is not None else "ok"
-            detail = ctx.budget.describe() if ctx.budget is not None else "no budget applies"
+            state = f.found.budget.state if f.found.budget is not None else "ok"
+            detail = f.found.budget.describe() if f.found.budget is not None else "no budget applies"
             return state in (c.budget or []), f"budget is {state} ({detail})"
 
         yield budget
     if c.score is not None:
 
         def score() -> Check:
-            value = ctx.scores.get("escalation")
+            value = f.found.scores.get("escalation")
             if value is None:
                 return False, "no classifier score (the classifier is not loaded)"
             return _in_range("score", value, c.score)  # type: ignore[arg-type]
@@ -185,14 +186,14 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
     if c.code is not None:
 
         def code() -> Check:
-            snippet = facts.code(ctx, c.scope)
+            snippet = facts.code(f, c.scope)
             return _flag("code", bool(c.code), snippet is not None, f" (`{snippet}`)" if snippet else "")
 
         yield code
     if c.pii is not None:
 
         def pii() -> Check:
-            found = [m for m in facts.pii(ctx, c.scope) if m.kind in (c.pii or [])]
+            found = [m for m in facts.pii(f, c.scope) if m.kind in (c.pii or [])]
             if not found:
                 return False, f"no personal data of kinds {c.pii} in {c.scope}"
             shown = ", ".join(f"{m.kind} at {m.start}..{m.end}" for m in found[:5])
@@ -204,7 +205,7 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
     if c.language is not None:
 
         def language() -> Check:
-            detected = facts.language(ctx, c.scope)
+            detected = facts.language(f, c.scope)
             if detected is None:
                 return False, f"{c.scope} is too short to tell its language"
             lang, prob = detected
@@ -216,7 +217,7 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
     for i, nested in enumerate(c.all or []):
 
         def all_of(i: int = i, nested: Condition = nested) -> Check:
-            verdict = evaluate(nested, ctx)
+            verdict = evaluate(nested, f)
             if not verdict.holds:
                 return False, f"all[{i}]: {verdict.why_not}"
             return True, "; ".join(verdict.evidence)
@@ -226,7 +227,7 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
 
         def any_of() -> Check:
             for i, nested in enumerate(c.any or []):
-                verdict = evaluate(nested, ctx)
+                verdict = evaluate(nested, f)
                 if verdict.holds:
                     return True, f"any[{i}]: " + "; ".join(verdict.evidence)
             return False, "none of the `any` conditions holds"
@@ -235,7 +236,7 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
     if c.not_ is not None:
 
         def not_() -> Check:
-            verdict = evaluate(c.not_, ctx)  # type: ignore[arg-type]
+            verdict = evaluate(c.not_, f)  # type: ignore[arg-type]
             if verdict.holds:
                 return False, "the `not` condition holds: " + "; ".join(verdict.evidence)
             return True, f"not: {verdict.why_not}"
@@ -243,9 +244,9 @@ def _checks(c: Condition, ctx: RequestContext) -> Iterator[Callable[[], Check]]:
         yield not_
 
 
-def evaluate(condition: Condition, ctx: RequestContext) -> Verdict:
+def evaluate(condition: Condition, f: Facts) -> Verdict:
     evidence: list[str] = []
-    for check in _checks(condition, ctx):
+    for check in _checks(condition, f):
         holds, said = check()
         if not holds:
             return Verdict(False, tuple(evidence), said)
@@ -253,10 +254,10 @@ def evaluate(condition: Condition, ctx: RequestContext) -> Verdict:
     return Verdict(True, tuple(evidence))
 
 
-def why_not(condition: Condition, ctx: RequestContext) -> str | None:
+def why_not(condition: Condition, f: Facts) -> str | None:
     """None if every condition given holds, else the first one that does not, in words."""
-    return evaluate(condition, ctx).why_not
+    return evaluate(condition, f).why_not
 
 
-def matches(condition: Condition, ctx: RequestContext) -> bool:
-    return evaluate(condition, ctx).holds
+def matches(condition: Condition, f: Facts) -> bool:
+    return evaluate(condition, f).holds

@@ -1,8 +1,8 @@
 """Run policy test cases, and compare two policies on a sample of requests.
 
-Both go through the gateway's own decision path without a model: the request is prepared as the
-pipeline prepares it (token count, intents, classifier score), `Router.explain` decides, and the
-explanation is the one `router route --explain` and `/v1/router/explain` give. A case that fails is
+Both go through the gateway's own decision path without a model: `Pipeline.decide(..., dry_run=True)`,
+the function the HTTP path runs (token count, budget, session, intents, classifier score, decision), and
+the explanation is the one `router route --explain` and `/v1/router/explain` give. A case that fails is
 reported with that explanation, so its author sees which rule matched instead and why the expected one
 did not.
 """
@@ -12,18 +12,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router.errors import PolicyError
 from router.policy.cases import CaseFile, PolicyCase
 from router.types import BudgetStatus, RequestContext
+
+if TYPE_CHECKING:
+    from router.deciding import Assumed
 from router.yamlfile import validate_yaml_with_lines
 
-Explain = Callable[[RequestContext], dict[str, Any]]
-"""A request in, the explanation dict out (`router.api.ops.explanation_dict` with intents and score)."""
+Explain = Callable[[RequestContext, "Assumed | None"], Awaitable[dict[str, Any]]]
+"""A request (and what to assume of it) in, the explanation dict out (`router.explain.explanation_dict` of
+the pipeline's dry-run decision)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,10 @@ def read_cases(path: Path) -> list[PolicyCase]:
     return cases.tests
 
 
-def case_context(case: PolicyCase, tenant_header: str) -> RequestContext:
+def case_context(case: PolicyCase, tenant_header: str) -> tuple[RequestContext, Assumed]:
+    """The request a case describes, and what it assumes (an earlier cloud turn, a budget state)."""
+    from router.deciding import Assumed
+
     messages = tuple(case.messages) if case.messages is not None else ({"role": "user", "content": case.prompt},)
     headers = {k.lower(): v for k, v in case.headers.items()}
     passthrough = {
@@ -68,8 +75,8 @@ def case_context(case: PolicyCase, tenant_header: str) -> RequestContext:
         passthrough=passthrough,
         tenant=case.tenant or headers.get(tenant_header.lower()),
     )
-    ctx = replace(ctx, session_escalated=case.escalated_before)
-    return ctx if case.budget is None else replace(ctx, budget=BudgetStatus(case.budget))
+    budget = BudgetStatus(case.budget) if case.budget is not None else None
+    return ctx, Assumed(session_escalated=case.escalated_before, budget=budget)
 
 
 def mismatches(case: PolicyCase, got: dict[str, Any]) -> list[str]:
@@ -110,10 +117,10 @@ def mismatches(case: PolicyCase, got: dict[str, Any]) -> list[str]:
     return said
 
 
-def run_cases(cases: Iterable[PolicyCase], explain: Explain, tenant_header: str) -> list[CaseResult]:
+async def run_cases(cases: Iterable[PolicyCase], explain: Explain, tenant_header: str) -> list[CaseResult]:
     results = []
     for case in cases:
-        got = explain(case_context(case, tenant_header))
+        got = await explain(*case_context(case, tenant_header))
         results.append(CaseResult(case, tuple(mismatches(case, got)), got))
     return results
 
@@ -180,7 +187,7 @@ def decided(got: dict[str, Any], completion_tokens: int, cost: Cost) -> Outcome:
     return Outcome(got["rule"] or got["reason"], target, cost(got["model"], got["prompt_tokens"], completion_tokens))
 
 
-def diff(
+async def diff(
     sample: list[tuple[RequestContext, int]],
     old: Explain,
     new: Explain,
@@ -192,8 +199,8 @@ def diff(
     routes_new: Counter[str] = Counter()
     old_usd = new_usd = 0.0
     for ctx, completion_tokens in sample:
-        a = decided(old(ctx), completion_tokens, cost)
-        b = decided(new(ctx), completion_tokens, cost)
+        a = decided(await old(ctx, None), completion_tokens, cost)
+        b = decided(await new(ctx, None), completion_tokens, cost)
         old_usd += a.cost_usd
         new_usd += b.cost_usd
         routes_old[a.target] += 1

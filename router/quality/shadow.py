@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from router.config import ShadowConfig
 from router.errors import RouterError
@@ -28,7 +29,7 @@ from router.quality.judge import grader_messages, parse_scores
 from router.quality.records import Judgement, Stratum
 from router.quality.store import JudgementStore
 from router.resilience import Executor
-from router.types import Completion, Decision, RequestContext, Served, Usage
+from router.types import Completion, Decision, Findings, RequestContext, Served, Usage
 
 log = logging.getLogger(__name__)
 CALL_DEADLINE_S = 120.0
@@ -45,6 +46,8 @@ class ShadowJob:
     stratum: Stratum
     share: float
     tenant: str
+    embedding: Any = None
+    """The prompt's embedding, when the request path computed one (kept with the judgement)."""
 
 
 class ShadowEvaluator:
@@ -102,7 +105,9 @@ class ShadowEvaluator:
 
     # -- on the request path: decide and enqueue, nothing else -------------------------------------
 
-    def offer(self, ctx: RequestContext, served: Served, answer: str | None, status: int, tenant: str) -> None:
+    def offer(
+        self, ctx: RequestContext, found: Findings, served: Served, answer: str | None, status: int, tenant: str
+    ) -> None:
         decision = served.decision
         if status != 200 or not answer or self.reference_model is None or not decision.allow_cloud:
             return
@@ -123,7 +128,7 @@ class ShadowEvaluator:
             self._refresh_spend_soon()
             return
         try:
-            self._queue.put_nowait(ShadowJob(ctx, served, answer, stratum, share, tenant))
+            self._queue.put_nowait(ShadowJob(ctx, served, answer, stratum, share, tenant, found.embedding))
         except asyncio.QueueFull:
             self._count("dropped")
             return
@@ -186,7 +191,7 @@ class ShadowEvaluator:
         ctx, decision = job.ctx, job.served.decision
         asked = ctx.params.get("max_tokens")
         max_tokens = min(asked, self.config.max_tokens) if asked else self.config.max_tokens
-        shadow_ctx = replace(ctx, request_id=f"{ctx.request_id}-shadow", stream=False, measure_confidence=False)
+        shadow_ctx = replace(ctx, request_id=f"{ctx.request_id}-shadow", stream=False)
         assert self.reference_model is not None
         if job.stratum == "local":  # the client got the local answer: ask the reference
             ask = Decision("cloud", self.reference_model, "shadow", redact=decision.redact,
@@ -246,8 +251,8 @@ class ShadowEvaluator:
     ) -> Judgement:
         ctx, decision = job.ctx, job.served.decision
         embedding = None
-        if ctx.embedding is not None:
-            embedding = tuple(float(x) for x in ctx.embedding)
+        if job.embedding is not None:
+            embedding = tuple(float(x) for x in job.embedding)
         return Judgement(
             at=time.time(),
             request_id=ctx.request_id,

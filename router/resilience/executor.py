@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -96,24 +96,26 @@ class Executor:
         self._metrics = metrics
 
     async def complete(
-        self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float
-    ) -> tuple[Completion, Served]:
+        self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float,
+        *, confidence: bool = False,
+    ) -> tuple[Completion, Served]:  # fmt: skip
         async def attempt(backend: Backend, ctx: RequestContext, timeouts: Timeouts, remaining: float) -> Completion:
             async with asyncio.timeout(min(timeouts.total_s, remaining)):
-                return await backend.complete(ctx, max_tokens)
+                return await backend.complete(ctx, max_tokens, confidence=confidence)
 
         return await self._chain(ctx, decision, deadline, attempt, _restore_completion)
 
     async def stream(
-        self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float
-    ) -> tuple[AsyncIterator[StreamDelta], Served]:
+        self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float,
+        *, confidence: bool = False,
+    ) -> tuple[AsyncIterator[StreamDelta], Served]:  # fmt: skip
         """Start a stream; returns once its first delta has arrived, so retries and fallback stay invisible."""
 
         async def attempt(
             backend: Backend, ctx: RequestContext, timeouts: Timeouts, remaining: float
         ) -> AsyncIterator[StreamDelta]:
             started = time.monotonic()
-            deltas = aiter(backend.stream(ctx, max_tokens))
+            deltas = aiter(backend.stream(ctx, max_tokens, confidence=confidence))
             try:
                 async with asyncio.timeout(min(timeouts.first_token_s, remaining)):
                     first = await anext(deltas, StreamDelta(finish_reason="stop"))
@@ -124,6 +126,17 @@ class Executor:
             return _guarded(backend.name, first, deltas, ends_at)
 
         return await self._chain(ctx, decision, deadline, attempt, _restore_stream)
+
+    async def embed(
+        self, ctx: RequestContext, decision: Decision, deadline: float, extra: Mapping[str, Any]
+    ) -> tuple[tuple[list[Any], int], Served]:
+        """Embeddings of `ctx.inputs` (vectors, prompt tokens) from the decision's model, guarded like a chat."""
+
+        async def attempt(backend: Backend, ctx: RequestContext, timeouts: Timeouts, remaining: float) -> Any:
+            async with asyncio.timeout(min(timeouts.total_s, remaining)):
+                return await backend.embed(list(ctx.inputs), dict(extra))  # type: ignore[attr-defined]
+
+        return await self._chain(ctx, decision, deadline, attempt, lambda result, _: result)
 
     def can_reach(self, decision: Decision) -> bool:
         """Whether any model of the decision's chain could be called now (configured, key present, allowed)."""
@@ -247,7 +260,7 @@ def _as_seen_by(backend: Backend, ctx: RequestContext, decision: Decision) -> tu
     prompt = redaction.redact(ctx.prompt) if ctx.prompt is not None else None
     if not redaction.active:
         return ctx, None
-    return replace(ctx, messages=messages, prompt=prompt, memo={}), redaction
+    return replace(ctx, messages=messages, prompt=prompt), redaction
 
 
 def _restore_completion(completion: Completion, redaction: Redaction) -> Completion:

@@ -46,9 +46,14 @@ HARD = [
 
 
 @pytest.fixture(scope="module")
-def scores() -> tuple[list[float], list[float]]:
-    scorer = EscalationScorer(EmbeddingService())
-    return [scorer.score_now(t) for t in TRIVIAL], [scorer.score_now(t) for t in HARD]
+async def scores() -> tuple[list[float], list[float]]:
+    """The escalation scores the request path computes (the embedding service, then the head)."""
+    embeddings = EmbeddingService()
+    scorer = EscalationScorer(embeddings)
+    trivial = [await scorer.score(t) for t in TRIVIAL]
+    hard = [await scorer.score(t) for t in HARD]
+    await embeddings.close()
+    return trivial, hard  # type: ignore[return-value]
 
 
 def test_hard_prompts_outrank_trivial_ones(scores: tuple[list[float], list[float]]) -> None:
@@ -60,18 +65,17 @@ def test_hard_prompts_outrank_trivial_ones(scores: tuple[list[float], list[float
 def test_the_default_policy_keeps_trivial_prompts_local_and_sends_most_hard_ones_up(
     scores: tuple[list[float], list[float]],
 ) -> None:
-    from dataclasses import replace
-
     from router.config import DEFAULT_POLICY_FILE, GatewayConfig
     from router.policy import load_policy
+    from router.policy.facts import Facts
     from router.routing import Router
-    from router.types import RequestContext
+    from router.types import Findings, RequestContext
 
     router = Router(GatewayConfig(), load_policy(DEFAULT_POLICY_FILE))
 
     def route(text: str, score: float) -> str:
         ctx = RequestContext("t", "chat", "auto", ({"role": "user", "content": text},))
-        return router.decide(replace(ctx, scores={"escalation": score})).route
+        return router.decide(Facts(ctx, Findings(scores={"escalation": score}))).route
 
     trivial, hard = scores
     assert [route(t, s) for t, s in zip(TRIVIAL, trivial, strict=True)] == ["local"] * len(TRIVIAL)

@@ -109,7 +109,7 @@ def test_eval_reports_apgr_and_cpt_for_the_head_and_every_baseline(embedder, tmp
 def test_the_default_local_model_routes_with_the_head_fitted_to_it(tmp_path: Path) -> None:
     """The default install carries a head fitted to the default model's own labels; a model with none
     (here the packaged Gemma) falls back to the general head, and a configured head wins over both."""
-    from router.app import head_for_local
+    from router.classify.head import head_for_local
     from router.config import DEFAULT_LOCAL_PACKAGE, GatewayConfig
 
     default = head_for_local(GatewayConfig())

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
-from router.classify.embedding_service import EmbeddingService
-from router.config import GatewayConfig
+from router.classify.embedding_service import TextEmbedder, load_embedder
+from router.config import EmbedderConfig, GatewayConfig, Settings
 from router.errors import PolicyError
 from router.policy import parse_policy
+from router.policy.facts import Facts
 from router.policy.intents import IntentIndex, texts_for
 from router.routing import Router
-from router.types import RequestContext
+from router.types import Findings, RequestContext
 from tests.policy.billing import BILLING_EXAMPLES
 
 MODELS = GatewayConfig().models
@@ -41,25 +44,31 @@ rules:
 
 
 @pytest.fixture(scope="module")
-def embeddings() -> EmbeddingService:
-    service = EmbeddingService()
-    service.load()
-    return service
+def embeddings() -> TextEmbedder:
+    """The gateway's embedder model itself (the service runs this on its own thread)."""
+    return load_embedder(EmbedderConfig(), Settings().model_dir.parent / "embedders")
 
 
-def _engine(text: str, embeddings: EmbeddingService, previous=None):  # type: ignore[no-untyped-def]
+def embedding_with(embeddings: TextEmbedder):  # type: ignore[no-untyped-def]
+    async def embed(texts: list[str]) -> np.ndarray:
+        return embeddings.embed(texts)
+
+    return embed
+
+
+def _engine(text: str, embeddings: TextEmbedder, previous=None):  # type: ignore[no-untyped-def]
     engine = parse_policy(text, "p.yaml", MODELS)
-    engine.attach_intents(embeddings.embed_now, previous)
+    asyncio.run(engine.attach_intents(embedding_with(embeddings), previous))
     return engine
 
 
-def _ctx(text: str, embeddings: EmbeddingService, engine, *history: dict) -> RequestContext:  # type: ignore[no-untyped-def]
+def _ctx(text: str, embeddings: TextEmbedder, engine, *history: dict) -> Facts:  # type: ignore[no-untyped-def]
     ctx = RequestContext("r", "chat", "auto", (*history, {"role": "user", "content": text}))
-    vector = embeddings.embed_now([text])[0]
-    return RequestContext("r", "chat", "auto", ctx.messages, intents={"last_user": engine.intents.match(vector)})
+    vector = embeddings.embed([text])[0]
+    return Facts(ctx, Findings(intents={"last_user": engine.intents.match(vector)}))
 
 
-def test_a_paraphrase_is_routed_by_its_intent(embeddings: EmbeddingService) -> None:
+def test_a_paraphrase_is_routed_by_its_intent(embeddings: TextEmbedder) -> None:
     engine = _engine(POLICY, embeddings)
     router = Router(GatewayConfig(), engine)
     explanation = router.explain(_ctx("I think you billed my card two times in March", embeddings, engine))
@@ -73,7 +82,7 @@ def test_a_paraphrase_is_routed_by_its_intent(embeddings: EmbeddingService) -> N
     assert "intent `billing`" in evidence and "I was charged twice this month" in evidence
 
 
-def test_an_unrelated_request_matches_no_intent_and_says_why(embeddings: EmbeddingService) -> None:
+def test_an_unrelated_request_matches_no_intent_and_says_why(embeddings: TextEmbedder) -> None:
     engine = _engine(POLICY, embeddings)
     explanation = Router(GatewayConfig(), engine).explain(_ctx("What is the capital of France?", embeddings, engine))
     assert explanation.decision.rule is None and explanation.decision.intent is None
@@ -82,44 +91,44 @@ def test_an_unrelated_request_matches_no_intent_and_says_why(embeddings: Embeddi
     assert "nearest example of" in why
 
 
-def test_a_counter_example_keeps_a_near_miss_out(embeddings: EmbeddingService) -> None:
+def test_a_counter_example_keeps_a_near_miss_out(embeddings: TextEmbedder) -> None:
     engine = _engine(POLICY, embeddings)
-    vector = embeddings.embed_now(["hi, I have a question about my invoice"])[0]
+    vector = embeddings.embed(["hi, I have a question about my invoice"])[0]
     found = engine.intents.match(vector)
     assert found.intent != "smalltalk"
     without = _engine(POLICY.replace("    counter_examples:\n      - hi, I have a question about my invoice\n", ""),
                       embeddings)  # fmt: skip
-    greeting = embeddings.embed_now(["hello there, how are you?"])[0]
+    greeting = embeddings.embed(["hello there, how are you?"])[0]
     assert without.intents.match(greeting).intent == "smalltalk"
     assert engine.intents.match(greeting).intent == "smalltalk"  # the counter-example only takes its near misses
 
 
-def test_the_margin_refuses_a_close_call(embeddings: EmbeddingService) -> None:
+def test_the_margin_refuses_a_close_call(embeddings: TextEmbedder) -> None:
     strict = _engine(POLICY.replace("intents:\n", "intent_margin: 0.9\nintents:\n", 1), embeddings)
-    vector = embeddings.embed_now(["I was charged twice this month, can I get a refund?"])[0]
+    vector = embeddings.embed(["I was charged twice this month, can I get a refund?"])[0]
     found = strict.intents.match(vector)
     assert found.intent is None
     assert found.why_not is not None and "within the margin (0.9)" in found.why_not
     assert found.nearest == "billing" and found.runner_up == "smalltalk"
 
 
-def test_a_reload_embeds_only_the_examples_that_changed(embeddings: EmbeddingService) -> None:
+def test_a_reload_embeds_only_the_examples_that_changed(embeddings: TextEmbedder) -> None:
     calls: list[list[str]] = []
 
-    def counting(texts: list[str]) -> np.ndarray:
+    async def counting(texts: list[str]) -> np.ndarray:
         calls.append(list(texts))
-        return embeddings.embed_now(texts)
+        return embeddings.embed(texts)
 
     first = parse_policy(POLICY, "p.yaml", MODELS)
-    assert first.attach_intents(counting) == 11  # 10 examples and 1 counter-example
+    assert asyncio.run(first.attach_intents(counting)) == 11  # 10 examples and 1 counter-example
     edited = parse_policy(POLICY.replace("good morning!", "good evening!"), "p.yaml", MODELS)
-    assert edited.attach_intents(counting, first) == 1
+    assert asyncio.run(edited.attach_intents(counting, first)) == 1
     assert calls[-1] == ["good evening!"]
-    vector = embeddings.embed_now(["good evening to you"])[0]
+    vector = embeddings.embed(["good evening to you"])[0]
     assert edited.intents.match(vector).example == "good evening!"
 
 
-def test_overlapping_intents_and_thin_ones_are_warned_about(embeddings: EmbeddingService) -> None:
+def test_overlapping_intents_and_thin_ones_are_warned_about(embeddings: TextEmbedder) -> None:
     text = """\
 intents:
   refunds:
@@ -129,15 +138,18 @@ intents:
 rules:
   - {name: r, when: {intent: refunds}, route: cloud}
 """
-    warnings = IntentIndex.build(parse_policy(text, "p.yaml", MODELS).policy, embeddings.embed_now).warnings()
+    warnings = asyncio.run(
+        IntentIndex.build(parse_policy(text, "p.yaml", MODELS).policy, embedding_with(embeddings))
+    ).warnings()
     assert any("intent `refunds` has 2 example(s)" in w for w in warnings)
     overlap = [w for w in warnings if "overlap" in w]
     assert len(overlap) == 1 and "`refunds` and `cancellations`" in overlap[0]
     assert "can I get a refund for my subscription?" in overlap[0]
-    assert not IntentIndex.build(parse_policy(POLICY, "p.yaml", MODELS).policy, embeddings.embed_now).warnings()
+    built = asyncio.run(IntentIndex.build(parse_policy(POLICY, "p.yaml", MODELS).policy, embedding_with(embeddings)))
+    assert not built.warnings()
 
 
-def test_conversation_scope_reads_the_turns_before(embeddings: EmbeddingService) -> None:
+def test_conversation_scope_reads_the_turns_before(embeddings: TextEmbedder) -> None:
     text = POLICY.replace("when: {intent: billing}", "when: {intent: billing, scope: conversation}")
     engine = _engine(text, embeddings)
     assert engine.intents.scopes == frozenset({"conversation", "last_user"})
@@ -147,16 +159,14 @@ def test_conversation_scope_reads_the_turns_before(embeddings: EmbeddingService)
     )
     ctx = RequestContext("r", "chat", "auto", (*history, {"role": "user", "content": "the visa ending in 4242"}))
     intents = {
-        scope: engine.intents.match_turns(list(embeddings.embed_now(texts_for(ctx, scope))))
+        scope: engine.intents.match_turns(list(embeddings.embed(texts_for(ctx, scope))))
         for scope in engine.intents.scopes
     }
     assert intents["conversation"].intent == "billing"
     assert intents["conversation"].turns_back == 1  # carried over from the message before
     assert "in the user message 1 turn(s) back" in intents["conversation"].describe()
     assert intents["last_user"].intent != "billing"  # the last message alone says nothing about billing
-    from dataclasses import replace
-
-    decision = Router(GatewayConfig(), engine).decide(replace(ctx, intents=intents))
+    decision = Router(GatewayConfig(), engine).decide(Facts(ctx, Findings(intents=intents)))
     assert decision.rule == "billing-to-cloud"
 
 

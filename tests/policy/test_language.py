@@ -11,10 +11,12 @@ import pytest
 from router.config import DEFAULT_LOCAL_MODEL, GatewayConfig
 from router.errors import PolicyError
 from router.policy import load_policy, parse_policy
+from router.policy.facts import Facts
 from router.policy.matchers import evaluate
 from router.policy.schema import Condition
 from router.routing import Router
-from router.types import BudgetStatus, RequestContext
+from router.types import BudgetStatus
+from tests.facts import facts
 
 MODELS = GatewayConfig().models
 # Wednesday 2026-11-18 10:30 UTC, and the same day at 22:00.
@@ -23,9 +25,8 @@ WED_2200 = calendar.timegm((2026, 11, 18, 22, 0, 0))
 SAT_1030 = calendar.timegm((2026, 11, 21, 10, 30, 0))
 
 
-def ctx(text: str = "hello there", **kw: Any) -> RequestContext:
-    messages = kw.pop("messages", ({"role": "user", "content": text},))
-    return RequestContext(request_id="t", kind="chat", requested_model=kw.pop("model", "auto"), messages=messages, **kw)
+def ctx(text: str = "hello there", **kw: Any) -> Facts:
+    return facts(text=text, **kw)
 
 
 IMAGE = ({"role": "user", "content": [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "data:,"}}]},)  # fmt: skip
@@ -33,7 +34,7 @@ OVER = BudgetStatus("over", 12.0, 10.0, "day", "team:research")
 NEAR = BudgetStatus("near", 8.5, 10.0, "day", "team:research")
 
 # (condition, request, holds, a phrase the explanation must contain)
-CASES: list[tuple[dict[str, Any], RequestContext, bool, str]] = [
+CASES: list[tuple[dict[str, Any], Facts, bool, str]] = [
     ({"pii": True}, ctx("mail jane@example.com"), True, "email at 5..21"),
     ({"pii": ["credit_card"]}, ctx("mail jane@example.com"), False, "no personal data of kinds ['credit_card']"),
     ({"pii": ["credit_card"]}, ctx("card 4111 1111 1111 1111"), True, "credit_card at 5..24"),
@@ -94,7 +95,7 @@ CASES: list[tuple[dict[str, Any], RequestContext, bool, str]] = [
 
 
 @pytest.mark.parametrize(("condition", "request_ctx", "holds", "said"), CASES)
-def test_condition(condition: dict[str, Any], request_ctx: RequestContext, holds: bool, said: str) -> None:
+def test_condition(condition: dict[str, Any], request_ctx: Facts, holds: bool, said: str) -> None:
     verdict = evaluate(Condition.model_validate(condition), request_ctx)
     assert verdict.holds is holds
     explanation = " | ".join([*verdict.evidence, verdict.why_not or ""])

@@ -17,9 +17,10 @@ import pytest
 from router.config import GatewayConfig
 from router.errors import PolicyError
 from router.policy import parse_policy
+from router.policy.facts import Facts
 from router.routing import Router
 from router.sessions import session_keys
-from router.types import RequestContext
+from router.types import Findings, RequestContext
 from tests.conftest import FaultyCloud, Gateway, config_gateway, stand_in_config
 from tests.servers import RedisServer
 
@@ -55,8 +56,8 @@ def test_a_turn_is_known_by_the_conversation_before_it() -> None:
 
 def test_a_sticky_default_follows_an_escalated_conversation() -> None:
     router = Router(GatewayConfig(), parse_policy(POLICY, "p.yaml", GatewayConfig().models))
-    assert router.decide(_ctx(SECOND)).route == "local"
-    escalated = router.decide(_ctx(SECOND, session_escalated=True))
+    assert router.decide(Facts(_ctx(SECOND))).route == "local"
+    escalated = router.decide(Facts(_ctx(SECOND), Findings(session_escalated=True)))
     assert (escalated.route, escalated.reason) == ("cloud", "sticky-session")
 
 

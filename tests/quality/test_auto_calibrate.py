@@ -12,18 +12,20 @@ from router.config import AutoCalibrateConfig, GatewayConfig, LedgerConfig
 from router.ledger import Ledger, SqliteLedgerStore
 from router.metrics import Metrics
 from router.policy import parse_policy
+from router.policy.facts import Facts
 from router.quality import SqliteJudgementStore, calibrate
 from router.quality.monitor import QualityMonitor
 from router.quality.report import QualityReporter
 from router.routing import Router
-from router.types import RequestContext
+from router.types import Findings, RequestContext
 from tests.quality.synthetic import BASE_AT, judged, population
 
 POLICY = "version: 1\ndefault: {route: auto, threshold: %s}\n"
 
 
-def _ctx(score: float) -> RequestContext:
-    return RequestContext("r", "chat", "auto", ({"role": "user", "content": "hi"},), scores={"escalation": score})
+def _ctx(score: float) -> Facts:
+    request = RequestContext("r", "chat", "auto", ({"role": "user", "content": "hi"},))
+    return Facts(request, Findings(scores={"escalation": score}))
 
 
 def test_the_live_threshold_moves_towards_the_target_in_bounded_steps(
