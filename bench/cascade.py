@@ -92,21 +92,27 @@ def report(rows: list[dict], thresholds: dict[str, list[float]]) -> str:
 def simulate_policy(rows: list[dict], policy_file: Path) -> str:
     """What a policy does with these answers: sent up before generation (a rule or the classifier),
     escalated by the cascade after it, or kept; and the share right if the cloud answers right."""
-    from dataclasses import replace
+    import asyncio
 
     from router.classify.embedding_service import EmbeddingService
     from router.classify.scorer import EscalationScorer
     from router.config import GatewayConfig
     from router.policy import load_policy
+    from router.policy.facts import Facts
     from router.routing import Router
-    from router.types import Confidence, RequestContext
+    from router.types import Confidence, Findings, RequestContext
 
     router = Router(GatewayConfig(), load_policy(policy_file))
     scorer = EscalationScorer(EmbeddingService())
+
+    async def score_all() -> list[float | None]:
+        return [await scorer.score(row["prompt"]) for row in rows]
+
+    scores = asyncio.run(score_all())
     outcomes: dict[str, list[tuple[str, bool]]] = {"everyday": [], "gsm8k": []}
-    for row in rows:
+    for row, score in zip(rows, scores, strict=True):
         ctx = RequestContext("b", "chat", "auto", ({"role": "user", "content": row["prompt"]},))
-        decision = router.decide(replace(ctx, scores={"escalation": scorer.score_now(row["prompt"])}))
+        decision = router.decide(Facts(ctx, Findings(scores={"escalation": score or 0.0})))
         confidence = Confidence(row["mean_logprob"], row["min_logprob"], row["mean_entropy"], row["tokens"])
         if decision.route == "cloud":
             outcome = "up"

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from router.classify.embedding_service import EmbeddingService
+from router.classify.embedding_service import load_embedder
 from router.classify.evaluation import bootstrap, curve
 from router.classify.head import SHIPPED_HEAD, Head, packaged_head_for
-from router.config import DEFAULT_LOCAL_PACKAGE
+from router.config import DEFAULT_LOCAL_PACKAGE, EmbedderConfig, Settings
 from router.types import RequestContext
 
 WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1000)
     args = parser.parse_args()
     conversations, weak, strong = read_second_turns(args.data)
-    embeddings = EmbeddingService()
+    embeddings = load_embedder(EmbedderConfig(), Settings().model_dir.parent / "embedders")
     heads = {"general head": Head.load(SHIPPED_HEAD)}
     if (packaged := packaged_head_for(DEFAULT_LOCAL_PACKAGE)) is not None:
         heads["default model's head"] = Head.load(packaged)
@@ -90,7 +90,7 @@ def main() -> None:
     print(f"{'input':<28} {'scorer':<22} {'APGR':>6}  95% interval")
     scored: dict[tuple[str, str], np.ndarray] = {}
     for name, texts in inputs(conversations).items():
-        vectors = embeddings.embed_now(texts)
+        vectors = embeddings.embed(texts)
         scorers = {label: head.score(vectors, texts) for label, head in heads.items()}
         scorers["prompt length"] = np.array([len(t) for t in texts], dtype=float)
         for label, scores in scorers.items():

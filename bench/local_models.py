@@ -96,10 +96,9 @@ async def run_one(package: str, gsm8k_count: int, system_prompt: str | None, dev
             requested_model=package,
             messages=({"role": "user", "content": case["prompt"]},),
             params={"temperature": 0.0},
-            measure_confidence=True,
         )
         began = time.perf_counter()
-        completion = await backend.complete(ctx, case["max_tokens"])
+        completion = await backend.complete(ctx, case["max_tokens"], confidence=True)
         busy_s += time.perf_counter() - began
         tokens += completion.usage.completion_tokens
         if case["set"] == "everyday":

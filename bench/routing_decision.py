@@ -14,14 +14,14 @@ import argparse
 import asyncio
 import statistics
 import time
-from dataclasses import replace
 
 from router.classify.embedding_service import EmbeddingService
 from router.classify.scorer import EscalationScorer
 from router.config import DEFAULT_POLICY_FILE, GatewayConfig
 from router.policy import load_policy, parse_policy
+from router.policy.facts import Facts
 from router.routing import Router
-from router.types import RequestContext
+from router.types import Findings, RequestContext
 
 PROMPTS = [
     "What is the capital of France?",
@@ -33,9 +33,10 @@ PROMPTS = [
 ]
 
 
-def ctx(i: int, scores: dict[str, float] | None = None) -> RequestContext:
+def ctx(i: int, scores: dict[str, float] | None = None, intents: dict | None = None) -> Facts:
     text = PROMPTS[i % len(PROMPTS)]
-    return RequestContext(str(i), "chat", "auto", ({"role": "user", "content": text},), scores=scores or {})
+    request = RequestContext(str(i), "chat", "auto", ({"role": "user", "content": text},))
+    return Facts(request, Findings(scores=scores or {}, intents=intents or {}))
 
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:
@@ -50,8 +51,7 @@ async def classifier_decisions(router: Router, scorer: EscalationScorer, n: int,
     async def one(i: int) -> None:
         async with semaphore:
             started = time.perf_counter()
-            context = ctx(i)
-            score = await scorer.score(context.last_user_text())
+            score = await scorer.score(ctx(i).request.last_user_text())
             router.decide(ctx(i, {"escalation": score or 0.0}))
             samples.append((time.perf_counter() - started) * 1000)
 
@@ -74,26 +74,26 @@ def intent_policy(examples: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def intent_decisions(
+async def intent_decisions(
     embeddings: EmbeddingService, config: GatewayConfig, examples: int, n: int
 ) -> tuple[list[float], list[float]]:
     """Matching the intents and deciding, given the request's vector (what intents add when the cache or
     classifier already embedded the request); and the same with the embedding itself."""
     engine = parse_policy(intent_policy(examples), "bench", config.models)
-    engine.attach_intents(embeddings.embed_now)
+    await engine.attach_intents(embeddings.embed_many)
     router = Router(config, engine)
     assert engine.intents is not None
-    vectors = embeddings.embed_now(PROMPTS)
+    vectors = await embeddings.embed_many(PROMPTS)
     matched, embedded = [], []
     for i in range(n):
         started = time.perf_counter()
         found = engine.intents.match(vectors[i % len(PROMPTS)])
-        router.decide(replace(ctx(i), intents={"last_user": found}))
+        router.decide(ctx(i, intents={"last_user": found}))
         matched.append((time.perf_counter() - started) * 1000)
     for i in range(n):
         started = time.perf_counter()
-        vector = embeddings.embed_now([PROMPTS[i % len(PROMPTS)]])[0]
-        router.decide(replace(ctx(i), intents={"last_user": engine.intents.match(vector)}))
+        vector = await embeddings.embed(PROMPTS[i % len(PROMPTS)])
+        router.decide(ctx(i, intents={"last_user": engine.intents.match(vector)}))
         embedded.append((time.perf_counter() - started) * 1000)
     return matched, embedded
 
@@ -115,7 +115,7 @@ async def main_async(n: int, concurrency: int) -> None:
     await classifier_decisions(auto_router, scorer, 20, 1)  # warm-up
     single = await classifier_decisions(auto_router, scorer, n, 1)
     loaded = await classifier_decisions(auto_router, scorer, n, concurrency)
-    intents = {n_examples: intent_decisions(embeddings, config, n_examples, n) for n_examples in (10, 100)}
+    intents = {n_examples: await intent_decisions(embeddings, config, n_examples, n) for n_examples in (10, 100)}
     await embeddings.close()
 
     base50, base99 = percentiles(policy_ms)

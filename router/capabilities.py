@@ -20,7 +20,7 @@ from router.config.models import Capability, LiteLLMModel, LlamaCppModel, OpenAI
 from router.policy import facts
 from router.types import RequestContext
 
-CAPABILITIES: tuple[Capability, ...] = ("tools", "json", "vision", "logprobs")
+CAPABILITIES: tuple[Capability, ...] = ("tools", "json", "vision", "audio", "files", "logprobs")
 ENGINE_DEFAULTS: dict[type, frozenset[str]] = {
     LlamaCppModel: frozenset({"json", "logprobs"}),
     OpenAICompatibleModel: frozenset({"json", "logprobs"}),
@@ -53,6 +53,8 @@ def required_capabilities(f: facts.Facts) -> tuple[str, ...]:
             "tools": _uses_tools(ctx),
             "json": _wants_json(ctx.passthrough),
             "vision": facts.images(ctx),
+            "audio": facts.has_part(ctx, "input_audio"),
+            "files": facts.has_part(ctx, "file"),
             "logprobs": bool(ctx.passthrough.get("logprobs")) or bool(ctx.passthrough.get("top_logprobs")),
         }
         return tuple(name for name in CAPABILITIES if needs[name])

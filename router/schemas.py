@@ -34,12 +34,38 @@ class StreamOptions(_Open):
     include_usage: bool = False
 
 
+CONTENT_PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
+"""The content parts of OpenAI's chat messages; any other type is refused rather than silently dropped."""
+
+
+def check_content_parts(parts: list[dict[str, Any]], known: tuple[str, ...] = CONTENT_PART_TYPES) -> None:
+    """A 400 naming the first part that is not a known type, or a text part without its text."""
+    for i, part in enumerate(parts):
+        kind = part.get("type")
+        if not isinstance(kind, str):
+            raise PydanticCustomError("part_type", f"content[{i}] has no `type` (one of {', '.join(known)})")
+        if kind not in known:
+            raise PydanticCustomError(
+                "part_type", f"content[{i}] is of type `{kind}`, which this API does not know; use one of "
+                f"{', '.join(known)}",
+            )  # fmt: skip
+        if kind == "text" and not isinstance(part.get("text"), str):
+            raise PydanticCustomError("part_text", f"content[{i}] is a text part without a string `text`")
+
+
 class ChatMessage(_Open):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
     tool_call_id: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _known_parts(cls, value: str | list[dict[str, Any]] | None) -> str | list[dict[str, Any]] | None:
+        if isinstance(value, list):
+            check_content_parts(value)
+        return value
 
     @model_validator(mode="after")
     def _what_the_role_needs(self) -> ChatMessage:

@@ -145,15 +145,21 @@ class Findings:
 NOTHING_FOUND = Findings()
 
 
+TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
+"""Content parts that carry text: OpenAI's and Anthropic's `text`, the Responses API's input and output text."""
+
+
 def content_text(content: Any) -> str:
-    """The text of a message's content, whether a string or a list of OpenAI content parts."""
+    """The text of a message's content, whether a string or a list of content parts (text parts joined)."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         return "\n".join(
-            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type") in TEXT_PART_TYPES
         )
     return str(content)
 

@@ -65,4 +65,4 @@ def test_prometheus_scrapes_the_gateway_metrics_path() -> None:
     assert job["metrics_path"] == "/metrics"
     assert job["static_configs"][0]["targets"] == ["gateway:8080"]
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    assert "8080:8080" in compose["gateway"]["ports"]
+    assert "127.0.0.1:8080:8080" in compose["gateway"]["ports"]  # published on loopback: no keys by default

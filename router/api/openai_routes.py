@@ -15,6 +15,7 @@ from router.api.serving import client_timeout, components, request_headers, resp
 from router.components import Components
 from router.errors import ModelNotFound
 from router.pipeline import StreamResult
+from router.routing import LOCAL_EMBEDDER
 from router.schemas import ChatCompletionRequest, TextCompletionRequest
 from router.types import RequestContext
 
@@ -61,7 +62,9 @@ async def text_completions(request: Request) -> Response:
 
 
 def _model_ids(c: Components) -> list[str]:
-    return list(dict.fromkeys(["auto", "local", "cloud", *c.config.models, *c.config.aliases]))
+    """Every name a client may send: the routing names, the configured models and aliases, and the gateway's
+    own embedding model (what clients that discover models first look for before `/v1/embeddings`)."""
+    return list(dict.fromkeys(["auto", "local", "cloud", *c.config.models, *c.config.aliases, LOCAL_EMBEDDER]))
 
 
 def _model_card(model_id: str) -> dict[str, Any]:

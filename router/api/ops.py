@@ -18,6 +18,7 @@ from router.cache import scope_tag
 from router.components import Components
 from router.errors import PermissionDenied
 from router.quality.monitor import auto_thresholds
+from router.schemas import ChatMessage
 from router.types import RequestContext
 
 ops = APIRouter()
@@ -129,7 +130,7 @@ class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = "auto"
-    messages: list[dict[str, Any]] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
     headers: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
@@ -150,7 +151,7 @@ async def explain(request: Request) -> dict[str, Any]:
         request_id=request.state.request_id,
         kind="chat",
         requested_model=body.model,
-        messages=tuple(body.messages),
+        messages=tuple(m.model_dump(exclude_none=True) for m in body.messages),
         headers=headers,
         passthrough=passthrough,
         tenant=getattr(request.state, "tenant", None) or headers.get(c.config.ledger.tenant_header.lower()),

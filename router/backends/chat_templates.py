@@ -23,6 +23,14 @@ class ChatPrompt:
     stop: tuple[str, ...]
 
 
+def plain(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A message as chat templates read it: `content` one string (text parts joined; none: empty), since they
+    concatenate it. Only text reaches a text model; the router sends image, audio and file parts to a model
+    that takes them (capabilities), so none is dropped here."""
+    content = message.get("content")
+    return dict(message) if isinstance(content, str) else {**message, "content": content_text(content)}
+
+
 def _system_and_turns(messages: Messages) -> tuple[str, list[tuple[str, str]]]:
     system = "\n\n".join(
         content_text(m.get("content")).strip() for m in messages if m.get("role") in ("system", "developer")
@@ -85,7 +93,7 @@ def gguf_template_renderer(metadata: Mapping[str, str], eos: str, bos: str) -> C
     formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
     def render(messages: Messages) -> ChatPrompt:
-        result = formatter(messages=[dict(m) for m in messages])
+        result = formatter(messages=[plain(m) for m in messages])
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         # An empty stop string would end every generation before its first token.
         return ChatPrompt(result.prompt, tuple(s for s in (*stop, eos) if s))

@@ -283,27 +283,40 @@ class BatchEngine:
                 decode.append((token, len(slot.resident), slot, True))
                 slot.resident.append(token)
         prefill: list[list[tuple[int, int, _Slot, bool]]] = []
+        # Not exact: a prompt's last token (whose logits pick the first answer token) is decoded in a call of
+        # its own, as it is when the rest of the prompt is found in the cache. So the same prompt starts from
+        # the same logits whether its prefix was cached or not, and a seed gives the same answer.
+        finals: list[tuple[int, int, _Slot, bool]] = []
         budget = self.step_tokens if self.exact else self.step_tokens - len(decode)
         for slot in self._slots:
             job = slot.job
             if job is None or slot.fed >= len(job.tokens) or budget <= 0:
                 continue
+            last = len(job.tokens) - 1
+            if not self.exact and slot.fed == last:
+                finals.append((job.tokens[last], last, slot, True))
+                slot.fed, slot.resident = len(job.tokens), list(job.tokens)
+                continue
             # Exact: chunks start at multiples of step_tokens, as the same prompt alone would be cut.
             end = (slot.fed // self.step_tokens + 1) * self.step_tokens if self.exact else slot.fed + budget
-            end = min(end, len(job.tokens))
-            prefill.append([(job.tokens[i], i, slot, i == len(job.tokens) - 1) for i in range(slot.fed, end)])
+            end = min(end, len(job.tokens) if self.exact else last)
+            prefill.append([(job.tokens[i], i, slot, i == last) for i in range(slot.fed, end)])
             budget -= end - slot.fed
             slot.fed = end
             slot.resident = job.tokens[:end]
             if self.exact:
                 break  # one sequence's chunk per call, and one call of prompt a step
+            if end == last and budget > 0:
+                finals.append((job.tokens[last], last, slot, True))
+                slot.fed, slot.resident = len(job.tokens), list(job.tokens)
+                budget -= 1
         if self.exact:
             # llama.cpp's CPU kernels change with the number of rows in a call (here: from 8 rows on), and
             # with them the last bits of the logits; a call of a few rows, or of one sequence's prompt
             # chunk, computes each row as it would be computed alone.
             calls = [decode[i : i + EXACT_ROWS] for i in range(0, len(decode), EXACT_ROWS)] + prefill
         else:
-            calls = [decode + [row for chunk in prefill for row in chunk]]
+            calls = [decode + [row for chunk in prefill for row in chunk], finals]
         for call in calls:
             if call:
                 self._decode(call)

@@ -81,32 +81,23 @@ def policy_check(
     if not engine.policy.intents and not engine.policy.tests:
         return
     components = _components_for(file, config)
+    results = _run_tests(components, None)  # embeds the intents' examples first, tests or not
     _intent_warnings(components)
-    if engine.policy.tests:
-        results = _run_tests(components, None)
+    if results:
         _print_results(results, f"{file} tests")
         if not all(r.passed for r in results):
             raise typer.Exit(code=1)
 
 
 def _intent_warnings(components: Components) -> None:
-    from router.cli._decide import with_explainer
-
+    """Thin or overlapping intents, once their examples are embedded (by deciding: `_run_tests`)."""
     engine = components.pipeline.router.policy
     if not engine.policy.intents:
         return
-
-    async def ready(_: object) -> None:  # the embedder loaded and the intents' examples embedded
-        return None
-
-    try:
-        with_explainer(components, ready)
-    except Exception as exc:  # e.g. the embedder's extra is not installed: say so, validation still passed
-        typer.secho(f"warning: cannot embed the intents' examples: {exc}", fg=typer.colors.YELLOW, err=True)
-        return
     if engine.intents is None:
-        typer.secho("warning: cannot embed the intents' examples (the embedder did not load)", fg=typer.colors.YELLOW,
-                    err=True)  # fmt: skip
+        error = components.pipeline.embeddings.error if components.pipeline.embeddings else None
+        typer.secho(f"warning: cannot embed the intents' examples ({error or 'the embedder did not load'})",
+                    fg=typer.colors.YELLOW, err=True)  # fmt: skip
     for warning in engine.intents.warnings() if engine.intents else []:
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
 

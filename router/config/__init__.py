@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     api_keys: str | None = Field(
         None, description="Comma-separated `name:key` or `key` entries; when set, every request needs one."
     )
+    allow_unauthenticated: bool = Field(
+        False,
+        description="Serve on a non-loopback address with no API keys configured (anyone who reaches the port "
+        "can spend the cloud budget); without it such a start is refused.",
+    )
     model_dir: Path = Field(
         Path.home() / ".cache" / "hybrid-router" / "models",
         description="Where packaged model files are assembled once.",

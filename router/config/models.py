@@ -20,6 +20,17 @@ class Timeouts(_Strict):
     connect_s: float = Field(5.0, gt=0, description="Connecting to the upstream.")
     first_token_s: float = Field(60.0, gt=0, description="From the call to the first streamed token (or queue wait).")
     total_s: float = Field(300.0, gt=0, description="One attempt, start to end.")
+    min_tokens_per_s: float = Field(
+        10.0,
+        gt=0,
+        description="A non-streamed attempt has no first token to wait for: it is given first_token_s plus this "
+        "slow a generation of its max_tokens (1024 when the request sets none), capped at total_s, and then "
+        "counts as hung: it is retried or falls back like a timeout.",
+    )
+
+    def complete_s(self, max_tokens: int | None) -> float:
+        """The bound of one non-streamed attempt."""
+        return min(self.total_s, self.first_token_s + (max_tokens or 1024) / self.min_tokens_per_s)
 
 
 class RetryPolicy(_Strict):
@@ -48,7 +59,7 @@ class Price(_Strict):
     per_second_usd: float = Field(0.0, ge=0, description="USD per second of serving (energy, hardware share).")
 
 
-Capability = Literal["tools", "json", "vision", "logprobs"]
+Capability = Literal["tools", "json", "vision", "audio", "files", "logprobs"]
 
 
 class _ModelSpec(_Strict):
@@ -58,9 +69,10 @@ class _ModelSpec(_Strict):
     capabilities: list[Capability] | None = Field(
         None,
         description="What this model can honour: tools (function calling), json (response_format json_object / "
-        "json_schema), vision (image parts), logprobs. A request that needs one goes to a model that has it, or "
+        "json_schema), vision (image parts), audio (input_audio parts), files (file parts), logprobs. "
+        "A request that needs one goes to a model that has it, or "
         "gets a 400. Unset: the engine's default (in-process llama.cpp: json by grammar, logprobs; "
-        "openai-compatible: json, logprobs; litellm: all four).",
+        "openai-compatible: json, logprobs; litellm: all of them).",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)
@@ -72,6 +84,9 @@ class LlamaCppModel(_ModelSpec):
 
     engine: Literal["llama-cpp"] = "llama-cpp"
     tier: Literal["local", "cloud"] = "local"
+    # In-process generation cannot hang on a network; under load each of many batched answers may run at a
+    # few tokens a second, so a non-streamed answer is bounded by total_s alone.
+    timeouts: Timeouts = Field(default_factory=lambda: Timeouts(min_tokens_per_s=1.0))
     model_path: Path | None = Field(None, description="A GGUF file of your own; unset means the `package` model.")
     package: str = Field(
         DEFAULT_LOCAL_PACKAGE,

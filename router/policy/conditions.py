@@ -146,9 +146,10 @@ class Condition(_Strict):
     code: bool | None = Field(None, description="Source code is (true) or is not (false) present in the text.")
     tools: bool | None = Field(None, description="The request offers tools / functions to call (or does not).")
     images: bool | None = Field(None, description="A message carries an image (or none does).")
-    needs: list[Literal["tools", "json", "vision", "logprobs"]] | None = Field(
+    needs: list[Literal["tools", "json", "vision", "audio", "files", "logprobs"]] | None = Field(
         None,
-        description="The request needs one of these capabilities (tools, json output, vision, logprobs). "
+        description="The request needs one of these capabilities (tools, json output, vision, audio, files, "
+        "logprobs). "
         "Without a rule, such a request already goes to the first capable model of its chain.",
     )
     intent: list[str] | None = Field(

@@ -108,6 +108,16 @@ def images(ctx: RequestContext) -> bool:
     )
 
 
+def has_part(ctx: RequestContext, kind: str) -> bool:
+    """A message carries a content part of this type (`input_audio`, `file`)."""
+    return any(
+        isinstance(part, dict) and part.get("type") == kind
+        for message in ctx.messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
+
+
 def metadata(ctx: RequestContext) -> dict[str, Any]:
     value = ctx.passthrough.get("metadata")
     return value if isinstance(value, dict) else {}

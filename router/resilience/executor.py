@@ -100,7 +100,8 @@ class Executor:
         *, confidence: bool = False,
     ) -> tuple[Completion, Served]:  # fmt: skip
         async def attempt(backend: Backend, ctx: RequestContext, timeouts: Timeouts, remaining: float) -> Completion:
-            async with asyncio.timeout(min(timeouts.total_s, remaining)):
+            # No byte comes before the whole answer: a hung upstream is known only by the time it takes.
+            async with asyncio.timeout(min(timeouts.complete_s(max_tokens), remaining)):
                 return await backend.complete(ctx, max_tokens, confidence=confidence)
 
         return await self._chain(ctx, decision, deadline, attempt, _restore_completion)

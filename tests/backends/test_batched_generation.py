@@ -112,10 +112,10 @@ async def test_json_mode_stops_and_confidence_work_in_a_batch(batched: LlamaCppB
     stopped = _text("one, two, three, four,", stop=[" six"])
     measured = RequestContext(
         "r", "text", "local", ({"role": "user", "content": "Hello"},), prompt="Hello",
-        params={"temperature": 0}, passthrough={"logprobs": 2}, measure_confidence=True,
+        params={"temperature": 0}, passthrough={"logprobs": 2},
     )  # fmt: skip
     as_json, cut, sure = await asyncio.gather(
-        batched.complete(chat, 48), batched.complete(stopped, 24), batched.complete(measured, 6)
+        batched.complete(chat, 48), batched.complete(stopped, 24), batched.complete(measured, 6, confidence=True)
     )
     if as_json.finish_reason == "stop":
         assert isinstance(json.loads(as_json.content), dict)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from router.policy import parse_policy
+from router.policy.facts import Facts
 from router.policy.matchers import matches, why_not
 from router.policy.schema import Condition
-from router.types import RequestContext
+from tests.facts import facts
 
 
-def ctx(text: str = "hello", **kw: Any) -> RequestContext:
-    messages = kw.pop("messages", ({"role": "user", "content": text},))
-    return RequestContext(request_id="t", kind="chat", requested_model=kw.pop("model", "auto"), messages=messages, **kw)
+def ctx(text: str = "hello", **kw: Any) -> Facts:
+    return facts(text=text, **kw)
 
 
 def cond(**kw: Any) -> Condition:
