@@ -154,7 +154,7 @@ class Metrics:
         self.cache_lookups.labels(served.cache).inc()
         if route == "cache":
             self.cache_hits.labels(served.cache.removeprefix("hit-")).inc()
-        elif served.decision.route == "cloud":
+        elif served.decision.route == "cloud" and served.decision.reason != "embeddings":  # embeddings are not routed
             self.escalations.labels(served.decision.reason).inc()
         if usage is not None:
             self.tokens.labels(route, model, "prompt").inc(usage.prompt_tokens)

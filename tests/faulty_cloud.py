@@ -208,6 +208,8 @@ async def text_completions(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     """Deterministic 4-dimensional vectors (text length, word count, 1, 0) with usage, as a provider answers."""
     body = await request.json()
+    if faults.next_mode() == "error500":  # embedding calls take the same injected faults
+        return _error(500, "injected internal error")
     texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
     data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), float(len(t.split())), 1.0, 0.0]}
             for i, t in enumerate(texts)]  # fmt: skip

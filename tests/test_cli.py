@@ -84,3 +84,10 @@ def test_explain_says_which_head_scores_and_a_config_can_name_a_fitted_one(tmp_p
     chosen = router("route", "--config", str(config), "What is the capital of France?")
     assert chosen.returncode == 0, chosen.stderr
     assert "head:    for-qwen.npz" in chosen.stdout
+
+
+def test_serve_refuses_a_network_address_without_keys_and_says_how_to_go_on() -> None:
+    refused = router("serve", "--host", "0.0.0.0", "--port", "1")
+    assert refused.returncode == 2
+    said = refused.stderr
+    assert "no API keys" in said and "--allow-unauthenticated" in said and "ROUTER_API_KEYS" in said

@@ -226,8 +226,9 @@ class LiteLLMBackend:
     async def embed(self, texts: list[str], extra: dict[str, Any]) -> tuple[list[list[float]], int]:
         """Embeddings through litellm (vectors, prompt tokens), for `/v1/embeddings`."""
         litellm = await self._lib()
+        # Retries are the executor's (counted, bounded by the deadline), never the provider client's own.
         kwargs: dict[str, Any] = {"model": self._model, "input": texts, "api_base": self._api_base,
-                                  "timeout": self._timeout, **extra}  # fmt: skip
+                                  "timeout": self._timeout, "max_retries": 0, **extra}  # fmt: skip
         if self._api_key:
             kwargs["api_key"] = self._api_key
         try:

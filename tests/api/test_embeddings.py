@@ -10,7 +10,8 @@ import numpy as np
 import openai
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import FaultyCloud, Gateway
+from tests.resilience.test_faults import metric
 
 
 def sdk(gw: Gateway) -> openai.OpenAI:
@@ -37,6 +38,28 @@ def test_a_configured_remote_model_is_passed_through_and_priced(instant_gateway:
     time.sleep(1.5)  # the ledger flushes once a second
     rules = httpx.get(f"{instant_gateway.url}/v1/router/stats?window=1h", timeout=30).json()["rules"]
     assert any(r["rule"] == "embeddings" and r["requests"] >= 2 for r in rules)
+
+
+def test_the_embedding_model_is_listed_for_clients_that_discover_models_first(gateway: Gateway) -> None:
+    listed = [model.id for model in sdk(gateway).models.list()]
+    assert "all-minilm-l6-v2" in listed
+    assert sdk(gateway).models.retrieve("all-minilm-l6-v2").id == "all-minilm-l6-v2"
+
+
+def test_embeddings_take_the_request_path_retries_metrics_and_all(
+    instant_gateway: Gateway, faulty_cloud: FaultyCloud
+) -> None:
+    """A failing embedding upstream is retried by the executor like a chat call, and the call is counted.
+    (The OpenAI-compatible engine: litellm's OpenAI embedding client retries on its own, reading
+    `max_retries=0` as its default.)"""
+    before = metric(instant_gateway, "router_requests_total", model="local-pool", rule="embeddings")
+    retried = metric(instant_gateway, "router_upstream_retries_total", model="local-pool")
+    faulty_cloud.set("error500", times=1)
+    answer = sdk(instant_gateway).embeddings.create(model="local-pool", input="one two", encoding_format="float")
+    assert answer.data[0].embedding == [7.0, 2.0, 1.0, 0.0]
+    assert len(faulty_cloud.calls()) == 2  # the 500, then the retry that answered
+    assert metric(instant_gateway, "router_upstream_retries_total", model="local-pool") == retried + 1
+    assert metric(instant_gateway, "router_requests_total", model="local-pool", rule="embeddings") == before + 1
 
 
 @pytest.mark.parametrize(

@@ -69,3 +69,35 @@ async def test_a_cache_hit_costs_nothing_and_saves_the_whole_counterfactual(tmp_
     record = await ledger.price(ctx, served, USAGE, latency_ms=2.0, status=200)
     assert record.cost_usd == 0.0
     assert record.savings_usd == pytest.approx(pricer.counterfactual(USAGE))
+
+
+async def test_an_abandoned_stream_is_priced_on_both_sides_from_the_same_tokens() -> None:
+    """A user who presses stop on a cloud answer paid for what it streamed; the counterfactual is the same
+    tokens on the reference model, not zero (which once showed every abandoned stream as a loss)."""
+    from router.config import LedgerConfig
+    from router.ledger import Ledger, SqliteLedgerStore
+    from router.types import RequestContext
+
+    ledger = Ledger(SqliteLedgerStore(":memory:"), LedgerConfig())
+    ledger.use_pricer(Pricer(config(), lambda: litellm))
+    ctx = RequestContext("r", "chat", "auto", ({"role": "user", "content": "hi"},))
+    served = Served(Decision("cloud", "cloud", "default"), "cloud", "cloud")
+    done = await ledger.price(ctx, served, USAGE, 100.0, 200)
+    abandoned = await ledger.price(ctx, served, USAGE, 100.0, 499)
+    assert abandoned.cost_usd == done.cost_usd > 0
+    assert abandoned.counterfactual_usd == done.counterfactual_usd > 0
+    assert abandoned.savings_usd == done.savings_usd >= 0
+
+
+async def test_a_local_embedding_is_saved_against_the_cloud_embedding_price() -> None:
+    from router.config import LedgerConfig
+    from router.ledger import Ledger, SqliteLedgerStore
+    from router.types import RequestContext
+
+    ledger = Ledger(SqliteLedgerStore(":memory:"), LedgerConfig())
+    ledger.use_pricer(Pricer(config(), lambda: litellm))
+    ctx = RequestContext("r", "embeddings", "local", (), inputs=("a cat",))
+    served = Served(Decision("local", "all-minilm-l6-v2", "embeddings"), "all-minilm-l6-v2", "local")
+    record = await ledger.price(ctx, served, Usage(1000, 0), 5.0, 200)
+    per_token = litellm.model_cost["text-embedding-3-small"]["input_cost_per_token"]
+    assert record.cost_usd == 0 and record.counterfactual_usd == pytest.approx(1000 * per_token)

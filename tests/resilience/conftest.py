@@ -45,6 +45,14 @@ def resilient_config(path: Path, cloud_v1: str, engine: str = "litellm") -> Path
                 "retries": {"attempts": 1},
                 "breaker": {"consecutive_failures": 3, "cooldown_s": 1.5, "min_calls": 1000},
             },
+            # A provider that never answers a non-streamed call, under the default total_s (300 s): the
+            # attempt's own bound (first_token_s + max_tokens at min_tokens_per_s) hands it on in time.
+            "hung": {
+                **_remote(engine, "hung", cloud_v1),
+                "timeouts": {"first_token_s": 1, "min_tokens_per_s": 100},
+                "retries": {"attempts": 1},
+                "breaker": {"consecutive_failures": 1000, "min_calls": 1000},
+            },
             "dead": {
                 **_remote(engine, "dead", f"http://127.0.0.1:{free_port()}/v1"),  # nothing listens there
                 "retries": {"attempts": 2, **FAST_BACKOFF},

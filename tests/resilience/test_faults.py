@@ -95,6 +95,18 @@ def test_a_hang_is_cut_by_the_timeout_and_retried(client, faulty_cloud: FaultyCl
     assert len(faulty_cloud.calls()) == 2
 
 
+def test_a_hung_non_streamed_call_falls_back_within_its_own_bound_not_the_request_deadline(
+    client, faulty_cloud: FaultyCloud
+) -> None:
+    faulty_cloud.set("hang", times=1)
+    started = time.monotonic()
+    raw = ask(client, model="auto", headers={"x-test": "hung"})
+    took = time.monotonic() - started
+    assert raw.headers["x-router-fallback"] == "cloud->local"
+    assert "did not answer in time" in raw.headers["x-router-fallback-reason"]
+    assert took < 30  # the bound is 1 s + 8 tokens at 100/s; total_s (300 s) never came into it
+
+
 def test_a_slow_first_byte_on_a_stream_is_retried_before_anything_is_sent(client, faulty_cloud: FaultyCloud) -> None:
     faulty_cloud.set("slow_first_byte", times=1, delay_s=5)
     chunks = list(client.chat.completions.create(model="cloud", messages=HI, max_tokens=8, stream=True))
