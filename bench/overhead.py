@@ -107,10 +107,10 @@ def wait_ready(url: str, process: subprocess.Popen, timeout_s: float = 300) -> f
 
 
 @contextmanager
-def _process(args: list[str], log: Path, env: dict[str, str] | None = None):
+def _process(args: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None):
     with log.open("w") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                   start_new_session=True)  # fmt: skip
+                                   start_new_session=True, cwd=cwd)  # fmt: skip
     try:
         yield process
     finally:
@@ -198,15 +198,22 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per target and level")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--streams", type=int, default=100, help="sequential streamed requests per target")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout of hybrid-router, measured in the same run "
+        "beside this one (a before/after comparison of a change)",
+    )
+    parser.add_argument("--skip-litellm", action="store_true", help="leave LiteLLM's proxy out")
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"{tool} is needed: apt-get install nginx-light wrk")
     WORK.mkdir(exist_ok=True)
-    venv = litellm_venv()
+    venv = None if args.skip_litellm else litellm_venv()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         work = Path(tmp)
-        nginx_port, ours_port, theirs_port = free_port(), free_port(), free_port()
+        nginx_port, ours_port, theirs_port, before_port = free_port(), free_port(), free_port(), free_port()
         (work / "nginx.conf").write_text(_nginx_conf(nginx_port, work))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         stack.enter_context(_process([nginx, "-c", str(work / "nginx.conf")], work / "nginx.log"))
@@ -244,15 +251,21 @@ def main() -> None:
                        "--port", str(theirs_port), "--num_workers", "1"]  # fmt: skip
         ours = stack.enter_context(_process(ours_args, work / "ours.log", {"ROUTER_API_KEYS": f"bench:{KEY}"}))
         ours_ready = wait_ready(f"http://127.0.0.1:{ours_port}/readyz", ours)
-        quiet = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
-        theirs = stack.enter_context(_process(theirs_args, work / "litellm.log", quiet))
-        theirs_ready = wait_ready(f"http://127.0.0.1:{theirs_port}/health/readiness", theirs)
-
         targets = {
             "direct (nginx, baseline)": f"{upstream}/v1/chat/completions",
             "hybrid-router": f"http://127.0.0.1:{ours_port}/v1/chat/completions",
-            "LiteLLM proxy": f"http://127.0.0.1:{theirs_port}/v1/chat/completions",
         }
+        if args.before is not None:  # the same gateway command, its code from the other checkout
+            before_args = [a if a != str(ours_port) else str(before_port) for a in ours_args]
+            env = {"ROUTER_API_KEYS": f"bench:{KEY}", "PYTHONPATH": str(args.before.resolve())}
+            before = stack.enter_context(_process(before_args, work / "before.log", env, cwd=args.before.resolve()))
+            wait_ready(f"http://127.0.0.1:{before_port}/readyz", before)
+            targets["hybrid-router (before)"] = f"http://127.0.0.1:{before_port}/v1/chat/completions"
+        if venv is not None:
+            quiet = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+            theirs = stack.enter_context(_process(theirs_args, work / "litellm.log", quiet))
+            theirs_ready = wait_ready(f"http://127.0.0.1:{theirs_port}/health/readiness", theirs)
+            targets["LiteLLM proxy"] = f"http://127.0.0.1:{theirs_port}/v1/chat/completions"
         for name, url in targets.items():  # warm-up, and proof that each answers
             reply = httpx.post(url, json=BODY, headers={"authorization": f"Bearer {KEY}"}, timeout=30)
             reply.raise_for_status()
@@ -270,20 +283,22 @@ def main() -> None:
                 measured = f"{r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f}"
                 added = f"{r['p50'] - direct['p50']:.2f} | {r['p99'] - direct['p99']:.2f}"
                 print(f"| {level} | {name} | {measured} | {added} | {r['errors']:.0f} |")
-        print("\n| concurrency | added p50: ours / LiteLLM's | added p99: ours / LiteLLM's | req/s: ours / LiteLLM's |")
-        print("| ---: | ---: | ---: | ---: |")
-        for level, results in summary.items():
-            d, o, t = (results[k] for k in targets)
-            print(f"| {level} | {(o['p50'] - d['p50']) / (t['p50'] - d['p50']):.3f} | "
-                  f"{(o['p99'] - d['p99']) / (t['p99'] - d['p99']):.3f} | {o['rps'] / t['rps']:.2f} |")  # fmt: skip
+        for other in ("hybrid-router (before)", "LiteLLM proxy"):
+            if other not in targets:
+                continue
+            print(f"\n| concurrency | added p50: ours / {other} | added p99: ours / {other} | req/s: ours / {other} |")
+            print("| ---: | ---: | ---: | ---: |")
+            for level, results in summary.items():
+                d, o, t = results["direct (nginx, baseline)"], results["hybrid-router"], results[other]
+                print(f"| {level} | {(o['p50'] - d['p50']) / (t['p50'] - d['p50']):.3f} | "
+                      f"{(o['p99'] - d['p99']) / (t['p99'] - d['p99']):.3f} | {o['rps'] / t['rps']:.2f} |")  # fmt: skip
 
         print(f"\nStreaming, time to first byte (median of {args.streams} sequential requests):\n")
         print("| target | TTFB p50 ms |")
         print("| --- | ---: |")
-        stream_urls = {
-            "direct (nginx, baseline)": (f"{upstream}/sse/v1/chat/completions", MODEL),
-            "hybrid-router": (targets["hybrid-router"], f"{MODEL}-sse"),
-            "LiteLLM proxy": (targets["LiteLLM proxy"], f"{MODEL}-sse"),
+        stream_urls = {"direct (nginx, baseline)": (f"{upstream}/sse/v1/chat/completions", MODEL)}
+        stream_urls |= {
+            name: (url, f"{MODEL}-sse") for name, url in targets.items() if name.startswith(("hybrid", "Lite"))
         }
         for name, (url, model) in stream_urls.items():
             print(f"| {name} | {ttfb_ms(url, model, args.streams):.2f} |")
@@ -291,7 +306,8 @@ def main() -> None:
         print("\n| process | start to ready s | RSS after the load MB |")
         print("| --- | ---: | ---: |")
         print(f"| hybrid-router (loads the local model, embedder) | {ours_ready:.1f} | {_rss_mb(ours.pid):.0f} |")
-        print(f"| LiteLLM proxy | {theirs_ready:.1f} | {_rss_mb(theirs.pid):.0f} |")
+        if venv is not None:
+            print(f"| LiteLLM proxy | {theirs_ready:.1f} | {_rss_mb(theirs.pid):.0f} |")
 
 
 if __name__ == "__main__":

@@ -49,12 +49,13 @@ def required_capabilities(f: facts.Facts) -> tuple[str, ...]:
     ctx = f.request
 
     def compute() -> tuple[str, ...]:
+        parts = facts.part_types(ctx)
         needs = {
             "tools": _uses_tools(ctx),
             "json": _wants_json(ctx.passthrough),
-            "vision": facts.images(ctx),
-            "audio": facts.has_part(ctx, "input_audio"),
-            "files": facts.has_part(ctx, "file"),
+            "vision": not facts.IMAGE_PART_TYPES.isdisjoint(parts),
+            "audio": "input_audio" in parts,
+            "files": "file" in parts,
             "logprobs": bool(ctx.passthrough.get("logprobs")) or bool(ctx.passthrough.get("top_logprobs")),
         }
         return tuple(name for name in CAPABILITIES if needs[name])

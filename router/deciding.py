@@ -80,7 +80,8 @@ class Decider:
         assumed = assumed if dry_run and assumed is not None else NOTHING_ASSUMED
         with tracing.span("router.decide") as span:
             budget = assumed.budget if assumed.budget is not None else await self._budget(ctx, dry_run)
-            found = await self.found(ctx, Findings(budget=budget), assumed.session_escalated)
+            found = NOTHING_FOUND if budget is None else Findings(budget=budget)
+            found = await self.found(ctx, found, assumed.session_escalated)
             explanation = self.router.explain(Facts(ctx, found))
             if span is not None:
                 tracing.annotate(span, **_decision_attributes(explanation.decision))

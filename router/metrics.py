@@ -6,7 +6,7 @@ vocabularies for reasons, kinds and states. Never prompt text or user ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -20,7 +20,15 @@ LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 1
 
 class Metrics:
     def __init__(self) -> None:
-        self.registry = r = CollectorRegistry()
+        self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._declare_requests(self.registry)
+        self._declare_cache_and_local(self.registry)
+        self._declare_upstreams(self.registry)
+        self._declare_quality(self.registry)
+
+    def _declare_requests(self, r: CollectorRegistry) -> None:
+        """What each request was: where it went, how long it took, what it cost and saved."""
         self.requests = Counter(
             "router_requests",
             "Requests, by the route and model that served them, the rule that sent them there, and status",
@@ -55,6 +63,9 @@ class Metrics:
         self.escalations = Counter(
             "router_escalations", "Requests sent to the cloud, by the reason that sent them", ["reason"], registry=r
         )
+
+    def _declare_cache_and_local(self, r: CollectorRegistry) -> None:
+        """The response cache, the local model's queue, the event loop."""
         self.cache_hits = Counter("router_cache_hits", "Answers served from the cache, by kind", ["kind"], registry=r)
         self.cache_lookups = Counter(
             "router_cache_lookups",
@@ -76,6 +87,9 @@ class Metrics:
             ["model"],
             registry=r,
         )
+
+    def _declare_upstreams(self, r: CollectorRegistry) -> None:
+        """Resilience: fallbacks, retries, failures, breakers, shedding, shared state, policy reloads."""
         self.fallbacks = Counter(
             "router_fallbacks",
             "Requests answered by a fallback model",
@@ -105,6 +119,9 @@ class Metrics:
         self.policy_reloads = Counter(
             "router_policy_reloads", "Policy file changes: applied, or refused as invalid", ["result"], registry=r
         )
+
+    def _declare_quality(self, r: CollectorRegistry) -> None:
+        """Shadow evaluation, the quality retained, the live thresholds."""
         self.shadow_jobs = Counter(
             "router_shadow_jobs",
             "Shadow evaluations, by what became of them: queued, dropped (queue full), budget (daily cap "
@@ -137,6 +154,15 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """`metric.labels(*values)`, remembered: prometheus_client builds the key and takes a lock on every
+        call, eleven times a request here. The label values are bounded (routes, models, rules, statuses)."""
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def observe_request(
         self,
         served: Served,
@@ -146,24 +172,24 @@ class Metrics:
         usage: Usage | None,
         record: CostRecord | None,
     ) -> None:
-        route, model = served.route, served.model
-        self.requests.labels(route, model, served.decision.reason, str(status)).inc()
-        self.latency.labels(route).observe(latency_ms / 1000)
+        route, model, child = served.route, served.model, self._child
+        child(self.requests, route, model, served.decision.reason, str(status)).inc()
+        child(self.latency, route).observe(latency_ms / 1000)
         if ttft_ms is not None:
-            self.ttft.labels(route).observe(ttft_ms / 1000)
-        self.cache_lookups.labels(served.cache).inc()
+            child(self.ttft, route).observe(ttft_ms / 1000)
+        child(self.cache_lookups, served.cache).inc()
         if route == "cache":
-            self.cache_hits.labels(served.cache.removeprefix("hit-")).inc()
+            child(self.cache_hits, served.cache.removeprefix("hit-")).inc()
         elif served.decision.route == "cloud" and served.decision.reason != "embeddings":  # embeddings are not routed
-            self.escalations.labels(served.decision.reason).inc()
+            child(self.escalations, served.decision.reason).inc()
         if usage is not None:
-            self.tokens.labels(route, model, "prompt").inc(usage.prompt_tokens)
-            self.tokens.labels(route, model, "completion").inc(usage.completion_tokens)
+            child(self.tokens, route, model, "prompt").inc(usage.prompt_tokens)
+            child(self.tokens, route, model, "completion").inc(usage.completion_tokens)
         if record is not None:
-            self.cost.labels(route, model).inc(record.cost_usd)
-            self.counterfactual.labels(route).inc(record.counterfactual_usd)
+            child(self.cost, route, model).inc(record.cost_usd)
+            child(self.counterfactual, route).inc(record.counterfactual_usd)
             # A Prometheus counter only goes up: a fallback that cost more than the reference adds 0.
-            self.savings.labels(route).inc(max(0.0, record.savings_usd))
+            child(self.savings, route).inc(max(0.0, record.savings_usd))
 
 
 def failure_reason(code: str | None) -> str:

@@ -101,7 +101,10 @@ class Pipeline:
         """Where this request would go and why: the stages the HTTP path runs, as a dry run (nothing counted
         against limits, no model called). `/v1/router/explain`, `router route` and policy tests call it."""
         ctx = self.prepare(ctx)
-        return explanation_dict(ctx, await self.decider.decide(ctx, dry_run=True, assumed=assumed))
+        told = explanation_dict(ctx, await self.decider.decide(ctx, dry_run=True, assumed=assumed))
+        if self.scorer is not None and self.router.policy.policy.uses_classifier:
+            told["classifier"] = self.scorer.describe()
+        return told
 
     async def routed(self, ctx: RequestContext) -> tuple[Findings, Decision, CacheLookup]:
         """Admit, find, decide, and ask the cache: everything that happens before a model is called."""

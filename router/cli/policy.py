@@ -196,27 +196,35 @@ def policy_diff(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    changed = f"{result['changed']} of {result['requests']} requests change route"
-    typer.echo(f"{changed} ({old} -> {new}, sample {result['sample']})")
+    for line in _diff_lines(result, old, new):
+        typer.echo(line)
+
+
+def _diff_lines(result: dict[str, Any], old: Path, new: Path) -> list[str]:
+    """What `policy diff` prints: the requests that move, the cost, and the quality each policy keeps."""
+    lines = [
+        f"{result['changed']} of {result['requests']} requests change route ({old} -> {new}, sample {result['sample']})"
+    ]
     if result["moves"]:
-        typer.echo(f"  {'requests':>8}  {'from rule':<20} {'from':<36} -> {'to rule':<20} to")
+        lines.append(f"  {'requests':>8}  {'from rule':<20} {'from':<36} -> {'to rule':<20} to")
         for move in result["moves"]:
             moved = f"{move['from_rule']:<20} {move['from']:<36} -> {move['to_rule']:<20} {move['to']}"
-            typer.echo(f"  {move['requests']:>8}  {moved}")
+            lines.append(f"  {move['requests']:>8}  {moved}")
     c = result["cost_usd"]
-    typer.echo(f"cost at today's prices: ${c['old']:.6f} -> ${c['new']:.6f} ({c['change']:+.6f})")
+    lines.append(f"cost at today's prices: ${c['old']:.6f} -> ${c['new']:.6f} ({c['change']:+.6f})")
     quality = result.get("quality")
     if quality is None:
-        typer.echo("quality: not estimated (--judged estimates it from the gateway's shadow judgements)")
+        lines.append("quality: not estimated (--judged estimates it from the gateway's shadow judgements)")
     elif "note" in quality:
-        typer.echo(f"quality: {quality['note']}")
+        lines.append(f"quality: {quality['note']}")
     else:
-        o, n, c = quality["old"], quality["new"], quality["change"]
-        typer.echo(
+        o, n, q = quality["old"], quality["new"], quality["change"]
+        lines.append(
             f"quality retained on {quality['judged']} judged requests: {o['quality_retained']:.3f} "
             f"[{o['low']:.3f}, {o['high']:.3f}] -> {n['quality_retained']:.3f} [{n['low']:.3f}, {n['high']:.3f}]; "
-            f"change {c['estimate']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] (paired)"
+            f"change {q['estimate']:+.3f} [{q['low']:+.3f}, {q['high']:+.3f}] (paired)"
         )
+    return lines
 
 
 def _judged_request(judgement: Judgement) -> RequestContext:

@@ -127,6 +127,7 @@ def route(
     """Print where a prompt would be routed and why. Calls no model; counts nothing against limits."""
     from router.app import build_components
     from router.cli._decide import explain_one
+    from router.cli._explained import decision_lines, rule_lines
     from router.types import RequestContext
 
     try:
@@ -150,45 +151,8 @@ def route(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    if result["deny"]:
-        typer.echo(f"denied:  {result['deny']['status']} {result['deny']['message']}")
-    else:
-        typer.echo(f"route:   {result['route']}  (model {result['model']})")
-    typer.echo(f"reason:  {result['reason']}")
-    typer.echo(f"tokens:  {result['prompt_tokens']} prompt tokens")
-    if result["scores"]:
-        typer.echo(f"score:   {result['scores']['escalation']:.4f} (threshold {result['scores']['threshold']:.4f})")
-    if components.pipeline.scorer is not None and components.pipeline.router.policy.policy.uses_classifier:
-        head = components.pipeline.scorer.describe()
-        typer.echo(f"head:    {head['head']} ({head['family']}; trained on {head['trained_on']})")
-    for scope, found in result["intents"].items():
-        said = f"`{found['intent']}`" if found["intent"] else f"none ({found['why_not']})"
-        typer.echo(
-            f"intent:  {said} on {scope}; nearest example of `{found['nearest']}`: {found['example']!r} "
-            f"at {found['similarity']:.3f} (needs {found['threshold']:g})"
-            + (
-                f", runner-up `{found['runner_up']}` at {found['runner_up_similarity']:.3f}"
-                if found["runner_up"]
-                else ""
-            )
-        )
-    if result["fallbacks"]:
-        typer.echo(f"fallback: {', '.join(result['fallbacks'])}")
-    if not result["allow_cloud"]:
-        typer.echo("pinned:  never leaves the local model")
-    if result["redact"]:
-        typer.echo(f"redact:  {', '.join(result['redact'])} (before any cloud model sees it)")
-    if result["budget"]:
-        typer.echo(f"budget:  {result['budget']['state']} ({result['budget']['summary']})")
-    cache = result["cache"]
-    typer.echo(f"cache:   {cache['not_cacheable'] or 'eligible'}")
+    for line in decision_lines(result):
+        typer.echo(line)
     if explain:
-        typer.echo(f"policy:  {components.policy_path} (version {result['policy']})")
-        for trace in result["rules"]:
-            mark = "MATCH" if trace["matched"] else "skip "
-            why = "" if trace["matched"] else f"  ({trace['why_not']})"
-            typer.echo(f"  {mark} {trace['rule']}{why}")
-            for evidence in trace["evidence"]:
-                typer.echo(f"          {'because' if trace['matched'] else 'held:  '} {evidence}")
-        if result["reason"] != (result["rule"] or ""):
-            typer.echo(f"  -> {result['reason']}: requested model `{result['requested_model']}`")
+        for line in rule_lines(result, str(components.policy_path)):
+            typer.echo(line)

@@ -49,9 +49,11 @@ class Facts:
     def __init__(self, request: RequestContext, found: Findings = NOTHING_FOUND) -> None:
         self.request = request
         self.found = found
-        self._derived: dict[object, Any] = {}
+        self._derived: dict[object, Any] | None = None
 
     def derived(self, key: object, compute: Any) -> Any:
+        if self._derived is None:
+            self._derived = {}
         if key not in self._derived:
             self._derived[key] = compute()
         return self._derived[key]
@@ -99,23 +101,20 @@ def tools(ctx: RequestContext) -> bool:
     return bool(ctx.passthrough.get("tools") or ctx.passthrough.get("functions"))
 
 
+def part_types(ctx: RequestContext) -> frozenset[str]:
+    """The types of the content parts the messages carry (none when every content is a plain string)."""
+    kinds = {
+        part.get("type")
+        for message in ctx.messages
+        if isinstance(content := message.get("content"), list)
+        for part in content
+        if isinstance(part, dict)
+    }
+    return frozenset(k for k in kinds if isinstance(k, str))
+
+
 def images(ctx: RequestContext) -> bool:
-    return any(
-        isinstance(part, dict) and part.get("type") in IMAGE_PART_TYPES
-        for message in ctx.messages
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-    )
-
-
-def has_part(ctx: RequestContext, kind: str) -> bool:
-    """A message carries a content part of this type (`input_audio`, `file`)."""
-    return any(
-        isinstance(part, dict) and part.get("type") == kind
-        for message in ctx.messages
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-    )
+    return not IMAGE_PART_TYPES.isdisjoint(part_types(ctx))
 
 
 def metadata(ctx: RequestContext) -> dict[str, Any]:

@@ -26,7 +26,7 @@ class Verdict:
     why_not: str | None = None
 
 
-# A check yields (holds, what it saw): the evidence when it holds, the reason when it does not.
+# A check is (holds, what it saw): the evidence when it holds, the reason when it does not.
 Check = tuple[bool, str]
 
 
@@ -65,189 +65,191 @@ def _in_window(window: TimeWindow, at: float) -> Check:
     return inside, f"it is {when}, {'inside' if inside else 'outside'} {span}"
 
 
-def _checks(c: Condition, f: Facts) -> Iterator[Callable[[], Check]]:
-    """The conditions given, each as a deferred check, in a fixed order: cheap ones first."""
-    ctx = f.request
-    if c.model is not None:
-        requested = ctx.requested_model
+# Each matcher tests one kind of condition, when the condition names it: a generator of checks, so that
+# evaluation stops at the first one that fails and the costly ones after it never run.
+Matcher = Callable[[Condition, Facts], Iterator[Check]]
 
-        def model() -> Check:
-            hit = next((p for p in c.model or [] if fnmatchcase(requested.lower(), p.lower())), None)
-            return (
-                (True, f"model `{requested}` matches `{hit}`")
-                if hit
-                else (
-                    False,
-                    f"model `{requested}` is not one of {c.model}",
-                )
-            )
 
-        yield model
-    if c.tenant is not None:
+def _model(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.model is None:
+        return
+    requested = f.request.requested_model
+    hit = next((p for p in c.model if fnmatchcase(requested.lower(), p.lower())), None)
+    yield (
+        (True, f"model `{requested}` matches `{hit}`")
+        if hit
+        else (False, f"model `{requested}` is not one of {c.model}")
+    )
 
-        def tenant() -> Check:
-            name = ctx.tenant or ""
-            hit = any(fnmatchcase(name, pattern) for pattern in c.tenant or [])
-            return hit, f"tenant is `{ctx.tenant or '-'}`" + ("" if hit else f", not one of {c.tenant}")
 
-        yield tenant
-    for header, accepted in (c.headers or {}).items():
+def _tenant(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.tenant is None:
+        return
+    name = f.request.tenant or ""
+    hit = any(fnmatchcase(name, pattern) for pattern in c.tenant)
+    yield hit, f"tenant is `{name or '-'}`" + ("" if hit else f", not one of {c.tenant}")
 
-        def one_header(header: str = header, accepted: list[str] = accepted) -> Check:
-            value = ctx.headers.get(header)
-            if value is None:
-                return False, f"header {header} is absent"
-            if not _accepts(accepted, value):
-                return False, f"header {header} is `{value}`, not one of {accepted}"
-            return True, f"header {header} is `{value}`"
 
-        yield one_header
-    for field, accepted in (c.metadata or {}).items():
+def _values(kind: str, wanted: dict[str, list[str]], value_of: Callable[[str], object]) -> Iterator[Check]:
+    """`headers:` and `metadata:`: each named field present, with one of its accepted values."""
+    for name, accepted in wanted.items():
+        value = value_of(name)
+        if value is None:
+            yield False, f"{kind}{name} is absent"
+        elif not _accepts(accepted, str(value)):
+            yield False, f"{kind}{name} is `{value}`, not one of {accepted}"
+        else:
+            yield True, f"{kind}{name} is `{value}`"
 
-        def one_field(field: str = field, accepted: list[str] = accepted) -> Check:
-            value = facts.metadata(ctx).get(field)
-            if value is None:
-                return False, f"metadata.{field} is absent"
-            if not _accepts(accepted, str(value)):
-                return False, f"metadata.{field} is `{value}`, not one of {accepted}"
-            return True, f"metadata.{field} is `{value}`"
 
-        yield one_field
+def _headers(c: Condition, f: Facts) -> Iterator[Check]:
+    yield from _values("header ", c.headers or {}, f.request.headers.get)
+
+
+def _metadata(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.metadata:
+        yield from _values("metadata.", c.metadata, facts.metadata(f.request).get)
+
+
+def _sizes(c: Condition, f: Facts) -> Iterator[Check]:
     if c.prompt_tokens is not None:
-        yield lambda: _in_range("prompt_tokens", ctx.prompt_tokens, c.prompt_tokens)  # type: ignore[arg-type]
+        yield _in_range("prompt_tokens", f.request.prompt_tokens, c.prompt_tokens)
     if c.messages is not None:
-        yield lambda: _in_range("messages", len(ctx.messages), c.messages)  # type: ignore[arg-type]
+        yield _in_range("messages", len(f.request.messages), c.messages)
+
+
+def _content_kinds(c: Condition, f: Facts) -> Iterator[Check]:
     if c.tools is not None:
-        yield lambda: _flag("tools", bool(c.tools), facts.tools(ctx))
+        yield _flag("tools", c.tools, facts.tools(f.request))
     if c.images is not None:
-        yield lambda: _flag("image content", bool(c.images), facts.images(ctx))
+        yield _flag("image content", c.images, facts.images(f.request))
     if c.needs is not None:
+        from router.capabilities import required_capabilities  # capabilities reads facts, like this module
 
-        def needs() -> Check:
-            from router.capabilities import required_capabilities  # capabilities reads facts, like this module
+        hit = [name for name in required_capabilities(f) if name in c.needs]
+        yield bool(hit), f"needs {', '.join(hit)}" if hit else f"needs none of {c.needs}"
 
-            needed = required_capabilities(f)
-            hit = [name for name in needed if name in (c.needs or [])]
-            return bool(hit), f"needs {', '.join(hit)}" if hit else f"needs none of {c.needs}"
 
-        yield needs
-    if c.intent is not None:
+def _intent(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.intent is None:
+        return
+    found = f.found.intents.get(c.scope)
+    if found is None:
+        yield False, "intents were not matched (the embedder is not loaded yet, or could not load)"
+    elif found.intent is not None and found.intent in c.intent:
+        yield True, f"intent `{found.intent}` in {c.scope}: {found.describe()}"
+    elif found.intent is not None:
+        yield False, f"intent is `{found.intent}`, not one of {c.intent}: {found.describe()}"
+    else:
+        yield False, f"no intent matches {c.scope} ({found.why_not}): {found.describe()}"
 
-        def intent() -> Check:
-            found = f.found.intents.get(c.scope)
-            if found is None:
-                return False, "intents were not matched (the embedder is not loaded yet, or could not load)"
-            if found.intent is not None and found.intent in (c.intent or []):
-                return True, f"intent `{found.intent}` in {c.scope}: {found.describe()}"
-            if found.intent is not None:
-                return False, f"intent is `{found.intent}`, not one of {c.intent}: {found.describe()}"
-            return False, f"no intent matches {c.scope} ({found.why_not}): {found.describe()}"
 
-        yield intent
+def _time(c: Condition, f: Facts) -> Iterator[Check]:
     if c.time is not None:
-        yield lambda: _in_window(c.time, ctx.received_at)  # type: ignore[arg-type]
-    if c.budget is not None:
+        yield _in_window(c.time, f.request.received_at)
 
-        def budget() -> Check:
-            state = f.found.budget.state if f.found.budget is not None else "ok"
-            detail = f.found.budget.describe() if f.found.budget is not None else "no budget applies"
-            return state in (c.budget or []), f"budget is {state} ({detail})"
 
-        yield budget
-    if c.score is not None:
+def _budget(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.budget is None:
+        return
+    budget = f.found.budget
+    state = budget.state if budget is not None else "ok"
+    detail = budget.describe() if budget is not None else "no budget applies"
+    yield state in c.budget, f"budget is {state} ({detail})"
 
-        def score() -> Check:
-            value = f.found.scores.get("escalation")
-            if value is None:
-                return False, "no classifier score (the classifier is not loaded)"
-            return _in_range("score", value, c.score)  # type: ignore[arg-type]
 
-        yield score
-    if c.keyword_pattern is not None:
+def _score(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.score is None:
+        return
+    value = f.found.scores.get("escalation")
+    if value is None:
+        yield False, "no classifier score (the classifier is not loaded)"
+    else:
+        yield _in_range("score", value, c.score)
 
-        def keywords() -> Check:
-            text = facts.text_for(ctx, c.scope)
-            m = c.keyword_pattern.search(text)  # type: ignore[union-attr]
-            if m is None:
-                return False, f"none of the keywords {c.keywords} appear in {c.scope}"
-            return True, f"keyword `{m.group()}` at {m.start()}..{m.end()} of {c.scope}"
 
-        yield keywords
-    if c.compiled_regexes:
+def _keywords(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.keyword_pattern is None:
+        return
+    m = c.keyword_pattern.search(facts.text_for(f.request, c.scope))
+    if m is None:
+        yield False, f"none of the keywords {c.keywords} appear in {c.scope}"
+    else:
+        yield True, f"keyword `{m.group()}` at {m.start()}..{m.end()} of {c.scope}"
 
-        def regexes() -> Check:
-            text = facts.text_for(ctx, c.scope)
-            for pattern in c.compiled_regexes:
-                if m := pattern.search(text):
-                    return True, f"regex `{pattern.pattern}` matches `{_span(text, m.start(), m.end())}` at {m.start()}"
-            return False, f"no regex of {c.regex} matches {c.scope}"
 
-        yield regexes
+def _regexes(c: Condition, f: Facts) -> Iterator[Check]:
+    if not c.compiled_regexes:
+        return
+    text = facts.text_for(f.request, c.scope)
+    for pattern in c.compiled_regexes:
+        if m := pattern.search(text):
+            yield True, f"regex `{pattern.pattern}` matches `{_span(text, m.start(), m.end())}` at {m.start()}"
+            return
+    yield False, f"no regex of {c.regex} matches {c.scope}"
+
+
+def _code(c: Condition, f: Facts) -> Iterator[Check]:
     if c.code is not None:
+        snippet = facts.code(f, c.scope)
+        yield _flag("code", c.code, snippet is not None, f" (`{snippet}`)" if snippet else "")
 
-        def code() -> Check:
-            snippet = facts.code(f, c.scope)
-            return _flag("code", bool(c.code), snippet is not None, f" (`{snippet}`)" if snippet else "")
 
-        yield code
-    if c.pii is not None:
+def _pii(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.pii is None:
+        return
+    found = [m for m in facts.pii(f, c.scope) if m.kind in c.pii]
+    if not found:
+        yield False, f"no personal data of kinds {c.pii} in {c.scope}"
+        return
+    shown = ", ".join(f"{m.kind} at {m.start}..{m.end}" for m in found[:5])
+    yield True, f"personal data in {c.scope}: {shown}" + (f" and {len(found) - 5} more" if len(found) > 5 else "")
 
-        def pii() -> Check:
-            found = [m for m in facts.pii(f, c.scope) if m.kind in (c.pii or [])]
-            if not found:
-                return False, f"no personal data of kinds {c.pii} in {c.scope}"
-            shown = ", ".join(f"{m.kind} at {m.start}..{m.end}" for m in found[:5])
-            return True, f"personal data in {c.scope}: {shown}" + (
-                f" and {len(found) - 5} more" if len(found) > 5 else ""
-            )
 
-        yield pii
-    if c.language is not None:
+def _language(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.language is None:
+        return
+    detected = facts.language(f, c.scope)
+    if detected is None:
+        yield False, f"{c.scope} is too short to tell its language"
+        return
+    lang, prob = detected
+    said = f"language is `{lang}` (p={prob:.2f})"
+    yield (True, said) if lang in c.language else (False, f"{said}, not one of {c.language}")
 
-        def language() -> Check:
-            detected = facts.language(f, c.scope)
-            if detected is None:
-                return False, f"{c.scope} is too short to tell its language"
-            lang, prob = detected
-            return lang in (c.language or []), f"language is `{lang}` (p={prob:.2f})" + (
-                "" if lang in (c.language or []) else f", not one of {c.language}"
-            )
 
-        yield language
+def _composed(c: Condition, f: Facts) -> Iterator[Check]:
+    """`all`, `any` and `not`: conditions of conditions."""
     for i, nested in enumerate(c.all or []):
-
-        def all_of(i: int = i, nested: Condition = nested) -> Check:
-            verdict = evaluate(nested, f)
-            if not verdict.holds:
-                return False, f"all[{i}]: {verdict.why_not}"
-            return True, "; ".join(verdict.evidence)
-
-        yield all_of
+        verdict = evaluate(nested, f)
+        yield (True, "; ".join(verdict.evidence)) if verdict.holds else (False, f"all[{i}]: {verdict.why_not}")
     if c.any is not None:
-
-        def any_of() -> Check:
-            for i, nested in enumerate(c.any or []):
-                verdict = evaluate(nested, f)
-                if verdict.holds:
-                    return True, f"any[{i}]: " + "; ".join(verdict.evidence)
-            return False, "none of the `any` conditions holds"
-
-        yield any_of
+        held = next(((i, v) for i, v in ((i, evaluate(n, f)) for i, n in enumerate(c.any)) if v.holds), None)
+        yield (True, f"any[{held[0]}]: " + "; ".join(held[1].evidence)) if held else (
+            False, "none of the `any` conditions holds")  # fmt: skip
     if c.not_ is not None:
+        verdict = evaluate(c.not_, f)
+        if verdict.holds:
+            yield False, "the `not` condition holds: " + "; ".join(verdict.evidence)
+        else:
+            yield True, f"not: {verdict.why_not}"
 
-        def not_() -> Check:
-            verdict = evaluate(c.not_, f)  # type: ignore[arg-type]
-            if verdict.holds:
-                return False, "the `not` condition holds: " + "; ".join(verdict.evidence)
-            return True, f"not: {verdict.why_not}"
 
-        yield not_
+MATCHERS: tuple[Matcher, ...] = (
+    _model, _tenant, _headers, _metadata, _sizes, _content_kinds, _intent, _time, _budget, _score,
+    _keywords, _regexes, _code, _pii, _language, _composed,
+)  # fmt: skip
+"""In a fixed order, cheap ones first: a rule stops at its first condition that does not hold."""
+
+
+def _checks(c: Condition, f: Facts) -> Iterator[Check]:
+    for matcher in MATCHERS:
+        yield from matcher(c, f)
 
 
 def evaluate(condition: Condition, f: Facts) -> Verdict:
     evidence: list[str] = []
-    for check in _checks(condition, f):
-        holds, said = check()
+    for holds, said in _checks(condition, f):
         if not holds:
             return Verdict(False, tuple(evidence), said)
         evidence.append(said)

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -52,11 +52,17 @@ HANDOVER_ERRORS = (UpstreamError, Overloaded, RateLimited)
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """What protects calls to one backend."""
+    """What protects calls to one backend. Its retry rules are built once here, not on every call."""
 
     timeouts: Timeouts
     retries: RetryPolicy
     breaker: CircuitBreaker
+    retry_if: Any = field(init=False, repr=False)
+    wait: Callable[[RetryCallState], float] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "retry_if", retry_if_exception(_retryable(self.retries)))
+        object.__setattr__(self, "wait", _wait(self.retries))
 
 
 def _retryable(policy: RetryPolicy) -> Callable[[BaseException], bool]:
@@ -190,8 +196,8 @@ class Executor:
         guard = self._guards[backend.name]
         retrying = AsyncRetrying(
             stop=stop_after_attempt(guard.retries.attempts) | _before_deadline(deadline),
-            wait=_wait(guard.retries),
-            retry=retry_if_exception(_retryable(guard.retries)),
+            wait=guard.wait,
+            retry=guard.retry_if,
             reraise=True,
             before_sleep=lambda state: self._note_retry(ctx, backend.name, state),
         )
