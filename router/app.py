@@ -175,10 +175,9 @@ def build_components(settings: Settings, *, dry_run: bool = False) -> Components
     tokens = token_counter(settings, config, local, dry_run)
     metrics = Metrics()
     redis = None
-    breaker_store: BreakerStore = MemoryBreakerStore()
     if settings.redis_url:
         redis = RedisGuard(connect(settings.redis_url), on_error=lambda what: metrics.redis_errors.labels(what).inc())
-        breaker_store = RedisBreakerStore(redis)
+    breaker_store: BreakerStore = RedisBreakerStore(redis) if redis is not None else MemoryBreakerStore()
     ledger = Ledger(build_ledger_store(settings, config, redis), config.ledger)
     limiter = build_limiter(config, redis)
     # One embedder serves the classifier, the intents, the semantic cache and /v1/embeddings; it loads when
@@ -200,18 +199,7 @@ def build_components(settings: Settings, *, dry_run: bool = False) -> Components
     if shadow is not None or config.auto_calibrate is not None:
         shared = RedisLiveThresholds(redis) if redis is not None else None
         monitor = QualityMonitor(quality, router, metrics, config.auto_calibrate, shared)
-
-    async def prepare(engine: PolicyEngine) -> None:
-        await ready_to_decide(pipeline, engine, router.policy)
-
-    watcher = PolicyWatcher(
-        policy_path,
-        policy,
-        router.use_policy,
-        config.models,
-        on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
-        prepare=prepare,
-    )
+    watcher = policy_watcher(policy_path, pipeline, config, metrics)
     return Components(
         settings,
         config,
@@ -226,6 +214,24 @@ def build_components(settings: Settings, *, dry_run: bool = False) -> Components
         quality=quality,
         shadow=shadow,
         monitor=monitor,
+    )
+
+
+def policy_watcher(path: Path, pipeline: Pipeline, config: GatewayConfig, metrics: Metrics) -> PolicyWatcher:
+    """Hot reload: a changed policy file is validated, made ready to decide (its intents embedded) off the
+    request path, then swapped into the router in one assignment."""
+    router = pipeline.router
+
+    async def prepare(engine: PolicyEngine) -> None:
+        await ready_to_decide(pipeline, engine, router.policy)
+
+    return PolicyWatcher(
+        path,
+        router.policy,
+        router.use_policy,
+        config.models,
+        on_result=lambda result: metrics.policy_reloads.labels(result).inc(),
+        prepare=prepare,
     )
 
 

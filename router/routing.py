@@ -69,6 +69,10 @@ class Router:
         """Swap in a new policy; requests already decided keep the one they saw."""
         self.policy = policy
 
+    def use_thresholds(self, live: Mapping[str, float]) -> None:
+        """Swap in auto-calibrated thresholds, whole (a decision reads one consistent set)."""
+        self.live_thresholds = dict(live)
+
     def requested_target(self, model: str) -> str | None:
         """What a requested model name means: `auto`, `local`, `cloud`, a configured model, or None (unknown)."""
         if model in (AUTO, "local", "cloud") or model in self._config.models:

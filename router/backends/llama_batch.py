@@ -31,22 +31,11 @@ from typing import Any
 import numpy as np
 
 from router.backends.confidence import ConfidenceMeter
+from router.backends.llama_sampling import Sampling, sampler_chain
 
 log = logging.getLogger(__name__)
 EXACT_ROWS = 4
 """Rows per decode call in exact mode: llama.cpp's CPU matmul computes up to this many rows each as alone."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    temperature: float = 0.7
-    top_p: float = 1.0
-    seed: int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    logit_bias: dict[int, float] = field(default_factory=dict)
-    grammar: str | None = None
-    """GBNF text (root rule `root`), e.g. a JSON schema's grammar."""
 
 
 @dataclass(slots=True)
@@ -245,30 +234,9 @@ class BatchEngine:
         return best
 
     def _sampler(self, s: Sampling, old: Any) -> Any:
-        ll = self._ll
         if old is not None:
-            ll.llama_sampler_free(old)
-        chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
-        if s.logit_bias:
-            pairs = [ll.llama_logit_bias(token, bias) for token, bias in s.logit_bias.items()]
-            biases = (ll.llama_logit_bias * len(pairs))(*pairs)
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_logit_bias(self.n_vocab, len(pairs), biases))
-        if s.presence_penalty or s.frequency_penalty:
-            ll.llama_sampler_chain_add(
-                chain, ll.llama_sampler_init_penalties(64, 1.0, s.frequency_penalty, s.presence_penalty)
-            )
-        if s.grammar is not None:
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_grammar(self._vocab, s.grammar.encode(), b"root"))
-        if s.temperature <= 0:
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
-        else:
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(40))
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(s.top_p, 1))
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(0.05, 1))
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(s.temperature))
-            seed = s.seed if s.seed is not None else ll.LLAMA_DEFAULT_SEED
-            ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        return chain
+            self._ll.llama_sampler_free(old)
+        return sampler_chain(self._ll, self._vocab, self.n_vocab, s)
 
     def _step(self) -> None:
         for slot in self._slots:

@@ -2,24 +2,31 @@
 
 The model is called through the gateway's own `Backend` (so what is labelled is what is served), with
 the confidence meter on, at temperature 0. `concurrency` requests are in flight at once: one per
-llama.cpp instance, or one per server of an OpenAI-compatible pool. Every finished label is appended and
-flushed at once, so an interrupted run loses at most the prompts in flight.
+llama.cpp sequence, or one per server of an OpenAI-compatible pool. Every finished label is appended and
+flushed at once, so an interrupted run loses at most the prompts in flight. A labelling run is a batch
+job that takes whatever capacity there is: a model that says it is busy (503, a full queue) or fails
+for a moment is asked again after a pause, never given up on; only a failure that repeats
+`MAX_FAILURES` times in a row for one prompt stops the run, with the progress kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from router.backends.base import Backend
 from router.classify.labels import Label, Task, done_ids, is_right
+from router.errors import Overloaded, RouterError
 from router.types import RequestContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,18 @@ class RunSummary:
     skipped: int
     right: int
     seconds: float
+    by_group: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per group (domain): (right, labelled) over the whole labels file, this run's and earlier ones'."""
+
+    def accuracy_lines(self) -> list[str]:
+        """The local model's accuracy per group, the way a run reports it at its end."""
+        lines = []
+        for group, (right, total) in sorted(self.by_group.items()):
+            lines.append(f"  {group:<40} {right:>5}/{total:<5} {100 * right / max(1, total):5.1f}%")
+        right = sum(r for r, _ in self.by_group.values())
+        total = sum(t for _, t in self.by_group.values())
+        lines.append(f"  {'all':<40} {right:>5}/{total:<5} {100 * right / max(1, total):5.1f}%")
+        return lines
 
 
 class Progress:
@@ -62,15 +81,43 @@ class Progress:
         self._out.flush()
 
 
-async def label_one(backend: Backend, model_name: str, task: Task) -> Label:
+MAX_FAILURES = 5
+"""Failures in a row (not counting 'busy') after which a prompt stops the run."""
+BUSY_PAUSE_S = (0.5, 10.0)
+"""The pause before asking a busy model again: doubling from the first to the second."""
+
+
+async def _answer(backend: Backend, ctx: RequestContext, max_tokens: int, pause: Callable[[float], Any]) -> Any:
+    """The model's answer; a busy or briefly failing model is asked again after a pause (doubling)."""
+    wait, failures = BUSY_PAUSE_S[0], 0
+    while True:
+        try:
+            return await backend.complete(ctx, max_tokens, confidence=True)
+        except Overloaded:
+            pass  # busy: the run waits for capacity as long as it takes
+        except RouterError as exc:
+            failures += 1
+            if not exc.retryable or failures >= MAX_FAILURES:
+                raise
+            log.warning("labelling: %s failed (%s); asking again in %.1f s", ctx.request_id, exc.message, wait)
+        await pause(wait)
+        wait = min(wait * 2, BUSY_PAUSE_S[1])
+
+
+async def label_one(
+    backend: Backend, model_name: str, task: Task, pause: Callable[[float], Any] = asyncio.sleep
+) -> Label:
+    messages = ({"role": "user", "content": task.prompt},)
+    if task.system is not None:
+        messages = ({"role": "system", "content": task.system}, *messages)
     ctx = RequestContext(
         request_id=uuid.uuid4().hex,
         kind="chat",
         requested_model=model_name,
-        messages=({"role": "user", "content": task.prompt},),
+        messages=messages,
         params={"temperature": 0.0},
     )
-    completion = await backend.complete(ctx, task.max_tokens, confidence=True)
+    completion = await _answer(backend, ctx, task.max_tokens, pause)
     confidence = completion.confidence
     return Label(
         id=task.id,
@@ -89,6 +136,7 @@ async def label_one(backend: Backend, model_name: str, task: Task) -> Label:
         },
         strong_right=task.strong_right,
         weak_right=task.weak_right,
+        extra={"protocol": task.protocol} if task.protocol else {},
     )
 
 
@@ -122,7 +170,25 @@ async def label_tasks(
         await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     if progress_out.isatty():
         progress_out.write("\n")
-    return RunSummary(len(todo), len(tasks) - len(todo), progress.right, time.monotonic() - started)
+    return RunSummary(len(todo), len(tasks) - len(todo), progress.right, time.monotonic() - started,
+                      accuracy_by_group(out, {task.id for task in tasks}))  # fmt: skip
+
+
+def accuracy_by_group(path: Path, ids: set[str]) -> dict[str, tuple[int, int]]:
+    """(right, labelled) per group of the labels in `path` whose ids are among `ids`."""
+    import json
+
+    counts: dict[str, list[int]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("id") in ids:
+            entry = counts.setdefault(str(record["group"]), [0, 0])
+            entry[0] += int(bool(record["local_right"]))
+            entry[1] += 1
+    return {group: (right, total) for group, (right, total) in counts.items()}
 
 
 async def estimate(backend: Backend, model_name: str, tasks: list[Task], probes: int, concurrency: int) -> float:

@@ -8,7 +8,12 @@ answer, and writes one JSON line per prompt. `router train --labels` and `router
 Tasks (a prompt whose answer can be checked):
 - a GSM8K folder (`gsm8k_responses.csv` for the recorded weak and strong outcomes, the ground truth from
   `gpt3_6b_175b_solutions.jsonl`): the last number of the answer against the ground truth's;
-- MMLU-style CSVs with an `answer` column (A-D): the first choice letter the answer names;
+- MMLU-style CSVs with an `answer` column (A-D), asked by one of two protocols (recorded in each label as
+  `protocol`): `letter` (the default, the usual zero-shot protocol: a system prompt asks for the letter
+  only, and the first letter of the reply is read) or `reason` (the model answers in full, up to 512
+  tokens, and the letter it settles on is read: "the answer is B", "Answer: B", else the last lone
+  letter). A folder of such CSVs beside a `mmlu/` folder of RouteLLM's outcomes (as in
+  `../shared/data/routing`) takes each prompt's recorded strong and weak outcomes from there, row by row;
 - JSON lines with `prompt` and `expect` (keywords, any one as a whole word) or `answer` (exact number
   or text), optional `reject`, `id`, `group`, `strong_right`.
 
@@ -41,6 +46,15 @@ REQUIRED = ("id", "group", "local_model", "local_right")
 PROMPT_FIELDS = ("prompt", "answer")
 
 
+PROTOCOLS = ("letter", "reason")
+LETTER_SYSTEM = (
+    "You answer multiple-choice questions. Reply with the letter of the correct choice (A, B, C or D) only, "
+    "with no explanation."
+)
+"""The `letter` protocol's system prompt: without it an instruction-tuned model reasons first."""
+SETTLED = re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*\(?\**\s*([A-D])\b", re.IGNORECASE)
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     id: str
@@ -48,12 +62,16 @@ class Task:
     """The unit of a train/test split: a domain, or the data set's name."""
     prompt: str
     check: str
-    """number | letter | keywords | exact"""
+    """number | letter | settled-letter | keywords | exact"""
     truth: Any
     max_tokens: int = 320
     reject: tuple[str, ...] = ()
     strong_right: bool | None = None
     weak_right: bool | None = None
+    system: str | None = None
+    """A system prompt the protocol puts first (None: the model's own default)."""
+    protocol: str | None = None
+    """How a multiple-choice prompt was asked (`letter` or `reason`), recorded in its label."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +106,26 @@ def last_number(text: str) -> float | None:
     return None
 
 
+def settled_letter(text: str, reasoned: bool) -> str | None:
+    """The choice an answer names: its first lone letter A-D; after reasoning, the one it settles on (the
+    last "answer is X", else the last lone letter)."""
+    if reasoned:
+        settled = SETTLED.findall(text)
+        if settled:
+            return settled[-1].upper()
+        letters = LETTER.findall(text)
+        return letters[-1] if letters else None
+    found = LETTER.search(text.upper().replace("ANSWER:", " "))
+    return found.group(1) if found else None
+
+
 def is_right(task: Task, answer: str) -> bool:
     text = answer.strip()
     if task.check == "number":
         expected, got = last_number(str(task.truth)), last_number(text)
         return expected is not None and got is not None and abs(expected - got) < 1e-6
-    if task.check == "letter":
-        found = LETTER.search(text.upper().replace("ANSWER:", " "))
-        return found is not None and found.group(1) == str(task.truth).strip().upper()
+    if task.check in ("letter", "settled-letter"):
+        return settled_letter(text, task.check == "settled-letter") == str(task.truth).strip().upper()
     lowered = text.lower()
     if any(re.search(phrase, lowered) for phrase in task.reject):
         return False
@@ -136,7 +166,20 @@ def _gsm8k(folder: Path) -> list[Task]:
     return tasks
 
 
-def _mmlu_csv(path: Path) -> list[Task]:
+def _outcomes(path: Path, prompts: list[str]) -> list[dict[str, str]] | None:
+    """The recorded strong and weak outcomes for an answer key's rows, from a sibling `mmlu/` folder of
+    RouteLLM's files (the same prompts, row for row), or None when there is none."""
+    recorded = path.parent.parent / "mmlu" / path.name
+    if not recorded.exists() or recorded.resolve() == path.resolve():
+        return None
+    with recorded.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if [r["prompt"] for r in rows] != prompts:
+        raise ConfigError(f"{path}: its prompts are not those of {recorded}, row for row: cannot join outcomes")
+    return rows
+
+
+def _mmlu_csv(path: Path, protocol: str = "letter") -> list[Task]:
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if "answer" not in (reader.fieldnames or []):
@@ -144,11 +187,18 @@ def _mmlu_csv(path: Path) -> list[Task]:
                 f"{path}: MMLU-style CSVs need an `answer` column (the correct letter) to check the local model; "
                 f"this one has {reader.fieldnames}"
             )
-        return [
-            Task(f"{path.stem}:{i:04d}", path.stem, row["prompt"], "letter", row["answer"], 8,
-                 strong_right=_truthy(row.get(STRONG)), weak_right=_truthy(row.get(WEAK)))
-            for i, row in enumerate(reader)
-        ]  # fmt: skip
+        rows = list(reader)
+    if rows and STRONG not in rows[0]:
+        outcomes = _outcomes(path, [r["prompt"] for r in rows])
+        if outcomes is not None:
+            rows = [{**outcome, **row} for row, outcome in zip(rows, outcomes, strict=True)]
+    letter = protocol == "letter"
+    return [
+        Task(f"{path.stem}:{i:04d}", path.stem, row["prompt"], "letter" if letter else "settled-letter",
+             row["answer"], 4 if letter else 512, strong_right=_truthy(row.get(STRONG)),
+             weak_right=_truthy(row.get(WEAK)), system=LETTER_SYSTEM if letter else None, protocol=protocol)
+        for i, row in enumerate(rows)
+    ]  # fmt: skip
 
 
 def _jsonl(path: Path) -> list[Task]:
@@ -175,15 +225,30 @@ def _jsonl(path: Path) -> list[Task]:
     return tasks
 
 
-def read_tasks(path: Path) -> list[Task]:
-    """The checkable prompts in a GSM8K folder, a folder of MMLU-style CSVs, a CSV or a JSON-lines file."""
+def read_tasks(path: Path, protocol: str = "letter") -> list[Task]:
+    """The checkable prompts in a GSM8K folder, a folder of MMLU-style CSVs, a CSV or a JSON-lines file;
+    multiple-choice prompts asked by `protocol` (`letter` or `reason`)."""
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol `{protocol}`: use one of {', '.join(PROTOCOLS)}")
     if path.is_dir():
         if (path / "gsm8k_responses.csv").exists():
             return _gsm8k(path)
-        return [task for csv_path in sorted(path.glob("*.csv")) for task in _mmlu_csv(csv_path)]
+        return [task for csv_path in sorted(path.glob("*.csv")) for task in _mmlu_csv(csv_path, protocol)]
     if path.suffix == ".csv":
-        return _mmlu_csv(path)
+        return _mmlu_csv(path, protocol)
     return _jsonl(path)
+
+
+def stratified(tasks: list[Task], per_group: int, seed: int) -> list[Task]:
+    """A seeded sample of `per_group` prompts from every group (domain), the same when a run resumes."""
+    import hashlib
+
+    chosen: dict[str, list[Task]] = {}
+    for task in sorted(tasks, key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest()):
+        group = chosen.setdefault(task.group, [])
+        if len(group) < per_group:
+            group.append(task)
+    return [task for group in chosen.values() for task in group]
 
 
 # -- the labels file ------------------------------------------------------------------------------------

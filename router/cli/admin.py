@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,7 +16,7 @@ from router.cli._common import (
     cache_app,
     keys_app,
 )
-from router.config import load_gateway_config
+from router.config import GatewayConfig, Settings, load_gateway_config
 from router.errors import ConfigError, RouterError
 
 if TYPE_CHECKING:
@@ -42,11 +42,6 @@ def stats(
     """Print the savings table from the ledger (the same store the gateway writes)."""
     import asyncio
 
-    from router.app import build_judgement_store, build_ledger_store, cloud_models
-    from router.ledger import Ledger
-    from router.quality.report import QualityReporter
-    from router.redis_client import RedisGuard, connect
-
     if by not in ("tenant", "rule", "model", "route"):
         typer.secho("--by takes tenant, rule, model or route", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
@@ -56,22 +51,8 @@ def stats(
     except ConfigError as error:
         _fail(error)
 
-    async def read() -> dict:
-        redis = RedisGuard(connect(settings.redis_url)) if settings.redis_url else None
-        ledger = Ledger(build_ledger_store(settings, gateway, redis), gateway.ledger)
-        quality = QualityReporter(build_judgement_store(settings, gateway, redis), ledger, gateway.shadow,
-                                  cloud_models(gateway))  # fmt: skip
-        try:
-            view = await ledger.read_window(window)
-            return {**ledger.summary(view), "quality": await quality.report(window, view=view)}
-        finally:
-            await ledger.store.close()
-            await quality.store.close()
-            if redis is not None:
-                await redis.close()
-
     try:
-        result = asyncio.run(read())
+        result = asyncio.run(_read_stats(settings, gateway, window))
     except RouterError as error:
         typer.secho(error.message, fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None
@@ -79,34 +60,62 @@ def stats(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
+    for line in _stats_lines(result, window, by):
+        typer.echo(line)
+
+
+async def _read_stats(settings: Settings, gateway: GatewayConfig, window: str) -> dict[str, Any]:
+    """The ledger's window and the quality beside it, read from the stores the gateway writes."""
+    from router.app import build_judgement_store, build_ledger_store, cloud_models
+    from router.ledger import Ledger
+    from router.quality.report import QualityReporter
+    from router.redis_client import RedisGuard, connect
+
+    redis = RedisGuard(connect(settings.redis_url)) if settings.redis_url else None
+    ledger = Ledger(build_ledger_store(settings, gateway, redis), gateway.ledger)
+    quality = QualityReporter(build_judgement_store(settings, gateway, redis), ledger, gateway.shadow,
+                              cloud_models(gateway))  # fmt: skip
+    try:
+        view = await ledger.read_window(window)
+        return {**ledger.summary(view), "quality": await quality.report(window, view=view)}
+    finally:
+        await ledger.store.close()
+        await quality.store.close()
+        if redis is not None:
+            await redis.close()
+
+
+def _stats_lines(result: dict[str, Any], window: str, by: str) -> list[str]:
+    """The savings table, by tenant, rule, model or route, and the quality retained beside it."""
     t = result["totals"]
-    typer.echo(f"window {window} ({result['granularity']} buckets), reference model {result['reference_model']}")
-    typer.echo(
+    lines = [
+        f"window {window} ({result['granularity']} buckets), reference model {result['reference_model']}",
         f"requests {t['requests']}  errors {t['errors']}  spent ${t['cost_usd']:.6f}  "
-        f"cloud-only ${t['counterfactual_usd']:.6f}  saved ${t['savings_usd']:.6f} ({t['savings_pct']:.1f}%)"
-    )
+        f"cloud-only ${t['counterfactual_usd']:.6f}  saved ${t['savings_usd']:.6f} ({t['savings_pct']:.1f}%)",
+    ]
     quality = result["quality"]
-    typer.echo(quality["headline"])
+    lines.append(quality["headline"])
     if by == "route":
         rows = [{"route": name, **values} for name, values in result["routes"].items()]
     else:
         rows = result[{"tenant": "tenants", "rule": "rules", "model": "models"}[by]]
     width = max([len(by), *(len(str(row[by])) for row in rows)])
-    typer.echo(f"{by:<{width}}  {'requests':>9}  {'spent USD':>12}  {'cloud-only USD':>14}  {'saved USD':>12}")
-    for row in rows:
-        typer.echo(
-            f"{row[by]!s:<{width}}  {row['requests']:>9}  {row['cost_usd']:>12.6f}  "
-            f"{row['counterfactual_usd']:>14.6f}  {row['savings_usd']:>12.6f}"
-        )
+    lines.append(f"{by:<{width}}  {'requests':>9}  {'spent USD':>12}  {'cloud-only USD':>14}  {'saved USD':>12}")
+    lines += [
+        f"{row[by]!s:<{width}}  {row['requests']:>9}  {row['cost_usd']:>12.6f}  "
+        f"{row['counterfactual_usd']:>14.6f}  {row['savings_usd']:>12.6f}"
+        for row in rows
+    ]
     groups = quality.get({"tenant": "tenants", "rule": "rules", "model": "models"}.get(by, ""), [])
     if groups:
-        typer.echo(f"\nquality retained by {by} (95% interval), {quality['overall']['judged']} judged in all:")
+        lines.append(f"\nquality retained by {by} (95% interval), {quality['overall']['judged']} judged in all:")
         for entry in groups:
             if "quality_retained" in entry:
                 shown = f"{100 * entry['quality_retained']:.1f}% [{100 * entry['low']:.1f}, {100 * entry['high']:.1f}]"
             else:
                 shown = entry.get("note", "not estimated")
-            typer.echo(f"  {entry[by]!s:<{width}}  {entry['judged']:>6} judged  {shown}")
+            lines.append(f"  {entry[by]!s:<{width}}  {entry['judged']:>6} judged  {shown}")
+    return lines
 
 
 @cache_app.command("clear")

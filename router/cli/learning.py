@@ -319,6 +319,18 @@ def label(
     sample: Annotated[
         int | None, typer.Option(help="Label a seeded sample of this many prompts per data source.")
     ] = None,
+    per_group: Annotated[
+        int | None,
+        typer.Option(help="Label a seeded sample of this many prompts of every group (an MMLU domain): stratified."),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="How multiple-choice prompts are asked: `letter` (a system prompt asks for the letter "
+            "only; the usual zero-shot protocol) or `reason` (answered in full, up to 512 tokens; the "
+            "letter it settles on is read). Recorded in every label."
+        ),
+    ] = "letter",
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
     concurrency: Annotated[
         int | None, typer.Option(help="Prompts in flight (default: the model's sequences, or its pool's servers).")
@@ -334,7 +346,7 @@ def label(
 
     from router.backends import build_backend
     from router.classify.labeller import estimate, label_tasks
-    from router.classify.labels import done_ids, read_tasks
+    from router.classify.labels import done_ids, read_tasks, stratified
     from router.config import LlamaCppModel, OpenAICompatibleModel
 
     settings = _settings(config, None)
@@ -342,9 +354,11 @@ def label(
         gateway = load_gateway_config(settings.config)
         tasks = []
         for path in data:
-            found = read_tasks(path)
+            found = read_tasks(path, protocol)
             if sample is not None:  # a seeded sample that stays the same when a run is resumed
                 found = sorted(found, key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())[:sample]
+            if per_group is not None:
+                found = stratified(found, per_group, seed)
             tasks += found
     except ConfigError as error:
         _fail(error)
@@ -375,8 +389,10 @@ def label(
             summary = await label_tasks(backend, name, tasks, out, concurrency)
             typer.echo(
                 f"labelled {summary.labelled} prompts ({summary.skipped} already in {out}) in {summary.seconds:.0f} s; "
-                f"{name} right on {summary.right} of {summary.labelled}"
+                f"{name} right on {summary.right} of {summary.labelled}; accuracy by group, over the whole file:"
             )
+            for line in summary.accuracy_lines():
+                typer.echo(line)
         finally:
             await backend.close()
 

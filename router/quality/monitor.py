@@ -72,7 +72,7 @@ class QualityMonitor:
         last_step = 0.0
         if self.auto is not None:  # a replica that starts late takes up the thresholds the others reached
             with contextlib.suppress(Exception):
-                self._router.live_thresholds = await self._adopted(self._follow_policy())
+                self._router.use_thresholds(await self._adopted(self._follow_policy()))
         while True:
             await asyncio.sleep(every)
             try:
@@ -118,7 +118,7 @@ class QualityMonitor:
         live = await self._adopted(self._follow_policy())
         until = now if now is not None else time.time()
         if not await self._shared.claim(auto.interval_s):
-            self._router.live_thresholds = live
+            self._router.use_thresholds(live)
             self.status = {
                 key: {"written": written, "live": live.get(key, written), "updated_at": int(until),
                       "note": "this interval's step was taken by another replica; its thresholds are in use"}
@@ -157,7 +157,7 @@ class QualityMonitor:
             entry["updated_at"] = int(until)
             status[key] = entry
             self._metrics.live_threshold.labels(key).set(live.get(key, written))
-        self._router.live_thresholds = live  # swapped whole
+        self._router.use_thresholds(live)
         await self._shared.write({key: (self._written[key], value) for key, value in live.items()})
         self.status = status
         return status

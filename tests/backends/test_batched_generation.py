@@ -130,3 +130,21 @@ async def test_json_mode_stops_and_confidence_work_in_a_batch(batched: LlamaCppB
 def test_parallel_and_instances_are_one_or_the_other(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not both"):
         LlamaCppModel(parallel=4, instances=2)
+
+
+async def test_a_seed_gives_the_same_sampled_answer_whether_the_prompt_was_cached_or_not() -> None:
+    """The shipped default (exact_batching off): the first request computes its whole prompt, the next ones
+    find it cached; the prompt's last token is decoded alone either way, so the same seed samples the same
+    tokens at temperature 1."""
+    backend = await _backend(parallel=4, step_tokens=64)
+    try:
+        answers = [
+            (await backend.complete(_text(PROMPTS[4], temperature=1.0, seed=7, logit_bias=NEVER_STOP), 24)).content
+            for _ in range(3)
+        ]
+        other_seed = await backend.complete(_text(PROMPTS[4], temperature=1.0, seed=8, logit_bias=NEVER_STOP), 24)
+        assert backend.stats().get("prefix_tokens_reused", 1) > 0  # the later ones did find the prompt cached
+    finally:
+        await backend.close()
+    assert answers[0] == answers[1] == answers[2] and len(answers[0]) > 20
+    assert other_seed.content != answers[0]  # the seed is what fixes the sample

@@ -88,3 +88,81 @@ def test_progress_reports_rate_and_time_left() -> None:
     now[0] = 10.0
     progress.advance(True)
     assert "1/4" in out.getvalue() and "0.10/s" in out.getvalue() and "ETA 00:00:30" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("answer", "reasoned", "letter"),
+    [
+        ("B", False, "B"),
+        ("Answer: C.", False, "C"),
+        ("To find the degree of the extension we note A is wrong... so the answer is (D).", True, "D"),
+        ("Option A fails, B fails. Answer: **C**", True, "C"),
+        ("We compare A and B; B holds.", True, "B"),
+        ("I cannot tell.", True, None),
+    ],
+)
+def test_the_letter_an_answer_settles_on(answer: str, reasoned: bool, letter: str | None) -> None:
+    from router.classify.labels import settled_letter
+
+    assert settled_letter(answer, reasoned) == letter
+
+
+def test_an_answer_key_beside_recorded_outcomes_is_joined_row_by_row(tmp_path: Path) -> None:
+    """`mmlu-answers/<domain>.csv` holds the key; `mmlu/<domain>.csv` the strong and weak models' outcomes."""
+    from router.classify.data import STRONG, WEAK
+
+    prompts = ["Q1\nA. x\nB. y\nAnswer:", "Q2\nA. x\nB. y\nAnswer:"]
+    (tmp_path / "mmlu").mkdir()
+    (tmp_path / "mmlu-answers").mkdir()
+    outcomes = "prompt," + WEAK + "," + STRONG + "\n" + "".join(f'"{p}",False,True\n' for p in prompts)
+    (tmp_path / "mmlu" / "algebra.csv").write_text(outcomes)
+    (tmp_path / "mmlu-answers" / "algebra.csv").write_text("prompt,answer\n" + "".join(f'"{p}",B\n' for p in prompts))
+    letter = read_tasks(tmp_path / "mmlu-answers")
+    assert [(t.strong_right, t.weak_right, t.protocol, t.max_tokens) for t in letter] == [
+        (True, False, "letter", 4)
+    ] * 2
+    assert letter[0].system is not None and "letter" in letter[0].system
+    reasoned = read_tasks(tmp_path / "mmlu-answers", "reason")
+    assert (reasoned[0].check, reasoned[0].system, reasoned[0].max_tokens) == ("settled-letter", None, 512)
+    (tmp_path / "mmlu" / "algebra.csv").write_text(outcomes.replace("Q2", "Q9"))
+    with pytest.raises(ConfigError, match="not those of"):
+        read_tasks(tmp_path / "mmlu-answers")
+
+
+def test_a_stratified_sample_takes_as_many_of_every_group_and_is_stable() -> None:
+    from router.classify.labels import stratified
+
+    tasks = [Task(f"{g}:{i}", g, "p", "exact", "x") for g in ("a", "b", "c") for i in range(10)]
+    sample = stratified(tasks, 3, seed=1)
+    assert sorted(t.group for t in sample) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    assert [t.id for t in stratified(list(reversed(tasks)), 3, seed=1)] == [t.id for t in sample]
+
+
+async def test_a_busy_model_is_waited_for_and_a_failing_one_asked_again() -> None:
+    """A labelling run is a batch job: 'busy' is waited out however long; a brief failure is retried."""
+    from router.classify.labeller import label_one
+    from router.errors import Overloaded, UpstreamTimeout
+    from router.types import Completion, Usage
+
+    class Busy:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def complete(self, ctx, max_tokens, *, confidence=False):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls <= 6:
+                raise Overloaded("busy: no sequence was free within 30 s")
+            if self.calls == 7:
+                raise UpstreamTimeout("a moment's trouble")
+            return Completion("B", "stop", Usage(10, 1), "m")
+
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+
+    backend = Busy()
+    task = Task("x:1", "x", "Q", "letter", "B", 4, system="letters only", protocol="letter")
+    label = await label_one(backend, "m", task, pause)  # type: ignore[arg-type]
+    assert label.local_right and label.extra == {"protocol": "letter"}
+    assert backend.calls == 8 and pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
