@@ -240,7 +240,8 @@ def read_tasks(path: Path, protocol: str = "letter") -> list[Task]:
 
 
 def stratified(tasks: list[Task], per_group: int, seed: int) -> list[Task]:
-    """A seeded sample of `per_group` prompts from every group (domain), the same when a run resumes."""
+    """A seeded sample of `per_group` prompts from every group (domain), the same when a run resumes, in
+    turns (one of each group, then the next of each): a run stopped early has every group about as far."""
     import hashlib
 
     chosen: dict[str, list[Task]] = {}
@@ -248,7 +249,8 @@ def stratified(tasks: list[Task], per_group: int, seed: int) -> list[Task]:
         group = chosen.setdefault(task.group, [])
         if len(group) < per_group:
             group.append(task)
-    return [task for group in chosen.values() for task in group]
+    rounds = max((len(group) for group in chosen.values()), default=0)
+    return [group[i] for i in range(rounds) for group in chosen.values() if i < len(group)]
 
 
 # -- the labels file ------------------------------------------------------------------------------------

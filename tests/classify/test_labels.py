@@ -135,6 +135,7 @@ def test_a_stratified_sample_takes_as_many_of_every_group_and_is_stable() -> Non
     tasks = [Task(f"{g}:{i}", g, "p", "exact", "x") for g in ("a", "b", "c") for i in range(10)]
     sample = stratified(tasks, 3, seed=1)
     assert sorted(t.group for t in sample) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    assert sorted(t.group for t in sample[:3]) == ["a", "b", "c"]  # in turns: stopped early, every group is as far
     assert [t.id for t in stratified(list(reversed(tasks)), 3, seed=1)] == [t.id for t in sample]
 
 
