@@ -92,7 +92,9 @@ def evaluate_labels(
     folds: int = 8,
     reps: int = 1000,
     prior: Dataset | None = None,
+    shipped: dict[str, Head] | None = None,
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Curve]]]:
+    """Every router scored on the labels out of fold; `shipped` heads (fitted on other data) as they are."""
     data = labelled.data
     emb = cached_embeddings(embedder, data.prompts, cache_dir)
     fold = selection_folds(data.groups, folds)
@@ -107,7 +109,9 @@ def evaluate_labels(
     scores |= {
         f"head fitted to {labelled.local_model} ({family})": fitted,
         "fitted head + cascade confidence (combined)": _combined(fitted, labelled.confidence, data, fold),
-        "general head (Mixtral vs GPT-4)": general_head.score(emb, data.prompts),
+        "general head (Mixtral vs GPT-4)": (general := general_head.score(emb, data.prompts)),
+        "general head + cascade confidence (combined)": _combined(general, labelled.confidence, data, fold),
+        **{name: head.score(emb, data.prompts) for name, head in (shipped or {}).items()},
         "cascade confidence alone (mean_logprob)": surest_first["mean_logprob"],
         "cascade confidence alone (min_logprob)": surest_first["min_logprob"],
         "cascade confidence alone (mean_entropy)": surest_first["mean_entropy"],

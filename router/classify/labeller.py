@@ -147,8 +147,10 @@ async def label_tasks(
     out: Path,
     concurrency: int = 1,
     progress_out: TextIO = sys.stderr,
+    with_prompts: bool = True,
 ) -> RunSummary:
-    """Label every task not yet in `out`, appending as they finish."""
+    """Label every task not yet in `out`, appending as they finish (without the prompts and answers when
+    `with_prompts` is off: a file that may ship, and that `--tasks` fills in again)."""
     done = done_ids(out)
     todo = [task for task in tasks if task.id not in done]
     progress = Progress(len(todo), progress_out)
@@ -163,7 +165,7 @@ async def label_tasks(
             while not queue.empty():
                 task = queue.get_nowait()
                 label = await label_one(backend, model_name, task)
-                sink.write(label.to_json() + "\n")
+                sink.write(label.to_json(with_prompts) + "\n")
                 sink.flush()
                 progress.advance(label.local_right)
 

@@ -87,9 +87,12 @@ class Label:
     weak_right: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> str:
+    def to_json(self, with_prompt: bool = True) -> str:
+        """One line of the labels file; without the prompt and answer (the data's text) when it is to ship."""
         record = asdict(self)
         record.update(record.pop("extra"))
+        if not with_prompt:
+            record = {k: v for k, v in record.items() if k not in PROMPT_FIELDS}
         return json.dumps(record, ensure_ascii=False)
 
 

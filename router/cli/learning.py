@@ -204,9 +204,17 @@ def evaluate(
         general = Head.load(SHIPPED_HEAD)
         family = Head.load(head).meta.get("chosen", "logreg(C=0.1)") if head else general.meta.get("chosen", "")
         prior = training_split(read_mmlu(mmlu), hold_out=False)[0] if mmlu is not None else None
+        from router.classify.head import packaged_head_for
+        from router.config import DEFAULT_LOCAL_PACKAGE
+
+        shipped = {}
+        if (packaged := packaged_head_for(DEFAULT_LOCAL_PACKAGE)) is not None:
+            trained_on = Head.load(packaged).meta.get("trained_on", "its labels")
+            shipped[f"head shipped for the default model ({trained_on})"] = Head.load(packaged)
         results, curves = evaluate_labels(
-            labelled, general, _embedder(config), _embedding_cache(cache_dir), family or "logreg(C=0.1)", prior=prior
-        )
+            labelled, general, _embedder(config), _embedding_cache(cache_dir), family or "logreg(C=0.1)", prior=prior,
+            shipped=shipped,
+        )  # fmt: skip
     else:
         if mmlu is None:
             _fail(ConfigError("give --mmlu (the data the baselines train on) or --labels"))
@@ -332,6 +340,14 @@ def label(
         ),
     ] = "letter",
     seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    without_prompts: Annotated[
+        bool,
+        typer.Option(
+            "--without-prompts",
+            help="Write the labels without the prompts and answers (the data's text): "
+            "a file that may ship beside a head; `--tasks` gives the prompts back to train and eval.",
+        ),
+    ] = False,
     concurrency: Annotated[
         int | None, typer.Option(help="Prompts in flight (default: the model's sequences, or its pool's servers).")
     ] = None,
@@ -386,7 +402,7 @@ def label(
                     f"{out}): about {seconds / 60:.1f} min at concurrency {concurrency} on this machine"
                 )
                 return
-            summary = await label_tasks(backend, name, tasks, out, concurrency)
+            summary = await label_tasks(backend, name, tasks, out, concurrency, with_prompts=not without_prompts)
             typer.echo(
                 f"labelled {summary.labelled} prompts ({summary.skipped} already in {out}) in {summary.seconds:.0f} s; "
                 f"{name} right on {summary.right} of {summary.labelled}; accuracy by group, over the whole file:"
