@@ -257,12 +257,18 @@ def calibrate(
     head: Annotated[
         Path | None, typer.Option(help="The head to calibrate (default: the one the gateway uses for its local model).")
     ] = None,
+    labels: LabelsOpt = None,
+    tasks: TasksOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Print the `route: auto` threshold that sends the target share of the sample to the cloud, or (with
-    --quality-target) the one that keeps a quality target at the least cloud share of judged traffic."""
+    --quality-target) the one that keeps a quality target at the least cloud share of judged traffic, or of
+    labelled prompts (--labels: both models' outcomes known for every prompt)."""
     import numpy as np
 
+    if quality_target is not None and labels:
+        _calibrate_on_labels(config, labels, tasks, head, quality_target, confidence)
+        return
     if quality_target is not None:
         _calibrate_for_quality(config, quality_target, rule, window, confidence)
         return
@@ -286,6 +292,39 @@ def calibrate(
         f"threshold {threshold:.4f}: {100 * share_at(scores, threshold):.1f}% of {len(texts)} prompts to the cloud"
     )
     typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {threshold:.4f}")
+
+
+def _calibrate_on_labels(
+    config: Path | None, labels: list[Path], tasks: list[Path] | None, head: Path | None, target: float,
+    confidence: float,
+) -> None:  # fmt: skip
+    """The threshold on labelled prompts: each is a judgement whose local and reference scores are the local
+    and strong models' recorded outcomes, scored by the head the gateway would use."""
+    from router.classify.head import Head, head_for_local
+    from router.quality import Judgement, calibrate
+
+    try:
+        labelled = _labelled(labels, tasks)
+        scorer = Head.load(head or head_for_local(load_gateway_config(_settings(config, None).config)))
+    except ConfigError as error:
+        _fail(error)
+    data = labelled.data
+    scores = scorer.score(_embedder(config).embed(data.prompts), data.prompts)
+    judged = [
+        Judgement(0.0, f"label-{i}", "local", "local", "default", "-", labelled.local_model, "strong", "labels",
+                  "labels", float(data.weak[i]), float(data.strong[i]), 1.0, float(scores[i]))
+        for i in range(len(data))
+    ]  # fmt: skip
+    try:
+        found = calibrate(judged, target, confidence)
+    except ValueError as error:
+        _fail(ConfigError(str(error)))
+    typer.echo(
+        f"{len(judged)} labelled prompts of {labelled.local_model}: threshold {found.threshold:.4f} keeps quality "
+        f"retained {found.quality:.3f} (at least {found.quality_low:.3f} with {100 * confidence:.0f}% confidence) "
+        f"with {100 * found.cloud_share:.1f}% to the cloud"
+    )
+    typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {found.threshold:.4f}")
 
 
 def _calibrate_for_quality(config: Path | None, target: float, rule: str, window: str, confidence: float) -> None:
