@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -99,38 +99,14 @@ def train(
     """
     from dataclasses import replace
 
-    from router.classify.data import Dataset, read_mmlu
     from router.classify.labels import without_prompts
     from router.classify.train import train as train_head
 
     logging.basicConfig(level="INFO", format="%(message)s")
     if mmlu is None and not labels and not from_traffic:
         _fail(ConfigError("give --mmlu (recorded outcomes), --labels (your local model's labels), --from-traffic"))
-    embedder: TextEmbedder | None = None
-    candidates = None
     try:
-        local_model, parts = None, []
-        if from_traffic:
-            from router.classify.train import CANDIDATES
-            from router.quality.learning import TRAFFIC_PREFIX, StoredEmbeddings, traffic_dataset
-
-            judged = stored_judgements(config, window, embeddings=True)
-            traffic, vectors = traffic_dataset(judged)
-            if len(traffic) == 0:
-                raise ConfigError(f"no judgement with an embedding in the last {window}: is shadowing on?")
-            typer.echo(f"{len(traffic)} judged requests from traffic ({int(traffic.needs_strong.sum())} where the "
-                       "local answer was judged worse)")  # fmt: skip
-            parts.append(traffic)
-            embedder = StoredEmbeddings(vectors, _embedder(config) if (mmlu or labels) else None)
-            if any(p.startswith(TRAFFIC_PREFIX) for p in traffic.prompts):  # no texts: no text features
-                candidates = tuple(c for c in CANDIDATES if "features" not in c.name)
-        if labels:
-            labelled = _labelled(labels, tasks)
-            parts.append(labelled.data)
-            local_model = labelled.local_model
-        if mmlu is not None:
-            parts.append(read_mmlu(mmlu))
-        dataset = parts[0] if len(parts) == 1 else Dataset.concat("labels+mmlu", *parts)
+        dataset, embedder, candidates, local_model = _training_data(mmlu, labels, tasks, from_traffic, window, config)
     except ConfigError as error:
         _fail(error)
     try:
@@ -164,6 +140,39 @@ def train(
     held = head.meta["test_domains"]
     typer.echo(f"held out: {', '.join(held)}" if held else "trained on every clean domain (none held out)")
     typer.echo(f"wrote {out}")
+
+
+def _training_data(
+    mmlu: Path | None, labels: list[Path] | None, tasks: list[Path] | None, from_traffic: bool, window: str,
+    config: Path | None,
+) -> tuple[Any, Any, Any, str | None]:  # fmt: skip
+    """(the data set, the embedder to read it with or None for the default, the head families to try or None
+    for all, the local model the labels are of) for `train`'s sources: judged traffic, labels, MMLU outcomes."""
+    from router.classify.data import Dataset, read_mmlu
+
+    embedder, candidates, local_model, parts = None, None, None, []
+    if from_traffic:
+        from router.classify.train import CANDIDATES
+        from router.quality.learning import TRAFFIC_PREFIX, StoredEmbeddings, traffic_dataset
+
+        judged = stored_judgements(config, window, embeddings=True)
+        traffic, vectors = traffic_dataset(judged)
+        if len(traffic) == 0:
+            raise ConfigError(f"no judgement with an embedding in the last {window}: is shadowing on?")
+        typer.echo(f"{len(traffic)} judged requests from traffic ({int(traffic.needs_strong.sum())} where the "
+                   "local answer was judged worse)")  # fmt: skip
+        parts.append(traffic)
+        embedder = StoredEmbeddings(vectors, _embedder(config) if (mmlu or labels) else None)
+        if any(p.startswith(TRAFFIC_PREFIX) for p in traffic.prompts):  # no texts: no text features
+            candidates = tuple(c for c in CANDIDATES if "features" not in c.name)
+    if labels:
+        labelled = _labelled(labels, tasks)
+        parts.append(labelled.data)
+        local_model = labelled.local_model
+    if mmlu is not None:
+        parts.append(read_mmlu(mmlu))
+    dataset = parts[0] if len(parts) == 1 else Dataset.concat("labels+mmlu", *parts)
+    return dataset, embedder, candidates, local_model
 
 
 @app.command("eval")
@@ -397,24 +406,16 @@ def label(
 ) -> None:
     """Run a configured model over checkable prompts and write what it got right, with its confidence."""
     import asyncio
-    import hashlib
 
     from router.backends import build_backend
     from router.classify.labeller import estimate, label_tasks
-    from router.classify.labels import done_ids, read_tasks, stratified
+    from router.classify.labels import done_ids
     from router.config import LlamaCppModel, OpenAICompatibleModel
 
     settings = _settings(config, None)
     try:
         gateway = load_gateway_config(settings.config)
-        tasks = []
-        for path in data:
-            found = read_tasks(path, protocol)
-            if sample is not None:  # a seeded sample that stays the same when a run is resumed
-                found = sorted(found, key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())[:sample]
-            if per_group is not None:
-                found = stratified(found, per_group, seed)
-            tasks += found
+        tasks = _label_tasks(data, protocol, sample, per_group, seed)
     except ConfigError as error:
         _fail(error)
     name = model or gateway.routes.local
@@ -452,3 +453,20 @@ def label(
             await backend.close()
 
     asyncio.run(run())
+
+
+def _label_tasks(data: list[Path], protocol: str, sample: int | None, per_group: int | None, seed: int) -> list[Any]:
+    """The prompts to label from each source, sampled as asked (seeded: the same when a run resumes)."""
+    import hashlib
+
+    from router.classify.labels import read_tasks, stratified
+
+    tasks = []
+    for path in data:
+        found = read_tasks(path, protocol)
+        if sample is not None:
+            found = sorted(found, key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())[:sample]
+        if per_group is not None:
+            found = stratified(found, per_group, seed)
+        tasks += found
+    return tasks
