@@ -85,7 +85,10 @@ def test_train_then_eval_on_the_labels(labels: Path, tmp_path: Path) -> None:
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
     (by_router,) = report.values()
-    assert "general head (Mixtral vs GPT-4)" in by_router and "cascade confidence alone (mean_logprob)" in by_router
+    assert (
+        "general head as shipped (Mixtral vs GPT-4)" in by_router
+        and "cascade confidence alone (mean_logprob)" in by_router
+    )
     assert all(0 <= s["apgr"] <= 1 for s in by_router.values())
 
 
