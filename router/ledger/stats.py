@@ -72,6 +72,29 @@ def _ranked(groups: dict[str, dict[str, float]], label: str, limit: int = 20) ->
     return [{label: name, "requests": int(values.get("requests", 0)), **_money(values)} for name, values in ranked]
 
 
+def _series(rows: list[Row], granularity: str, since: float, until: float) -> list[dict[str, Any]]:
+    """Requests and money per bucket, dense: every bucket of the window, zeros included, so a chart spans
+    the window it claims to."""
+    series_rows: dict[int, list[Row]] = defaultdict(list)
+    for row in rows:
+        series_rows[row.bucket].append(row)
+    size = GRANULARITIES[granularity]
+    first, last = int(since // size) * size, int(until // size) * size
+    series = []
+    for bucket in range(first, last + 1, size):
+        values = _sum(series_rows.get(bucket, []))
+        per_route = _group(series_rows.get(bucket, []), "route")
+        series.append(
+            {
+                "t": bucket,
+                "requests": int(values.get("requests", 0)),
+                **_money(values),
+                **{route: int(per_route.get(route, {}).get("requests", 0)) for route in ROUTES},
+            }
+        )
+    return series
+
+
 def summarize(
     rows: list[Row], window: str, granularity: str, since: float, until: float, reference_model: str | None
 ) -> dict[str, Any]:
@@ -89,24 +112,7 @@ def summarize(
         }
         for route, values in ((r, by_route.get(r, {})) for r in ROUTES)
     }
-    series_rows: dict[int, list[Row]] = defaultdict(list)
-    for row in rows:
-        series_rows[row.bucket].append(row)
-    # Dense: every bucket of the window, zeros included, so a chart spans the window it claims to.
-    size = GRANULARITIES[granularity]
-    first, last = int(since // size) * size, int(until // size) * size
-    series = []
-    for bucket in range(first, last + 1, size):
-        values = _sum(series_rows.get(bucket, []))
-        per_route = _group(series_rows.get(bucket, []), "route")
-        series.append(
-            {
-                "t": bucket,
-                "requests": int(values.get("requests", 0)),
-                **_money(values),
-                **{route: int(per_route.get(route, {}).get("requests", 0)) for route in ROUTES},
-            }
-        )
+    series = _series(rows, granularity, since, until)
     cloud_rows = [row for row in rows if row.route == "cloud"]
     return {
         "window": window,
