@@ -22,6 +22,7 @@ from router import tracing
 from router.classify.embedding_service import MAX_TEXT_CHARS, EmbeddingService
 from router.classify.scorer import EscalationScorer
 from router.limits import Limiter
+from router.policy import PolicyEngine
 from router.policy.facts import Facts
 from router.policy.intents import texts_for as intent_texts
 from router.routing import Explanation, Router
@@ -78,11 +79,12 @@ class Decider:
         """Admit (or, dry, read the budget), find the facts the policy needs, and decide. A dry run may take
         the session's past and the budget as `assumed` instead of looking them up."""
         assumed = assumed if dry_run and assumed is not None else NOTHING_ASSUMED
+        engine = self.router.policy  # the facts are found for the policy that then decides, even mid-reload
         with tracing.span("router.decide") as span:
             budget = assumed.budget if assumed.budget is not None else await self._budget(ctx, dry_run)
             found = NOTHING_FOUND if budget is None else Findings(budget=budget)
-            found = await self.found(ctx, found, assumed.session_escalated)
-            explanation = self.router.explain(Facts(ctx, found))
+            found = await self.found(ctx, found, assumed.session_escalated, engine)
+            explanation = self.router.explain(Facts(ctx, found), engine)
             if span is not None:
                 tracing.annotate(span, **_decision_attributes(explanation.decision))
         return Decided(found, explanation)
@@ -94,16 +96,20 @@ class Decider:
         return await (self.limiter.status(ctx) if dry_run else self.limiter.admit(ctx))
 
     async def found(
-        self, ctx: RequestContext, found: Findings = NOTHING_FOUND, session_escalated: bool | None = None
+        self,
+        ctx: RequestContext,
+        found: Findings = NOTHING_FOUND,
+        session_escalated: bool | None = None,
+        engine: PolicyEngine | None = None,
     ) -> Findings:
-        """The facts the policy in force reads: the session's past, the intents, the classifier's score."""
-        engine = self.router.policy
+        """The facts a policy (the one in force) reads: the session's past, the intents, the classifier's score."""
+        engine = engine or self.router.policy
         if session_escalated is None and self.sessions is not None and engine.uses_sessions:
             session_escalated = await self.sessions.escalated_before(ctx)
         if session_escalated:
             found = replace(found, session_escalated=True)
         if engine.needs_intents and engine.intents is not None and self.embeddings is not None:
-            found = await self._intended(ctx, found)
+            found = await self._intended(ctx, found, engine)
         if self.scorer is not None and engine.policy.uses_classifier:
             found = await self._scored(ctx, found)
         return found
@@ -125,11 +131,11 @@ class Decider:
             score = await self.scorer.score(text)
         return found if score is None else replace(found, scores={**found.scores, "escalation": score})
 
-    async def _intended(self, ctx: RequestContext, found: Findings) -> Findings:
+    async def _intended(self, ctx: RequestContext, found: Findings, engine: PolicyEngine) -> Findings:
         """Match the policy's intents on each scope a rule names them on. The last user message's embedding
         is the one the cache and classifier share; `conversation` adds the earlier user messages."""
         assert self.embeddings is not None
-        index = self.router.policy.intents
+        index = engine.intents
         assert index is not None
         matches: dict[str, IntentMatch] = {}
         for scope in sorted(index.scopes):

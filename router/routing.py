@@ -163,8 +163,9 @@ class Router:
     def decide(self, facts: Facts) -> Decision:
         return self.explain(facts).decision
 
-    def explain(self, facts: Facts) -> Explanation:
-        """The decision on a request and what was found about it, with every rule's verdict."""
+    def explain(self, facts: Facts, engine: PolicyEngine | None = None) -> Explanation:
+        """The decision on a request and what was found about it, with every rule's verdict, by `engine` (the
+        policy in force unless given)."""
         ctx, found = facts.request, facts.found
         requested = self.requested_target(ctx.requested_model)
         if requested is None and self._config.server.unknown_models == "reject":
@@ -173,7 +174,7 @@ class Router:
                 f"use `auto`, `local`, `cloud` or one of: {', '.join(self._config.models)}",
                 param="model",
             )
-        engine = self.policy  # one policy decides, even if a reload swaps another in meanwhile
+        engine = engine or self.policy  # one policy decides, even if a reload swaps another in meanwhile
         match = engine.evaluate(facts)
         scores: dict[str, float] = {}
         rule = match.rule
