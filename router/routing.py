@@ -164,8 +164,7 @@ class Router:
         return self.explain(facts).decision
 
     def explain(self, facts: Facts, engine: PolicyEngine | None = None) -> Explanation:
-        """The decision on a request and what was found about it, with every rule's verdict, by `engine` (the
-        policy in force unless given)."""
+        """The decision (by `engine`, else the policy in force) with every rule's verdict."""
         ctx, found = facts.request, facts.found
         requested = self.requested_target(ctx.requested_model)
         if requested is None and self._config.server.unknown_models == "reject":
