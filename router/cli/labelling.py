@@ -1,0 +1,120 @@
+"""`router label`: what the configured local model gets right, prompt by prompt (`classify/labels.py`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from router.cli._common import ConfigOpt, _fail, _settings, app
+from router.config import load_gateway_config
+from router.errors import ConfigError
+
+
+@app.command()
+def label(
+    data: Annotated[
+        list[Path],
+        typer.Argument(help="Checkable prompts: a GSM8K folder, MMLU-style CSVs with `answer`, or JSON lines."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The labels file (JSON lines); appended to, resumable.")],
+    model: Annotated[str | None, typer.Option(help="A configured model's name (default: routes.local).")] = None,
+    sample: Annotated[
+        int | None, typer.Option(help="Label a seeded sample of this many prompts per data source.")
+    ] = None,
+    per_group: Annotated[
+        int | None,
+        typer.Option(help="Label a seeded sample of this many prompts of every group (an MMLU domain): stratified."),
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="How multiple-choice prompts are asked: `letter` (a system prompt asks for the letter "
+            "only; the usual zero-shot protocol) or `reason` (answered in full, up to 512 tokens; the "
+            "letter it settles on is read). Recorded in every label."
+        ),
+    ] = "letter",
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    without_prompts: Annotated[
+        bool,
+        typer.Option(
+            "--without-prompts",
+            help="Write the labels without the prompts and answers (the data's text): "
+            "a file that may ship beside a head; `--tasks` gives the prompts back to train and eval.",
+        ),
+    ] = False,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Prompts in flight (default: the model's sequences, or its pool's servers).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Time a few prompts and say how long the whole run would take.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a configured model over checkable prompts and write what it got right, with its confidence."""
+    import asyncio
+
+    from router.backends import build_backend
+    from router.classify.labeller import estimate, label_tasks
+    from router.classify.labels import done_ids
+    from router.config import LlamaCppModel, OpenAICompatibleModel
+
+    settings = _settings(config, None)
+    try:
+        gateway = load_gateway_config(settings.config)
+        tasks = _label_tasks(data, protocol, sample, per_group, seed)
+    except ConfigError as error:
+        _fail(error)
+    name = model or gateway.routes.local
+    if name not in gateway.models:
+        _fail(ConfigError(f"no model `{name}` in the config; configured: {', '.join(gateway.models)}"))
+    spec = gateway.models[name]
+    if concurrency is None:
+        concurrency = (
+            max(spec.instances, spec.parallel) if isinstance(spec, LlamaCppModel)
+            else len(spec.api_base) if isinstance(spec, OpenAICompatibleModel) else 4
+        )  # fmt: skip
+
+    async def run() -> None:
+        backend = build_backend(name, spec, settings.model_dir)
+        await backend.start()
+        try:
+            if not backend.ready:
+                _fail(ConfigError(f"model `{name}` cannot answer: {backend.unavailable_reason()}"))
+            if dry_run:
+                left = [t for t in tasks if t.id not in done_ids(out)]
+                seconds = await estimate(backend, name, left, probes=5, concurrency=concurrency)
+                typer.echo(
+                    f"{len(left)} prompts to label with {name} (of {len(tasks)}; {len(tasks) - len(left)} already in "
+                    f"{out}): about {seconds / 60:.1f} min at concurrency {concurrency} on this machine"
+                )
+                return
+            summary = await label_tasks(backend, name, tasks, out, concurrency, with_prompts=not without_prompts)
+            typer.echo(
+                f"labelled {summary.labelled} prompts ({summary.skipped} already in {out}) in {summary.seconds:.0f} s; "
+                f"{name} right on {summary.right} of {summary.labelled}; accuracy by group, over the whole file:"
+            )
+            for line in summary.accuracy_lines():
+                typer.echo(line)
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
+
+
+def _label_tasks(data: list[Path], protocol: str, sample: int | None, per_group: int | None, seed: int) -> list[Any]:
+    """The prompts to label from each source, sampled as asked (seeded: the same when a run resumes)."""
+    import hashlib
+
+    from router.classify.labels import read_tasks, stratified
+
+    tasks = []
+    for path in data:
+        found = read_tasks(path, protocol)
+        if sample is not None:
+            found = sorted(found, key=lambda t: hashlib.sha256(f"{seed}:{t.id}".encode()).hexdigest())[:sample]
+        if per_group is not None:
+            found = stratified(found, per_group, seed)
+        tasks += found
+    return tasks
