@@ -16,22 +16,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from router.backends.native_api import native_api_of
 from router.config.models import Capability, LiteLLMModel, LlamaCppModel, OpenAICompatibleModel
 from router.policy import facts
 from router.types import RequestContext
 
-CAPABILITIES: tuple[Capability, ...] = ("tools", "json", "vision", "audio", "files", "logprobs")
+CAPABILITIES: tuple[Capability, ...] = (
+    "tools", "json", "vision", "audio", "files", "logprobs", "messages", "responses"
+)  # fmt: skip
+NATIVE_APIS = frozenset({"messages", "responses"})
+"""Taking a request whole in a client's API: Anthropic's Messages, OpenAI's Responses (a request holding
+what only that API carries, such as a document block, needs it)."""
 ENGINE_DEFAULTS: dict[type, frozenset[str]] = {
     LlamaCppModel: frozenset({"json", "logprobs"}),
     OpenAICompatibleModel: frozenset({"json", "logprobs"}),
-    LiteLLMModel: frozenset(CAPABILITIES),
+    LiteLLMModel: frozenset(CAPABILITIES) - NATIVE_APIS,
 }
 
 
 def model_capabilities(spec: LlamaCppModel | OpenAICompatibleModel | LiteLLMModel) -> frozenset[str]:
     if spec.capabilities is not None:
         return frozenset(spec.capabilities)
-    return ENGINE_DEFAULTS[type(spec)]
+    defaults = ENGINE_DEFAULTS[type(spec)]
+    if isinstance(spec, LiteLLMModel) and (api := native_api_of(spec.model, spec.api_base)) is not None:
+        return defaults | {api}
+    return defaults
 
 
 def _uses_tools(ctx: RequestContext) -> bool:
@@ -57,6 +66,8 @@ def required_capabilities(f: facts.Facts) -> tuple[str, ...]:
             "audio": "input_audio" in parts,
             "files": "file" in parts,
             "logprobs": bool(ctx.passthrough.get("logprobs")) or bool(ctx.passthrough.get("top_logprobs")),
+            "messages": ctx.native is not None and ctx.native.api == "messages" and bool(ctx.native.requires),
+            "responses": ctx.native is not None and ctx.native.api == "responses" and bool(ctx.native.requires),
         }
         return tuple(name for name in CAPABILITIES if needs[name])
 

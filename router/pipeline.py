@@ -145,7 +145,8 @@ class Pipeline:
         return Served(decision, answer.served_by, "cache", cache=lookup.status, similarity=lookup.similarity)
 
     async def _keep(self, lookup: CacheLookup, served: Served, completion: Completion) -> None:
-        if self.cache is None or not lookup.store or served.fallback is not None:
+        # A provider's own answer (thinking signatures, reasoning items) is not what a replay could give back.
+        if self.cache is None or not lookup.store or served.fallback is not None or served.native:
             return
         try:
             await self.cache.keep(lookup, completion, served.model)
@@ -264,7 +265,7 @@ class Pipeline:
         parts: list[str] = []
         finish: str | None = None
         model = served.model
-        storable = lookup.store
+        storable = lookup.store and not served.native
         try:
             async for delta in deltas:
                 usage = delta.usage or usage

@@ -234,10 +234,11 @@ class Router:
         capable = [name for name in able if self._unavailable(name) is None]
         if not capable:
             have = "; ".join(f"{name}: {', '.join(sorted(self._capabilities[name])) or 'none'}" for name in chain)
-            message = f"This request needs {' and '.join(needs)}, which no model it may use supports ({have}). "
+            wanted = " and ".join(_described(need, facts) for need in needs)
+            message = f"This request needs {wanted}, which no model it may use supports ({have}). "
             if able:  # a model could, but cannot answer at all right now
                 why = "; ".join(f"{name} could, but {self._unavailable(name)}" for name in able)
-                message = f"This request needs {' and '.join(needs)}: {why}. "
+                message = f"This request needs {wanted}: {why}. "
             message += "Send it without that, or configure a model that has it (`capabilities:` in the gateway config)."
             return replace(decision, needs=needs, deny=Denial(message, 400, "capability_unavailable"),
                            reason=f"needs-{'+'.join(needs)}")  # fmt: skip
@@ -280,3 +281,12 @@ def _routed_intent(found: Findings, rule: Rule | None) -> IntentMatch | None:
         if match is not None and match.intent is not None:
             return match
     return None
+
+
+def _described(need: str, facts: Facts) -> str:
+    """A capability as the refusal names it; a native API with what in the request requires it."""
+    native = facts.request.native
+    if need in ("messages", "responses") and native is not None:
+        api = "Anthropic Messages" if need == "messages" else "OpenAI Responses"
+        return f"`{need}` (a model that takes {api} requests whole: it holds {', '.join(native.requires)})"
+    return need

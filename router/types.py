@@ -52,6 +52,12 @@ class RequestContext:
     """The API key's name, when keys are configured (its team is `tenant`)."""
     upstream_headers: Mapping[str, str] = field(default_factory=dict)
     """Extra headers a policy rule adds to calls to remote models (set by the executor per call)."""
+    native: NativeRequest | None = None
+    """The request as its client sent it, for a model that speaks the client's own API (`/v1/messages`
+    to an Anthropic model, `/v1/responses` to an OpenAI one): forwarded whole instead of translated."""
+    omitted: tuple[str, ...] = ()
+    """What the translation into a chat request could not carry (thinking, server tools...): honoured
+    when the request is forwarded natively, named in `x-router-omitted` when it is not."""
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
@@ -87,6 +93,23 @@ class RequestContext:
                 parts.append(text[:left])
                 left -= len(parts[-1]) + 1
         return "\n".join(parts)
+
+
+NativeAPI = Literal["messages", "responses"]
+
+
+@dataclass(frozen=True, slots=True)
+class NativeRequest:
+    """A request in its client's own wire format, kept whole for a same-family pass-through."""
+
+    api: NativeAPI
+    body: Mapping[str, Any]
+    """The JSON body the client sent (its `model` is replaced by the upstream's when forwarded)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The client's provider headers to forward (`anthropic-beta`, `anthropic-version`, `openai-beta`)."""
+    requires: tuple[str, ...] = ()
+    """What the translation could not carry and the answer cannot go without (a document block, a server
+    tool's result): the request needs a model of this API."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,18 +296,26 @@ class Decision:
 @dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0
+    """Every input token, those read from or written to a provider's prompt cache included."""
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    """Input tokens read from the provider's prompt cache (billed at its cache-read rate)."""
+    cache_write_tokens: int = 0
+    """Input tokens written to the provider's prompt cache (billed at its cache-write rate)."""
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def as_openai(self) -> dict[str, int]:
-        return {
+    def as_openai(self) -> dict[str, Any]:
+        usage: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+        if self.cached_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +333,8 @@ class Completion:
     """The local model's confidence, when it was asked to measure it."""
     logprobs: Any = None
     """The choice's token log-probabilities in the API's own shape, when the request asked for them."""
+    native: Mapping[str, Any] | None = None
+    """The provider's own answer, when the request was forwarded natively: returned to the client as is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +348,8 @@ class StreamDelta:
     model: str | None = None
     confidence: Confidence | None = None
     logprobs: Any = None
+    native: bytes | None = None
+    """One server-sent event of the provider's own stream, when forwarded natively: sent on as is."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +369,8 @@ class Served:
     cascade: str | None = None
     """`escalated` or `kept` when a cascade decided; with the local answer's `confidence`."""
     confidence: float | None = None
+    native: bool = False
+    """The request went whole to a model of its client's API, and its answer comes back as that model sent it."""
     cost_usd: float | None = None
     """What the answer cost, once priced (non-streamed answers: it goes into x-router-cost-usd)."""
     saved_usd: float | None = None

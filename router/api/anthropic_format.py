@@ -1,11 +1,16 @@
 """Anthropic's Messages API translated onto the gateway's own request and answer, and back.
 
-A Messages request becomes the chat request the pipeline already serves (routing, cache, fallbacks,
-ledger and limits apply unchanged): `system` becomes a system message, content blocks become OpenAI
-content parts (`image` → `image_url`), `tool_use` blocks the assistant's `tool_calls`, `tool_result`
-blocks `tool` messages, `tools` function tools and `stop_sequences` stops. The answer goes back as a
-Messages response (text and `tool_use` blocks, `stop_reason`, usage), or as Anthropic's stream events
-(`message_start`, `content_block_*`, `message_delta`, `message_stop`). Errors keep Anthropic's shape,
+A Messages request is kept whole for an Anthropic model (`backends/native_api.py` forwards it, so
+thinking signatures, `cache_control`, context management and server tools reach the provider as sent)
+and becomes the chat request the pipeline serves for every other model: `system` (and the `system`
+turns agents put among the messages) become system messages, content blocks OpenAI content parts
+(`image` → `image_url`), `tool_use` blocks the assistant's `tool_calls`, `tool_result` blocks `tool`
+messages, custom `tools` function tools and `stop_sequences` stops. What chat cannot carry is listed
+(`translation.py`): thinking, context management, output settings and server tools are omitted from a
+translated answer (and named in `x-router-omitted`); a document or a server tool's result in the
+history needs an Anthropic model. The translated answer goes back as a Messages response (text and
+`tool_use` blocks, `stop_reason`, usage), or as Anthropic's stream events (`message_start`,
+`content_block_*`, `message_delta`, `message_stop`). Errors keep Anthropic's shape,
 `{"type": "error", "error": {"type", "message"}}`.
 """
 
@@ -17,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.api.translation import Leftovers
 from router.errors import InvalidRequest, RouterError
 from router.types import Completion, StreamDelta, Usage
 
@@ -35,12 +41,18 @@ ERROR_TYPES = {
 class AnthropicMessage(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]
 
 
+FORWARDED_HEADERS = ("anthropic-version", "anthropic-beta")
+HINTS = ("thinking", "context_management", "output_config", "container", "mcp_servers")
+"""Request fields that shape how Claude answers but not what it is asked: a translated answer goes without."""
+
+
 class MessagesRequest(BaseModel):
-    """Anthropic's `POST /v1/messages` body (fields the gateway does not use are accepted and ignored)."""
+    """Anthropic's `POST /v1/messages` body. Fields the gateway does not read are kept for an Anthropic
+    model (forwarded whole) and, for any other, listed in `x-router-omitted` when they shape the answer."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -92,7 +104,7 @@ def _image_part(block: Mapping[str, Any], where: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def _user_messages(content: str | list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+def _user_messages(content: str | list[dict[str, Any]], where: str, left: Leftovers) -> list[dict[str, Any]]:
     """One user turn: its tool results first (as `tool` messages), then its text and images."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
@@ -111,15 +123,17 @@ def _user_messages(content: str | list[dict[str, Any]], where: str) -> list[dict
             if block.get("is_error"):
                 text = f"Error: {text}"
             results.append({"role": "tool", "tool_call_id": str(block.get("tool_use_id", "")), "content": text})
+        elif isinstance(kind, str) and kind:
+            left.need(f"`{kind}` blocks")  # a document, a search result: only Claude reads them
         else:
-            raise InvalidRequest(f"{at}: unsupported content block type `{kind}` in a user turn", param=at)
+            raise InvalidRequest(f"{at}: a content block needs a `type`", param=at)
     if all(p["type"] == "text" for p in parts):
         text = "\n".join(p["text"] for p in parts)
         return results + ([{"role": "user", "content": text}] if parts else [])
     return [*results, {"role": "user", "content": parts}]
 
 
-def _assistant_message(content: str | list[dict[str, Any]], where: str) -> dict[str, Any]:
+def _assistant_message(content: str | list[dict[str, Any]], where: str, left: Leftovers) -> dict[str, Any]:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts, calls = [], []
@@ -131,19 +145,26 @@ def _assistant_message(content: str | list[dict[str, Any]], where: str) -> dict[
             arguments = json.dumps(block.get("input") or {})
             calls.append({"id": str(block.get("id", "")), "type": "function",
                           "function": {"name": str(block.get("name", "")), "arguments": arguments}})  # fmt: skip
-        elif kind not in ("thinking", "redacted_thinking"):  # earlier reasoning: not needed to continue
-            raise InvalidRequest(f"{where}.content.{i}: unsupported block type `{kind}` in an assistant turn")
+        elif kind in ("thinking", "redacted_thinking"):
+            left.omit("thinking")  # earlier reasoning: another model continues without it
+        elif isinstance(kind, str) and kind:
+            left.need(f"`{kind}` blocks")  # a server tool's call or result: only Claude continues from it
+        else:
+            raise InvalidRequest(f"{where}.content.{i}: a content block needs a `type`", param=f"{where}.content.{i}")
     message: dict[str, Any] = {"role": "assistant", "content": "\n".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
     return message
 
 
-def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _tools(tools: list[dict[str, Any]], left: Leftovers) -> list[dict[str, Any]]:
     out = []
     for i, tool in enumerate(tools):
         if "name" not in tool:
             raise InvalidRequest(f"tools.{i}: a tool needs a `name`", param=f"tools.{i}.name")
+        if tool.get("type") not in (None, "custom"):  # a server tool (web search, code execution...)
+            left.omit(f"server tool `{tool['name']}`")
+            continue
         function = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
         if tool.get("description"):
             function["description"] = tool["description"]
@@ -158,20 +179,25 @@ def _tool_choice(choice: Mapping[str, Any]) -> Any:
     return {"auto": "auto", "any": "required", "none": "none"}.get(str(kind), "auto")
 
 
-def chat_messages(body: MessagesRequest | CountTokensRequest) -> tuple[dict[str, Any], ...]:
+def chat_messages(
+    body: MessagesRequest | CountTokensRequest, left: Leftovers | None = None
+) -> tuple[dict[str, Any], ...]:
+    left = left if left is not None else Leftovers()
     messages: list[dict[str, Any]] = []
     if body.system:
         messages.append({"role": "system", "content": _text_of(body.system, "system")})
     for i, message in enumerate(body.messages):
         where = f"messages.{i}"
         if message.role == "user":
-            messages += _user_messages(message.content, where)
+            messages += _user_messages(message.content, where, left)
+        elif message.role == "system":  # Claude Code's reminders between turns
+            messages.append({"role": "system", "content": _text_of(message.content, f"{where}.content")})
         else:
-            messages.append(_assistant_message(message.content, where))
+            messages.append(_assistant_message(message.content, where, left))
     return tuple(messages)
 
 
-def generation(body: MessagesRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+def generation(body: MessagesRequest, left: Leftovers) -> tuple[dict[str, Any], dict[str, Any]]:
     """(params the gateway understands, fields passed through to the upstream) of a Messages request."""
     params: dict[str, Any] = {"max_tokens": body.max_tokens}
     if body.temperature is not None:
@@ -181,12 +207,18 @@ def generation(body: MessagesRequest) -> tuple[dict[str, Any], dict[str, Any]]:
     if body.stop_sequences:
         params["stop"] = body.stop_sequences
     passthrough: dict[str, Any] = {}
-    if body.tools:
-        passthrough["tools"] = _tools(body.tools)
+    tools = _tools(body.tools, left) if body.tools else []
+    if tools:
+        passthrough["tools"] = tools
         if body.tool_choice:
             passthrough["tool_choice"] = _tool_choice(body.tool_choice)
     if body.metadata and body.metadata.get("user_id"):
         params["user"] = str(body.metadata["user_id"])
+    extra = body.model_extra or {}
+    for hint in HINTS:
+        value = extra.get(hint)
+        if value and not (isinstance(value, Mapping) and value.get("type") == "disabled"):
+            left.omit(hint)
     return params, passthrough
 
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from router.api.anthropic_format import (
+    FORWARDED_HEADERS,
     CountTokensRequest,
     EventWriter,
     MessagesRequest,
@@ -21,7 +22,8 @@ from router.api.anthropic_format import (
 from router.api.auth import authenticate
 from router.api.body import parse_request
 from router.api.openapi import json_body
-from router.api.serving import chat_context, components, respond, write_stream
+from router.api.serving import chat_context, components, request_headers, respond, write_stream
+from router.api.translation import Leftovers, native_request
 from router.pipeline import StreamResult
 from router.types import RequestContext
 
@@ -32,8 +34,12 @@ anthropic_api = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
 async def messages(request: Request) -> Response:
     c = components(request)
     body = await parse_request(request, MessagesRequest, c.config.server.max_body_bytes)
-    params, passthrough = generation(body)
-    ctx = chat_context(request, body.model, chat_messages(body), params, passthrough, body.stream)
+    left = Leftovers()
+    messages = chat_messages(body, left)
+    params, passthrough = generation(body, left)
+    native = native_request("messages", body.model_dump(exclude_unset=True), request_headers(request), left,
+                            FORWARDED_HEADERS)  # fmt: skip
+    ctx = chat_context(request, body.model, messages, params, passthrough, body.stream, native, left.omitted)
     return await respond(request, ctx, lambda ctx, done: message_body(ctx.request_id, done), _events)
 
 

@@ -1,11 +1,18 @@
 """OpenAI's Responses API (its stateless core) translated onto the gateway's chat request, and back.
 
-`input` (a string, or items: messages with `input_text` / `input_image` / `output_text` parts,
-`function_call` and `function_call_output` items) and `instructions` become chat messages; function
-`tools`, `tool_choice`, `max_output_tokens` and `text.format` (JSON output) their chat equivalents.
-The answer goes back as a `response` object (`message` and `function_call` output items, usage,
-`incomplete_details` when cut by the token limit), or as the Responses stream events. Stored responses
-are not kept, so `previous_response_id` is refused with a 400 that says so.
+A Responses request is kept whole for an OpenAI model (`backends/native_api.py` forwards it, so
+encrypted reasoning, `prompt_cache_key`, server and custom tools reach the provider as sent). For every
+other model it is translated: `input` (a string, or items: messages with `input_text` / `input_image` /
+`output_text` parts, `function_call` / `custom_tool_call` items and their outputs) and `instructions`
+become chat messages; function and custom `tools`, `tool_choice`, `max_output_tokens` and `text.format`
+(JSON output) their chat equivalents (a custom tool, free-form text in, is a function with one string
+argument `input`, and its call goes back as a `custom_tool_call`). What chat cannot carry is listed
+(`translation.py`): reasoning settings and items and server tools (web search, tool search, namespaces)
+are omitted from a translated answer and named in `x-router-omitted`; history items only the Responses
+API can carry (a web search call) need an OpenAI model. The answer goes back as a `response` object
+(`message`, `function_call` and `custom_tool_call` output items, usage, `incomplete_details` when cut
+by the token limit), or as the Responses stream events. Stored responses are not kept, so
+`previous_response_id` is refused with a 400 that says so.
 """
 
 from __future__ import annotations
@@ -17,12 +24,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.api.translation import Leftovers
 from router.errors import InvalidRequest, RouterError
 from router.types import Completion, StreamDelta, Usage
 
+FORWARDED_HEADERS = ("openai-beta", "openai-organization", "openai-project")
+CUSTOM_INPUT = {"type": "object", "properties": {"input": {"type": "string"}}, "required": ["input"]}
+
 
 class ResponsesRequest(BaseModel):
-    """`POST /v1/responses` (fields the gateway does not use are accepted and ignored)."""
+    """`POST /v1/responses`. Fields the gateway does not read are kept for an OpenAI model (forwarded
+    whole) and, for any other, listed in `x-router-omitted` when they shape the answer."""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -44,6 +56,26 @@ class ResponsesRequest(BaseModel):
 # -- request ----------------------------------------------------------------------------------------------
 
 
+def custom_tools(body: ResponsesRequest) -> frozenset[str]:
+    """The names of the request's custom (free-form) tools: their calls go back as `custom_tool_call`."""
+    return frozenset(str(t.get("name")) for t in body.tools or [] if t.get("type") == "custom")
+
+
+def _add_call(messages: list[dict[str, Any]], call: dict[str, Any]) -> None:
+    if messages and messages[-1]["role"] == "assistant" and messages[-1].get("tool_calls") is not None:
+        messages[-1]["tool_calls"].append(call)  # parallel calls share one assistant turn
+    else:
+        messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+
+
+def _tool_output(item: dict[str, Any]) -> dict[str, Any]:
+    output = item.get("output", "")
+    if isinstance(output, list):
+        output = "\n".join(str(p.get("text", "")) for p in output if isinstance(p, Mapping))
+    text = output if isinstance(output, str) else json.dumps(output)
+    return {"role": "tool", "tool_call_id": str(item.get("call_id", "")), "content": text}
+
+
 def _parts(content: str | list[Any], where: str) -> str | list[dict[str, Any]]:
     if isinstance(content, str):
         return content
@@ -62,7 +94,7 @@ def _parts(content: str | list[Any], where: str) -> str | list[dict[str, Any]]:
     return parts
 
 
-def chat_messages(body: ResponsesRequest) -> tuple[dict[str, Any], ...]:
+def chat_messages(body: ResponsesRequest, left: Leftovers) -> tuple[dict[str, Any], ...]:
     if body.previous_response_id:
         raise InvalidRequest(
             "This gateway does not store responses, so `previous_response_id` cannot be continued: send the "
@@ -82,26 +114,27 @@ def chat_messages(body: ResponsesRequest) -> tuple[dict[str, Any], ...]:
             role = item.get("role", "user")
             if role not in ("user", "assistant", "system", "developer"):
                 raise InvalidRequest(f"{where}.role: unknown role `{role}`", param=f"{where}.role")
+            role = "system" if role == "developer" else role  # chat templates know `system`
             messages.append({"role": role, "content": _parts(item.get("content", ""), f"{where}.content")})
-        elif kind == "function_call":
-            function = {"name": str(item.get("name", "")), "arguments": str(item.get("arguments", "{}"))}
-            call = {"id": str(item.get("call_id", "")), "type": "function", "function": function}
-            if messages and messages[-1]["role"] == "assistant" and messages[-1].get("tool_calls") is not None:
-                messages[-1]["tool_calls"].append(call)  # parallel calls share one assistant turn
-            else:
-                messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        elif kind == "function_call_output":
-            output = item.get("output", "")
-            text = output if isinstance(output, str) else json.dumps(output)
-            messages.append({"role": "tool", "tool_call_id": str(item.get("call_id", "")), "content": text})
-        elif kind != "reasoning":
-            raise InvalidRequest(f"{where}: unsupported input item type `{kind}`", param=f"{where}.type")
+        elif kind in ("function_call", "custom_tool_call"):
+            custom = kind == "custom_tool_call"
+            arguments = json.dumps({"input": item.get("input", "")}) if custom else item.get("arguments", "{}")
+            function = {"name": str(item.get("name", "")), "arguments": str(arguments)}
+            _add_call(messages, {"id": str(item.get("call_id", "")), "type": "function", "function": function})
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            messages.append(_tool_output(item))
+        elif kind == "reasoning":
+            left.omit("reasoning")  # encrypted: only the model that wrote it reads it
+        elif isinstance(kind, str):
+            left.need(f"`{kind}` items")
+        else:
+            raise InvalidRequest(f"{where}.type: an input item's type must be a string", param=f"{where}.type")
     if not messages or all(m["role"] == "system" for m in messages):
         raise InvalidRequest("`input` holds no message to answer.", param="input")
     return tuple(messages)
 
 
-def generation(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any]]:
+def generation(body: ResponsesRequest, left: Leftovers) -> tuple[dict[str, Any], dict[str, Any]]:
     params: dict[str, Any] = {}
     for name, value in (("max_tokens", body.max_output_tokens), ("temperature", body.temperature),
                         ("top_p", body.top_p), ("user", body.user)):  # fmt: skip
@@ -110,19 +143,26 @@ def generation(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any]]:
     passthrough: dict[str, Any] = {}
     if body.tools:
         tools = []
-        for i, tool in enumerate(body.tools):
-            if tool.get("type") != "function":
-                raise InvalidRequest(
-                    f"tools.{i}: only function tools are supported here, not `{tool.get('type')}`",
-                    param=f"tools.{i}.type",
-                )
-            function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
+        for tool in body.tools:
+            kind = tool.get("type")
+            if kind == "function":
+                function = {k: tool[k] for k in ("name", "description", "parameters", "strict") if k in tool}
+            elif kind == "custom" and tool.get("name"):
+                function = {"name": tool["name"], "description": str(tool.get("description", "")),
+                            "parameters": CUSTOM_INPUT}  # fmt: skip
+            else:  # a hosted tool (web search, tool search, file search, a namespace of MCP tools...)
+                left.omit(f"`{kind}` tool")
+                continue
             tools.append({"type": "function", "function": function})
-        passthrough["tools"] = tools
-    if body.tool_choice is not None:
+        if tools:
+            passthrough["tools"] = tools
+    if body.tool_choice is not None and "tools" in passthrough:
         choice = body.tool_choice
-        if isinstance(choice, Mapping) and choice.get("type") == "function":
+        if isinstance(choice, Mapping) and choice.get("type") in ("function", "custom"):
             choice = {"type": "function", "function": {"name": choice.get("name", "")}}
+        elif isinstance(choice, Mapping):  # a hosted tool or an allowed-tools list: the model chooses
+            left.omit("tool_choice")
+            choice = "auto"
         passthrough["tool_choice"] = choice
     fmt = (body.text or {}).get("format") if isinstance(body.text, Mapping) else None
     if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
@@ -132,6 +172,8 @@ def generation(body: ResponsesRequest) -> tuple[dict[str, Any], dict[str, Any]]:
         passthrough["response_format"] = {"type": "json_object"}
     if body.metadata:
         passthrough["metadata"] = body.metadata
+    if (body.model_extra or {}).get("reasoning"):
+        left.omit("reasoning")
     return params, passthrough
 
 
@@ -153,8 +195,19 @@ def _message_item(request_id: str, text: str, status: str = "completed") -> dict
     return {"type": "message", "id": f"msg_{request_id}", "status": status, "role": "assistant", "content": content}
 
 
-def _call_item(request_id: str, index: int, call: Mapping[str, Any], status: str = "completed") -> dict[str, Any]:
+def _call_item(
+    request_id: str, index: int, call: Mapping[str, Any], status: str = "completed",
+    custom: frozenset[str] = frozenset(),
+) -> dict[str, Any]:  # fmt: skip
     function = call.get("function") or {}
+    if function.get("name") in custom:  # a free-form tool: its one `input` argument is the call
+        try:
+            text = json.loads(function.get("arguments") or "{}").get("input", "")
+        except (ValueError, AttributeError):
+            text = function.get("arguments", "")
+        return {"type": "custom_tool_call", "id": f"ctc_{request_id}_{index}",
+                "call_id": call.get("id") or f"call_{index}", "name": function.get("name", ""),
+                "input": str(text) if status == "completed" else "", "status": status}  # fmt: skip
     return {
         "type": "function_call",
         "id": f"fc_{request_id}_{index}",
@@ -197,7 +250,7 @@ def response_object(
 def completed_response(request_id: str, body: ResponsesRequest, completion: Completion) -> dict[str, Any]:
     output = [_message_item(request_id, completion.content)] if completion.content else []
     calls = completion.message_extra.get("tool_calls") or []
-    output += [_call_item(request_id, i, call) for i, call in enumerate(calls)]
+    output += [_call_item(request_id, i, call, custom=custom_tools(body)) for i, call in enumerate(calls)]
     return response_object(request_id, body, completion.model, output, completion.usage, completion.finish_reason)
 
 
@@ -212,6 +265,7 @@ class EventWriter:
         self._output: list[dict[str, Any]] = []
         self._text: list[str] | None = None  # the open message's text, while one is open
         self._calls: dict[int, dict[str, Any]] = {}  # tool-call index → its item, while open
+        self._custom = custom_tools(body)
         self._usage: Usage | None = None
         self._finish: str | None = None
 
@@ -267,12 +321,14 @@ class EventWriter:
             index = int(call.get("index", 0))
             function = call.get("function") or {}
             if index not in self._calls:
-                item = _call_item(self._id, index, call, status="in_progress")
-                self._calls[index] = {**item, "output_index": len(self._output), "arguments": ""}
+                item = _call_item(self._id, index, call, status="in_progress", custom=self._custom)
+                self._calls[index] = {**item, "output_index": len(self._output), "arguments": "", "function": function}
                 self._output.append(item)
                 out += self._event("response.output_item.added", output_index=len(self._output) - 1, item=item)
             open_call = self._calls[index]
-            if function.get("arguments"):
+            if open_call["type"] == "custom_tool_call":  # its JSON wrapper is unwrapped once whole, at the end
+                open_call["arguments"] += function.get("arguments") or ""
+            elif function.get("arguments"):
                 open_call["arguments"] += function["arguments"]
                 out += self._event("response.function_call_arguments.delta", item_id=open_call["id"],
                                    output_index=open_call["output_index"], delta=function["arguments"])  # fmt: skip
@@ -284,10 +340,18 @@ class EventWriter:
         out = self._close_text()
         for open_call in self._calls.values():
             index = open_call.pop("output_index")
-            item = {**open_call, "status": "completed"}
+            function = open_call.pop("function")
+            if open_call["type"] == "custom_tool_call":
+                whole = {"id": open_call["call_id"], "function": {**function, "arguments": open_call["arguments"]}}
+                item = _call_item(self._id, index, whole, custom=self._custom)
+                item["id"] = open_call["id"]
+                out += self._event("response.custom_tool_call_input.done", item_id=item["id"], output_index=index,
+                                   input=item["input"])  # fmt: skip
+            else:
+                item = {**open_call, "status": "completed"}
+                out += self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
+                                   arguments=item["arguments"])  # fmt: skip
             self._output[index] = item
-            out += self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                               arguments=item["arguments"])  # fmt: skip
             out += self._event("response.output_item.done", output_index=index, item=item)
         return out + self._event("response.completed", response=self._response("completed"))
 

@@ -10,8 +10,16 @@ from fastapi.responses import Response
 from router.api.auth import authenticate
 from router.api.body import parse_request
 from router.api.openapi import json_body
-from router.api.responses_format import EventWriter, ResponsesRequest, chat_messages, completed_response, generation
-from router.api.serving import chat_context, components, respond, write_stream
+from router.api.responses_format import (
+    FORWARDED_HEADERS,
+    EventWriter,
+    ResponsesRequest,
+    chat_messages,
+    completed_response,
+    generation,
+)
+from router.api.serving import chat_context, components, request_headers, respond, write_stream
+from router.api.translation import Leftovers, native_request
 from router.pipeline import StreamResult
 from router.types import RequestContext
 
@@ -22,8 +30,12 @@ responses_api = APIRouter(prefix="/v1", dependencies=[Depends(authenticate)])
 async def responses(request: Request) -> Response:
     c = components(request)
     body = await parse_request(request, ResponsesRequest, c.config.server.max_body_bytes)
-    params, passthrough = generation(body)
-    ctx = chat_context(request, body.model, chat_messages(body), params, passthrough, body.stream)
+    left = Leftovers()
+    messages = chat_messages(body, left)
+    params, passthrough = generation(body, left)
+    native = native_request("responses", body.model_dump(exclude_unset=True), request_headers(request), left,
+                            FORWARDED_HEADERS)  # fmt: skip
+    ctx = chat_context(request, body.model, messages, params, passthrough, body.stream, native, left.omitted)
 
     def events(ctx: RequestContext, result: StreamResult) -> AsyncIterator[bytes]:
         return write_stream(ctx, result, EventWriter(ctx.request_id, body, result.served.model))

@@ -16,7 +16,7 @@ from router.api.formatting import router_headers
 from router.components import Components
 from router.errors import InvalidRequest, RouterError
 from router.pipeline import StreamResult
-from router.types import Completion, RequestContext, StreamDelta
+from router.types import Completion, NativeRequest, RequestContext, Served, StreamDelta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,17 +87,23 @@ async def respond(
             completion, served = await until_disconnect(request, pipeline.complete(ctx))
         except ClientGone:
             return Response(status_code=499)  # nobody is listening; this only reaches the access log
-        return JSONResponse(body_of(ctx, completion), headers=router_headers(served, ctx.request_id))
+        body = completion.native if completion.native is not None else body_of(ctx, completion)
+        return JSONResponse(body, headers=_headers(ctx, served))
     result = await pipeline.stream(ctx)
     return StreamingResponse(
         events_of(ctx, result),
         media_type="text/event-stream",
-        headers={
-            **router_headers(result.served, ctx.request_id),
-            "cache-control": "no-cache",
-            "x-accel-buffering": "no",
-        },
+        headers={**_headers(ctx, result.served), "cache-control": "no-cache", "x-accel-buffering": "no"},
     )
+
+
+def _headers(ctx: RequestContext, served: Served) -> dict[str, str]:
+    headers = router_headers(served, ctx.request_id)
+    if served.native:
+        headers["x-router-native"] = ctx.native.api if ctx.native is not None else "true"
+    elif ctx.omitted:
+        headers["x-router-omitted"] = ", ".join(ctx.omitted)
+    return headers
 
 
 def tenant_of(request: Request) -> str | None:
@@ -110,9 +116,10 @@ def tenant_of(request: Request) -> str | None:
 
 def chat_context(
     request: Request, model: str, messages: tuple[Mapping[str, Any], ...], params: dict[str, Any],
-    passthrough: dict[str, Any], stream: bool,
+    passthrough: dict[str, Any], stream: bool, native: NativeRequest, omitted: list[str],
 ) -> RequestContext:  # fmt: skip
-    """The pipeline's context for a chat request translated from another API (usage is always kept)."""
+    """The pipeline's context for a chat request translated from another API (usage is always kept), with
+    the client's own request kept whole for a model of its API."""
     return RequestContext(
         request_id=request.state.request_id,
         kind="chat",
@@ -126,6 +133,8 @@ def chat_context(
         tenant=tenant_of(request),
         key_name=getattr(request.state, "key_name", None),
         timeout_s=client_timeout(request),
+        native=native,
+        omitted=tuple(omitted),
     )
 
 
@@ -139,6 +148,16 @@ class StreamWriter(Protocol):
 
 
 async def write_stream(ctx: RequestContext, result: StreamResult, writer: StreamWriter) -> AsyncIterator[bytes]:
+    """The stream in the API's shape; a provider's own events (a native pass-through) go on as they came."""
+    if result.served.native:
+        try:
+            async for delta in result.deltas:
+                if delta.native:
+                    yield delta.native
+        except RouterError as exc:
+            log.warning("request %s: stream failed after it started: %s", ctx.request_id, exc.message)
+            yield writer.error(exc)
+        return
     if opening := writer.start():
         yield opening
     try:

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 
 from router.backends.admission import Admission
+from router.backends.native_api import NativeForwarder
+from router.capabilities import model_capabilities
 from router.config import LiteLLMModel, read_secret_env
 from router.errors import (
     InvalidRequest,
@@ -141,6 +143,10 @@ class LiteLLMBackend:
         self._import: asyncio.Task[Any] | None = None
         self._served = 0
         self._failed = 0
+        api = next((a for a in ("messages", "responses") if a in model_capabilities(spec)), None)
+        self._native = None if api is None else NativeForwarder(
+            name, api, spec.model, spec.api_base, self._api_key, spec.timeouts.total_s, spec.timeouts.connect_s
+        )  # fmt: skip
 
     async def start(self) -> None:
         if self.unavailable_reason() is not None:
@@ -162,6 +168,13 @@ class LiteLLMBackend:
     async def close(self) -> None:
         if self._import is not None and not self._import.done():
             self._import.cancel()
+        if self._native is not None:
+            await self._native.close()
+
+    @property
+    def native_api(self) -> str | None:
+        """The client API this model takes whole (`messages`, `responses`), if any."""
+        return None if self._native is None else self._native.api
 
     @property
     def ready(self) -> bool:
@@ -252,6 +265,11 @@ class LiteLLMBackend:
             raise map_litellm_error(litellm, exc, self.name) from exc
 
     async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
+        if self._native is not None and self._native.speaks(ctx):
+            async with self._admission.slot():
+                completion = await self._counted(self._native.complete(ctx, max_tokens))
+            self._served += 1
+            return completion
         async with self._admission.slot():
             response = await self._call(ctx, max_tokens, stream=False)
         choice = response.choices[0]
@@ -278,9 +296,28 @@ class LiteLLMBackend:
     async def stream(
         self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
     ) -> AsyncIterator[StreamDelta]:
+        native = self._native is not None and self._native.speaks(ctx)
         async with self._admission.slot():
-            async for delta in self._stream(ctx, max_tokens):
+            deltas = self._native_stream(ctx, max_tokens) if native else self._stream(ctx, max_tokens)
+            async for delta in deltas:
                 yield delta
+
+    async def _counted(self, work: Any) -> Any:
+        try:
+            return await work
+        except RouterError:
+            self._failed += 1
+            raise
+
+    async def _native_stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
+        assert self._native is not None
+        try:
+            async for delta in self._native.stream(ctx, max_tokens):
+                yield delta
+        except RouterError:
+            self._failed += 1
+            raise
+        self._served += 1
 
     async def _stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
         litellm = await self._lib()

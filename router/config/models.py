@@ -57,9 +57,15 @@ class Price(_Strict):
     input_per_1k_usd: float = Field(0.0, ge=0, description="USD per 1,000 prompt tokens.")
     output_per_1k_usd: float = Field(0.0, ge=0, description="USD per 1,000 completion tokens.")
     per_second_usd: float = Field(0.0, ge=0, description="USD per second of serving (energy, hardware share).")
+    cached_input_per_1k_usd: float | None = Field(
+        None, ge=0, description="USD per 1,000 prompt tokens read from the provider's prompt cache (unset: input)."
+    )
+    cache_write_per_1k_usd: float | None = Field(
+        None, ge=0, description="USD per 1,000 prompt tokens written to the provider's prompt cache (unset: input)."
+    )
 
 
-Capability = Literal["tools", "json", "vision", "audio", "files", "logprobs"]
+Capability = Literal["tools", "json", "vision", "audio", "files", "logprobs", "messages", "responses"]
 
 
 class _ModelSpec(_Strict):
@@ -69,7 +75,9 @@ class _ModelSpec(_Strict):
     capabilities: list[Capability] | None = Field(
         None,
         description="What this model can honour: tools (function calling), json (response_format json_object / "
-        "json_schema), vision (image parts), audio (input_audio parts), files (file parts), logprobs. "
+        "json_schema), vision (image parts), audio (input_audio parts), files (file parts), logprobs, messages / "
+        "responses (takes Anthropic's Messages / OpenAI's Responses requests whole; litellm's anthropic/ and "
+        "openai/ models by default). "
         "A request that needs one goes to a model that has it, or "
         "gets a 400. Unset: the engine's default (in-process llama.cpp: json by grammar, logprobs; "
         "openai-compatible: json, logprobs; litellm: all of them).",

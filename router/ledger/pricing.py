@@ -32,10 +32,18 @@ class Rates:
     input_per_token: float
     output_per_token: float
     per_second: float = 0.0
+    cache_read_per_token: float | None = None
+    """Prompt-cache reads (Anthropic bills a tenth of the input price, OpenAI a half or less); None: input."""
+    cache_write_per_token: float | None = None
 
     def cost(self, usage: Usage, seconds: float = 0.0) -> float:
+        read = self.input_per_token if self.cache_read_per_token is None else self.cache_read_per_token
+        write = self.input_per_token if self.cache_write_per_token is None else self.cache_write_per_token
+        uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
         return (
-            usage.prompt_tokens * self.input_per_token
+            uncached * self.input_per_token
+            + usage.cached_tokens * read
+            + usage.cache_write_tokens * write
             + usage.completion_tokens * self.output_per_token
             + seconds * self.per_second
         )
@@ -45,8 +53,13 @@ FREE = Rates(0.0, 0.0)
 Priced = Callable[[Usage, float], float]
 
 
+def _per_token(per_1k: float | None) -> float | None:
+    return None if per_1k is None else per_1k / 1000
+
+
 def _from_price(price: Price) -> Rates:
-    return Rates(price.input_per_1k_usd / 1000, price.output_per_1k_usd / 1000, price.per_second_usd)
+    return Rates(price.input_per_1k_usd / 1000, price.output_per_1k_usd / 1000, price.per_second_usd,
+                 _per_token(price.cached_input_per_1k_usd), _per_token(price.cache_write_per_1k_usd))  # fmt: skip
 
 
 COST_MAP_FILE = "model_prices_and_context_window_backup.json"
@@ -87,12 +100,21 @@ def map_pricer(model: str, load_litellm: Callable[[], Any]) -> Priced | None:
 
         def priced(usage: Usage, seconds: float = 0.0) -> float:
             prompt, completion = litellm.cost_per_token(
-                model=model, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
+                model=model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cache_read_input_tokens=usage.cached_tokens,
+                cache_creation_input_tokens=usage.cache_write_tokens,
             )
             return prompt + completion
 
         return priced
-    rates = Rates(info.get("input_cost_per_token") or 0.0, info.get("output_cost_per_token") or 0.0)
+    rates = Rates(
+        info.get("input_cost_per_token") or 0.0,
+        info.get("output_cost_per_token") or 0.0,
+        cache_read_per_token=info.get("cache_read_input_token_cost"),
+        cache_write_per_token=info.get("cache_creation_input_token_cost"),
+    )
     return rates.cost
 
 

@@ -183,7 +183,10 @@ class Executor:
                 continue
             if redaction is not None:
                 result = restore(result, redaction)
-            return result, self._served(decision, backend, failures)
+            served = self._served(decision, backend, failures)
+            if call_ctx.native is not None and getattr(backend, "native_api", None) == call_ctx.native.api:
+                served = replace(served, native=True)
+            return result, served
         raise _exhausted(decision, failures)
 
     async def _attempts(
@@ -267,7 +270,8 @@ def _as_seen_by(backend: Backend, ctx: RequestContext, decision: Decision) -> tu
     prompt = redaction.redact(ctx.prompt) if ctx.prompt is not None else None
     if not redaction.active:
         return ctx, None
-    return replace(ctx, messages=messages, prompt=prompt), redaction
+    # The translated request is what redaction rewrites: a redacted request is never forwarded whole.
+    return replace(ctx, messages=messages, prompt=prompt, native=None), redaction
 
 
 def _restore_completion(completion: Completion, redaction: Redaction) -> Completion:
