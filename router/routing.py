@@ -79,16 +79,25 @@ class Router:
             return model
         return self._config.aliases.get(model)
 
-    def models_for(self, target: str) -> tuple[Route, list[str]]:
-        """The route and the configured models, in order, that a target stands for."""
+    def models_for(self, target: str, api: str | None = None) -> tuple[Route, list[str]]:
+        """The route and the configured models, in order, that a target stands for. With the client's API
+        (`messages`, `responses`), the cloud route's models that take that API whole come first, so an
+        agent's request reaches a model of its own family, unchanged, wherever one is configured."""
         routes = self._config.routes
         if target == "local":
             return "local", [routes.local]
         if target == "cloud":
             # No cloud model configured: the decision stays `cloud` and execution falls back to local,
             # so the response says plainly that it wanted the cloud and could not have it.
-            return "cloud", list(routes.cloud) or [routes.local]
+            return "cloud", self._cloud_models(api) or [routes.local]
         return self._config.models[target].tier, [target]
+
+    def _cloud_models(self, api: str | None) -> list[str]:
+        """The cloud route's models; those that take the client's API whole first (a stable sort)."""
+        models = list(self._config.routes.cloud)
+        if api is not None:
+            models.sort(key=lambda name: api not in self._capabilities[name])
+        return models
 
     @staticmethod
     def _classify(found: Findings, threshold: float | None, reason: str) -> tuple[str, str, dict[str, float]]:
@@ -100,15 +109,16 @@ class Router:
         target = "cloud" if score >= threshold else "local"
         return target, "classifier" if reason == "default" else reason, {"escalation": score, "threshold": threshold}
 
-    def _chain(self, targets: str | list[str], pinned: bool) -> tuple[Route, str, tuple[str, ...]]:
+    def _chain(
+        self, targets: str | list[str], pinned: bool, api: str | None = None
+    ) -> tuple[Route, str, tuple[str, ...]]:
         """(route, model, fallbacks): the listed targets in order, then the other tier unless pinned."""
         listed = [targets] if isinstance(targets, str) else targets
-        route, models = self.models_for(listed[0])
+        route, models = self.models_for(listed[0], api)
         for target in listed[1:]:
-            models += self.models_for(target)[1]
+            models += self.models_for(target, api)[1]
         if not pinned:
-            other = [self._config.routes.local] if route == "cloud" else list(self._config.routes.cloud)
-            models += other
+            models += [self._config.routes.local] if route == "cloud" else self._cloud_models(api)
         ordered = list(dict.fromkeys(models))  # de-duplicated, order kept
         return route, ordered[0], tuple(ordered[1:])
 
@@ -200,7 +210,7 @@ class Router:
         if sticky and self._config.routes.cloud and self.models_for(first)[0] == "local":
             target, reason = "cloud", "sticky-session"  # an earlier turn of this conversation went there
         pinned = rule is not None and rule.pin
-        route, model, fallbacks = self._chain(target, pinned)
+        route, model, fallbacks = self._chain(target, pinned, ctx.native.api if ctx.native is not None else None)
         decision = Decision(
             route=route,
             model=model,

@@ -67,9 +67,10 @@ def _sse(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def _record(request: Request, body: dict[str, Any]) -> None:
-    requests.append({"path": request.url.path, "query": request.url.query,
-                     "headers": dict(request.headers), "body": body})  # fmt: skip
+def _record(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    entry = {"path": request.url.path, "query": request.url.query, "headers": dict(request.headers), "body": body}
+    requests.append(entry)
+    return entry
 
 
 def _has_cache_control(value: Any) -> bool:
@@ -144,11 +145,12 @@ def _message_events(message: dict[str, Any]) -> Iterator[bytes]:
 
 async def messages(request: Request) -> Response:
     body = await request.json()
-    _record(request, body)
+    entry = _record(request, body)
     blocks, stop = _message_blocks(body)
     message = {"id": f"msg_stand_in_{next(serial)}", "type": "message", "role": "assistant",
                "model": body.get("model"), "content": blocks, "stop_reason": stop, "stop_sequence": None,
                "usage": _messages_usage(body)}  # fmt: skip
+    entry["answer"] = message
     if body.get("stream"):
         return StreamingResponse(_message_events(message), media_type="text/event-stream")
     return JSONResponse(message)
@@ -233,8 +235,9 @@ def _response_events(body: dict[str, Any], items: list[dict[str, Any]]) -> Itera
 
 async def responses(request: Request) -> Response:
     body = await request.json()
-    _record(request, body)
+    entry = _record(request, body)
     items = _output_items(body)
+    entry["answer"] = items
     if body.get("stream"):
         return StreamingResponse(_response_events(body, items), media_type="text/event-stream")
     return JSONResponse(_response(body, items, "completed"))

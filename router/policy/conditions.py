@@ -145,6 +145,14 @@ class Condition(_Strict):
     )
     code: bool | None = Field(None, description="Source code is (true) or is not (false) present in the text.")
     tools: bool | None = Field(None, description="The request offers tools / functions to call (or does not).")
+    api: list[Literal["chat", "completions", "messages", "responses"]] | None = Field(
+        None, description="The API the client called: chat (completions), completions (text), messages (Anthropic's), "
+        "responses (OpenAI's)."
+    )  # fmt: skip
+    client: list[str] | None = Field(
+        None,
+        description="The client's `user-agent`, shell-style wildcards, case-insensitive (`claude-cli/*`, `codex*`).",
+    )
     images: bool | None = Field(None, description="A message carries an image (or none does).")
     needs: list[Literal["tools", "json", "vision", "audio", "files", "logprobs"]] | None = Field(
         None,
@@ -177,7 +185,7 @@ class Condition(_Strict):
     _regexes: list[re.Pattern[str]] = PrivateAttr(default_factory=list)
 
     _lists = field_validator(
-        "model", "keywords", "regex", "language", "budget", "tenant", "needs", "intent", mode="before"
+        "model", "keywords", "regex", "language", "budget", "tenant", "needs", "intent", "api", "client", mode="before"
     )(_as_list)
 
     @field_validator("pii", mode="before")

@@ -97,6 +97,18 @@ def language(facts: Facts, scope: str) -> tuple[str, float] | None:
 _identifier: Any = None
 
 
+def api(ctx: RequestContext) -> str:
+    """The API the client called: `chat`, `completions`, `messages` (Anthropic's) or `responses` (OpenAI's)."""
+    if ctx.native is not None:
+        return ctx.native.api
+    return "chat" if ctx.kind == "chat" else "completions"
+
+
+def client(ctx: RequestContext) -> str:
+    """The client program, as its `user-agent` names it (`claude-cli/2.1.3 (external, cli)`, `codex_exec/0.17`)."""
+    return ctx.headers.get("user-agent", "")
+
+
 def tools(ctx: RequestContext) -> bool:
     return bool(ctx.passthrough.get("tools") or ctx.passthrough.get("functions"))
 

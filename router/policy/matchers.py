@@ -82,6 +82,25 @@ def _model(c: Condition, f: Facts) -> Iterator[Check]:
     )
 
 
+def _api(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.api is None:
+        return
+    called = facts.api(f.request)
+    yield called in c.api, f"api is `{called}`" + ("" if called in c.api else f", not one of {c.api}")
+
+
+def _client(c: Condition, f: Facts) -> Iterator[Check]:
+    if c.client is None:
+        return
+    agent = facts.client(f.request)
+    hit = next((p for p in c.client if fnmatchcase(agent.lower(), p.lower())), None)
+    yield (
+        (True, f"client `{agent}` matches `{hit}`")
+        if hit
+        else (False, f"client `{agent or '-'}` is not one of {c.client}")
+    )
+
+
 def _tenant(c: Condition, f: Facts) -> Iterator[Check]:
     if c.tenant is None:
         return
@@ -236,7 +255,7 @@ def _composed(c: Condition, f: Facts) -> Iterator[Check]:
 
 
 MATCHERS: tuple[Matcher, ...] = (
-    _model, _tenant, _headers, _metadata, _sizes, _content_kinds, _intent, _time, _budget, _score,
+    _model, _api, _client, _tenant, _headers, _metadata, _sizes, _content_kinds, _intent, _time, _budget, _score,
     _keywords, _regexes, _code, _pii, _language, _composed,
 )  # fmt: skip
 """In a fixed order, cheap ones first: a rule stops at its first condition that does not hold."""
