@@ -181,7 +181,8 @@ def _response(body: dict[str, Any], output: list[dict[str, Any]], status: str) -
     cached = CACHED_TOKENS if body.get("prompt_cache_key") else 0
     size = len(json.dumps(body.get("input", ""))) // 4
     usage = {"input_tokens": size + cached, "input_tokens_details": {"cached_tokens": cached},
-             "output_tokens": 12, "output_tokens_details": {"reasoning_tokens": 4}, "total_tokens": size + cached + 12}  # fmt: skip
+             "output_tokens": 12, "output_tokens_details": {"reasoning_tokens": 4},
+             "total_tokens": size + cached + 12}  # fmt: skip
     return {"id": "resp_stand_in", "object": "response", "created_at": 0, "status": status,
             "model": body.get("model"), "output": output, "usage": usage if status == "completed" else None,
             "error": None, "incomplete_details": None}  # fmt: skip
@@ -213,20 +214,22 @@ def _response_events(body: dict[str, Any], items: list[dict[str, Any]]) -> Itera
     yield event("response.created", response=_response(body, [], "in_progress"))
     yield event("response.in_progress", response=_response(body, [], "in_progress"))
     for index, item in enumerate(items):
+        at = {"item_id": item["id"], "output_index": index}
         if item["type"] == "message":
             text = item["content"][0]["text"]
-            yield event("response.output_item.added", output_index=index, item={**item, "content": [], "status": "in_progress"})
+            opened = {**item, "content": [], "status": "in_progress"}
+            yield event("response.output_item.added", output_index=index, item=opened)
             part = {"type": "output_text", "text": "", "annotations": []}
-            yield event("response.content_part.added", item_id=item["id"], output_index=index, content_index=0, part=part)
+            yield event("response.content_part.added", **at, content_index=0, part=part)
             for piece in re.findall(r"\S+\s*|\s+", text):
-                yield event("response.output_text.delta", item_id=item["id"], output_index=index, content_index=0, delta=piece)
-            yield event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=text)
-            yield event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
-                        part=item["content"][0])  # fmt: skip
+                yield event("response.output_text.delta", **at, content_index=0, delta=piece)
+            yield event("response.output_text.done", **at, content_index=0, text=text)
+            yield event("response.content_part.done", **at, content_index=0, part=item["content"][0])
         elif item["type"] == "function_call":
-            yield event("response.output_item.added", output_index=index, item={**item, "arguments": "", "status": "in_progress"})
-            yield event("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=item["arguments"])
-            yield event("response.function_call_arguments.done", item_id=item["id"], output_index=index, arguments=item["arguments"])
+            opened = {**item, "arguments": "", "status": "in_progress"}
+            yield event("response.output_item.added", output_index=index, item=opened)
+            yield event("response.function_call_arguments.delta", **at, delta=item["arguments"])
+            yield event("response.function_call_arguments.done", **at, arguments=item["arguments"])
         else:
             yield event("response.output_item.added", output_index=index, item=item)
         yield event("response.output_item.done", output_index=index, item=item)
@@ -270,9 +273,12 @@ async def chat_completions(request: Request) -> Response:
 
     def chunks() -> Iterator[bytes]:
         base = {"id": "chatcmpl-stand-in", "object": "chat.completion.chunk", "created": 0, "model": body.get("model")}
-        yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {**message, 'tool_calls': [{'index': 0, **c} for c in message.get('tool_calls') or []] or None}, 'finish_reason': None}]})}\n\n".encode()
-        yield f"data: {json.dumps({**base, 'choices': [{'index': 0, 'delta': {}, 'finish_reason': finish}]})}\n\n".encode()
-        yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode()
+        calls = [{"index": i, **call} for i, call in enumerate(message.get("tool_calls") or [])]
+        delta = {**message, "tool_calls": calls} if calls else message
+        for choices, extra in (([{"index": 0, "delta": delta, "finish_reason": None}], {}),
+                               ([{"index": 0, "delta": {}, "finish_reason": finish}], {}),
+                               ([], {"usage": usage})):  # fmt: skip
+            yield f"data: {json.dumps({**base, 'choices': choices, **extra})}\n\n".encode()
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(chunks(), media_type="text/event-stream")
