@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from router.backends.model_files import packaged_model
 from router.backends.native_api import native_api_of
 from router.config.models import Capability, LiteLLMModel, LlamaCppModel, OpenAICompatibleModel
 from router.policy import facts
@@ -38,9 +39,18 @@ def model_capabilities(spec: LlamaCppModel | OpenAICompatibleModel | LiteLLMMode
     if spec.capabilities is not None:
         return frozenset(spec.capabilities)
     defaults = ENGINE_DEFAULTS[type(spec)]
+    if isinstance(spec, LlamaCppModel) and _renders_tools(spec):
+        return defaults | {"tools"}
     if isinstance(spec, LiteLLMModel) and (api := native_api_of(spec.model, spec.api_base)) is not None:
         return defaults | {api}
     return defaults
+
+
+def _renders_tools(spec: LlamaCppModel) -> bool:
+    """A packaged model whose own template renders tools, used with that template."""
+    if spec.model_path is not None or spec.chat_format not in (None, "gguf"):
+        return False
+    return packaged_model(spec.package).tool_calls
 
 
 def _uses_tools(ctx: RequestContext) -> bool:

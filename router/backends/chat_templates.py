@@ -83,7 +83,7 @@ FORMATS: dict[str, Callable[[Messages], ChatPrompt]] = {
 SUPPORTED = (*FORMATS, "gguf")
 
 
-def gguf_template_renderer(metadata: Mapping[str, str], eos: str, bos: str) -> Callable[[Messages], ChatPrompt]:
+def gguf_template_renderer(metadata: Mapping[str, str], eos: str, bos: str) -> Callable[..., ChatPrompt]:
     """A renderer for the Jinja chat template embedded in a GGUF file's metadata."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -92,8 +92,8 @@ def gguf_template_renderer(metadata: Mapping[str, str], eos: str, bos: str) -> C
         raise ValueError("chat_format `gguf` needs a model whose metadata has tokenizer.chat_template")
     formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
-    def render(messages: Messages) -> ChatPrompt:
-        result = formatter(messages=[plain(m) for m in messages])
+    def render(messages: Messages, tools: Sequence[Mapping[str, Any]] | None = None) -> ChatPrompt:
+        result = formatter(messages=[plain(m) for m in messages], tools=list(tools) if tools else None)
         stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
         # An empty stop string would end every generation before its first token.
         return ChatPrompt(result.prompt, tuple(s for s in (*stop, eos) if s))

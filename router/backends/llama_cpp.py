@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,15 @@ from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_re
 from router.backends.confidence import ConfidenceMeter
 from router.backends.json_grammar import grammar_for
 from router.backends.llama_batch import BatchEngine
-from router.backends.local_logprobs import Entry, aligned_entries, chat_logprobs, requested, text_logprobs
+from router.backends.local_logprobs import Entry, aligned_entries, formatted_logprobs, meter_for
+from router.backends.local_tools import (
+    answered,
+    call_grammar,
+    for_prompt,
+    offered_tools,
+    tool_names,
+    with_tool_calls,
+)
 from router.backends.model_files import model_gguf_path, packaged_model
 from router.config import LlamaCppModel
 from router.errors import InvalidRequest, Overloaded, UpstreamUnavailable
@@ -59,20 +67,6 @@ class _Progress:
         return max(0, self._calls - 1)
 
 
-def _meter_for(ctx: RequestContext, confidence: bool) -> ConfidenceMeter | None:
-    """A meter when the cascade needs the confidence or the client asked for log-probabilities."""
-    wants, top = requested(ctx.kind, ctx.passthrough)
-    if not (wants or confidence):
-        return None
-    return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20))
-
-
-def _formatted(ctx: RequestContext, entries: list[Entry] | None) -> dict[str, Any] | None:
-    if entries is None:
-        return None
-    return chat_logprobs(entries) if ctx.kind == "chat" else text_logprobs(entries)
-
-
 class LlamaCppBackend:
     def __init__(self, name: str, spec: LlamaCppModel, model_dir: Path) -> None:
         self.name = name
@@ -83,7 +77,7 @@ class LlamaCppBackend:
         self._pool: asyncio.Queue[Llama] | None = None
         self._loaded = asyncio.Event()
         self._load_error: BaseException | None = None
-        self._render: Callable[[Sequence[Mapping[str, Any]]], ChatPrompt] | None = None
+        self._render: Callable[..., ChatPrompt] | None = None
         self._tokenizer: Llama | None = None
         self._waiting = 0
         self._cancelled = 0
@@ -205,7 +199,11 @@ class LlamaCppBackend:
             messages = ctx.messages
             if self._system_prompt and not any(m.get("role") in ("system", "developer") for m in messages):
                 messages = ({"role": "system", "content": self._system_prompt}, *messages)
-            rendered = self._render(messages)
+            if offered_tools(ctx.passthrough):
+                shown, tools = for_prompt(messages, offered_tools(ctx.passthrough))
+                rendered = self._render(shown, tools or None)
+            else:
+                rendered = self._render(messages)
             text, stops = rendered.text, list(rendered.stop)
         else:
             text = ctx.prompt or ""
@@ -232,7 +230,10 @@ class LlamaCppBackend:
             "presence_penalty": params.get("presence_penalty", 0.0),
             "frequency_penalty": params.get("frequency_penalty", 0.0),
         }
-        grammar = grammar_for(ctx.passthrough.get("response_format"))
+        tools = offered_tools(ctx.passthrough) if ctx.kind == "chat" else []
+        tools = for_prompt(ctx.messages, tools)[1] if tools else tools
+        grammar = call_grammar(tools, ctx.passthrough.get("tool_choice")) if tools else None
+        grammar = grammar or grammar_for(ctx.passthrough.get("response_format"))
         if grammar is not None:
             kwargs["grammar"] = grammar
         if params.get("logit_bias"):
@@ -339,7 +340,7 @@ class LlamaCppBackend:
         llama = await self._acquire()
         parts: list[str] = []
         cancel = threading.Event()
-        meter = _meter_for(ctx, confidence)
+        meter = meter_for(ctx, confidence)
         future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel, meter)
         try:
             finish, usage, entries = await asyncio.shield(future)
@@ -348,17 +349,27 @@ class LlamaCppBackend:
             self._cancelled += 1
             raise
         self._served += 1
+        content, extra, finish = "".join(parts), {}, finish or "stop"
+        if offered_tools(ctx.passthrough):
+            content, extra, finish = answered(content, finish, tool_names(ctx.passthrough))
         return Completion(
-            content="".join(parts),
-            finish_reason=finish or "stop",
+            content=content,
+            finish_reason=finish,
             usage=usage,
             model=self.name,
+            message_extra=extra,
             confidence=meter.result() if meter else None,
-            logprobs=_formatted(ctx, entries),
+            logprobs=formatted_logprobs(ctx, entries),
         )
 
-    async def stream(
+    def stream(
         self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+    ) -> AsyncIterator[StreamDelta]:
+        deltas = self._stream(ctx, max_tokens, confidence)
+        return with_tool_calls(deltas, tool_names(ctx.passthrough)) if offered_tools(ctx.passthrough) else deltas
+
+    async def _stream(
+        self, ctx: RequestContext, max_tokens: int | None, confidence: bool
     ) -> AsyncIterator[StreamDelta]:
         llama = await self._acquire()
         loop = asyncio.get_running_loop()
@@ -368,7 +379,7 @@ class LlamaCppBackend:
         def emit(delta: StreamDelta) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
-        meter = _meter_for(ctx, confidence)
+        meter = meter_for(ctx, confidence)
         future = self._start_generation(ctx, max_tokens, llama, emit, cancel, meter)
         future.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:
@@ -380,7 +391,7 @@ class LlamaCppBackend:
             yield StreamDelta(
                 finish_reason=finish or "stop", usage=usage, model=self.name,
                 confidence=meter.result() if meter else None,
-                logprobs=_formatted(ctx, entries),
+                logprobs=formatted_logprobs(ctx, entries),
             )  # fmt: skip
         finally:
             if not future.done():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.backends.confidence import ConfidenceMeter, TokenLogprob
+from router.types import RequestContext
 
 Entry = tuple[bytes, float, tuple[tuple[bytes, float], ...]]
 """(token bytes, log-probability, (alternative bytes, log-probability)...)"""
@@ -79,3 +80,17 @@ def requested(kind: str, passthrough: Any) -> tuple[bool, int]:
     if kind == "text":  # text completions: `logprobs: N` asks for N alternatives
         return (value is not None and value is not False, int(value or 0) if not isinstance(value, bool) else 0)
     return bool(value), int(passthrough.get("top_logprobs") or 0)
+
+
+def meter_for(ctx: RequestContext, confidence: bool) -> ConfidenceMeter | None:
+    """A meter when the cascade needs the confidence or the client asked for log-probabilities."""
+    wants, top = requested(ctx.kind, ctx.passthrough)
+    if not (wants or confidence):
+        return None
+    return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20))
+
+
+def formatted_logprobs(ctx: RequestContext, entries: list[Entry] | None) -> dict[str, Any] | None:
+    if entries is None:
+        return None
+    return chat_logprobs(entries) if ctx.kind == "chat" else text_logprobs(entries)

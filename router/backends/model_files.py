@@ -39,6 +39,9 @@ class PackagedModel:
     system_prompt: str | None = None
     """Put before chats that bring no system message of their own (measured: bench/local_models.py)."""
     assembler: Callable[[PackagedModel, Path], Path] | None = None
+    tool_calls: bool = False
+    """Its template renders `tools` and the model answers calls in `<tool_call>` tags (Qwen2.5's Hermes
+    format): the gateway offers it tools (`backends/local_tools.py`)."""
 
 
 def _module_dir(module: str, install: str) -> Path:
@@ -129,7 +132,7 @@ def _gemma_assemble(model: PackagedModel, model_dir: Path) -> Path:
     return target
 
 
-def _chunked(name: str, package_prefix: str, version: str, parts: int, sha256: str) -> PackagedModel:
+def _chunked(name: str, package_prefix: str, version: str, parts: int, sha256: str, tools: bool) -> PackagedModel:
     """A Q4_K_M GGUF split over `parts` packages `<prefix>1` … `<prefix>N`, each holding `data/partNN.bin`."""
     module_prefix = package_prefix.replace("-", "_")
     return PackagedModel(
@@ -141,6 +144,7 @@ def _chunked(name: str, package_prefix: str, version: str, parts: int, sha256: s
         relative_paths=tuple(f"data/part{i:02d}.bin" for i in range(1, parts + 1)),
         sha256=sha256,
         assembler=_concatenate_chunks,
+        tool_calls=tools,
     )
 
 
@@ -153,6 +157,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             "0.9.0",
             6,
             "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            tools=True,
         ),
         _chunked(
             "qwen2.5-coder-1.5b-instruct",
@@ -160,6 +165,7 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
             "0.2.0",
             22,
             "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+            tools=True,
         ),
         PackagedModel(
             name="smollm2-135m-instruct",
