@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from router.capabilities import model_capabilities, required_capabilities
-from router.config import GatewayConfig, LiteLLMModel, OpenAICompatibleModel
+from router.config import GatewayConfig, LiteLLMModel, LlamaCppModel, OpenAICompatibleModel
 from router.errors import ModelNotFound
 from router.policy import PolicyEngine, PolicyMatch
 from router.policy.facts import Facts
@@ -34,6 +34,8 @@ from router.types import (
 )  # fmt: skip
 
 AUTO = "auto"
+ANSWER_ROOM = 256
+"""Tokens a model's context must have left after the prompt for the answer, for the prompt to fit it."""
 LOCAL_EMBEDDER = "all-minilm-l6-v2"
 """The gateway's own embedding model (the classifier's and the semantic cache's), as `/v1/embeddings` names it."""
 LOCAL_EMBEDDER_NAMES = ("local", LOCAL_EMBEDDER, "sentence-transformers/all-minilm-l6-v2")
@@ -58,6 +60,8 @@ class Router:
         self._config = config
         self.policy = policy
         self._capabilities = {name: model_capabilities(spec) for name, spec in config.models.items()}
+        # Context windows the gateway knows for sure: its in-process models' own `n_ctx`.
+        self._windows = {name: spec.n_ctx for name, spec in config.models.items() if isinstance(spec, LlamaCppModel)}
         self._unavailable = unavailable
         """Why a configured model cannot answer at all (a cloud model without its key), else None (the
         backends say). A capability only counts on a model that can answer."""
@@ -231,8 +235,23 @@ class Router:
             shadow=action.shadow if action is not None else None,
             remember_session=engine.uses_sessions,
         )
-        decision = self._capable(facts, self._within_budget(found, decision))
+        decision = self._fitting(facts, self._capable(facts, self._within_budget(found, decision)))
         return Explanation(decision, match, requested, engine.version)
+
+    def _fitting(self, facts: Facts, decision: Decision) -> Decision:
+        """A prompt too long for a model's context window (with room for `ANSWER_ROOM` tokens) skips that
+        model for the next of its chain that can hold it, with its own reason. When none can, the chain
+        is left as it is: the first model refuses with `context_length_exceeded`, which says why."""
+        if decision.deny is not None:
+            return decision
+        needed = facts.request.prompt_tokens + ANSWER_ROOM
+        chain = [decision.model, *decision.fallbacks]
+        fits = [name for name in chain if self._windows.get(name, needed) >= needed]
+        if not fits or fits[0] == decision.model:
+            return replace(decision, fallbacks=tuple(n for n in decision.fallbacks if n in fits)) if fits else decision
+        route = self._config.models[fits[0]].tier
+        return replace(decision, route=route, model=fits[0], fallbacks=tuple(fits[1:]), reason="context-window",
+                       cascade=decision.cascade if route == "local" else None)  # fmt: skip
 
     def _capable(self, facts: Facts, decision: Decision) -> Decision:
         """The decision's chain cut to the models that can honour what the request needs, or a 400."""

@@ -155,3 +155,33 @@ def test_auto_and_threshold_go_together(text: str, message: str) -> None:
 
     with pytest.raises(PolicyError, match=message):
         parse_policy(text, "p", CONFIG.models)
+
+
+def test_a_prompt_too_long_for_the_local_context_goes_where_it_fits_with_its_own_reason() -> None:
+    fits = decide(ctx(prompt_tokens=1000))
+    assert (fits.model, fits.reason) == ("small", "default")
+    too_long = decide(ctx(prompt_tokens=4000))  # the local model's n_ctx is 4096, and an answer needs room
+    assert (too_long.route, too_long.model, too_long.reason, too_long.fallbacks) == (
+        "cloud",
+        "big",
+        "context-window",
+        (),
+    )
+    pinned = decide(ctx("secret plans", prompt_tokens=4000))  # pinned to local: it refuses there, saying why
+    assert (pinned.model, pinned.allow_cloud) == ("small", False)
+
+
+def test_the_clients_api_puts_cloud_models_of_its_family_first() -> None:
+    from router.types import NativeRequest
+
+    config = GatewayConfig.model_validate({
+        "models": {"small": {"engine": "llama-cpp"}, "gpt": {"engine": "litellm", "model": "openai/gpt-5"},
+                   "claude": {"engine": "litellm", "model": "anthropic/claude-sonnet-4-5"}},
+        "routes": {"local": "small", "cloud": ["gpt", "claude"]},
+    })  # fmt: skip
+    cloud = parse_policy("default: {route: cloud}", "p", config.models)
+    messages = NativeRequest("messages", {"model": "claude-opus-4"})
+    assert Router(config, cloud).decide(ctx(native=messages)).model == "claude"
+    assert Router(config, cloud).decide(ctx()).model == "gpt"
+    responses = NativeRequest("responses", {"model": "gpt-5"})
+    assert Router(config, cloud).decide(ctx(native=responses)).model == "gpt"
