@@ -275,9 +275,11 @@ class Router:
             return replace(decision, needs=needs, fallbacks=tuple(capable[1:]))
         missing = sorted(set(needs) - self._capabilities[decision.model])
         route = self._config.models[capable[0]].tier
+        # Not missing a capability: the chosen model has them all but cannot answer (no key, say).
+        reason = f"needs-{'+'.join(missing)}" if missing else f"{decision.model}-unavailable"
         return replace(
             decision, route=route, model=capable[0], fallbacks=tuple(capable[1:]), needs=needs,
-            reason=f"needs-{'+'.join(missing)}", cascade=decision.cascade if route == "local" else None,
+            reason=reason, cascade=decision.cascade if route == "local" else None,
         )  # fmt: skip
 
     def _within_budget(self, found: Findings, decision: Decision) -> Decision:

@@ -185,3 +185,12 @@ def test_the_clients_api_puts_cloud_models_of_its_family_first() -> None:
     assert Router(config, cloud).decide(ctx()).model == "gpt"
     responses = NativeRequest("responses", {"model": "gpt-5"})
     assert Router(config, cloud).decide(ctx(native=responses)).model == "gpt"
+
+
+def test_a_request_only_its_own_api_carries_is_refused_where_no_model_takes_that_api() -> None:
+    from router.types import NativeRequest
+
+    native = NativeRequest("messages", {}, requires=("`document` blocks",))
+    refused = decide(ctx(native=native))  # CONFIG's cloud is an OpenAI model
+    assert refused.deny is not None and refused.deny.code == "capability_unavailable"
+    assert "Anthropic Messages" in refused.deny.message and "`document` blocks" in refused.deny.message

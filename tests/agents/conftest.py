@@ -48,7 +48,9 @@ def agent_config(cloud: str, ledger: Path) -> dict:
     the stand-in, reached through litellm's providers (so the gateway's own cloud backend is what runs)."""
     return {
         "models": {
-            "local-pool": {"engine": "openai-compatible", "model": "stand-in", "api_base": [f"{cloud}/v1"]},
+            # The stand-in chat calls tools (it asks to read a file), as a tool-calling local server would.
+            "local-pool": {"engine": "openai-compatible", "model": "stand-in", "api_base": [f"{cloud}/v1"],
+                           "capabilities": ["tools", "json"]},
             "claude": {"engine": "litellm", "model": "anthropic/claude-sonnet-4-5", "api_base": cloud,
                        "api_key_env": CLOUD_KEY_ENV},
             # An OpenAI model at another api_base is taken for a chat-only compatible server unless told.
@@ -60,11 +62,23 @@ def agent_config(cloud: str, ledger: Path) -> dict:
     }  # fmt: skip
 
 
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
 @pytest.fixture(scope="session")
 def agent_gateway(agent_cloud: AgentCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """`router serve` with the default policy in front of the stand-in clouds."""
     tmp = tmp_path_factory.mktemp("agent-gateway")
-    policy = (Path(__file__).resolve().parents[2] / "policies" / "default.yaml").read_text()
+    policy = (POLICIES / "default.yaml").read_text()
+    with config_gateway(tmp, agent_config(agent_cloud.url, tmp / "ledger.sqlite"), policy) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="session")
+def coding_agent_gateway(agent_cloud: AgentCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """`router serve` with the shipped coding-agent policy in front of the stand-in clouds."""
+    tmp = tmp_path_factory.mktemp("coding-agent-gateway")
+    policy = (POLICIES / "coding-agent.yaml").read_text()
     with config_gateway(tmp, agent_config(agent_cloud.url, tmp / "ledger.sqlite"), policy) as gateway:
         yield gateway
 

@@ -147,6 +147,7 @@ def test_policy_diff_counts_the_moves_and_prices_them(files: tuple[Path, Path], 
         ("default.yaml", None),
         ("privacy-first.yaml", None),
         ("cost-saver.yaml", None),
+        ("coding-agent.yaml", None),
         ("four-tier.yaml", "four-tier.config.yaml"),
     ],
 )
