@@ -53,6 +53,19 @@ class Metrics:
             "router_tokens", "Tokens, by route, model and kind", ["route", "model", "kind"], registry=r
         )
         self.cost = Counter("router_cost_usd", "What answers cost as served, in USD", ["route", "model"], registry=r)
+        self.clients = Counter(
+            "router_client_requests",
+            "Requests by client program (from its user-agent: claude-code, codex, openai-sdk...), API and route",
+            ["client", "api", "route"],
+            registry=r,
+        )
+        self.client_tokens = Counter(
+            "router_client_tokens", "Tokens by client program, route and kind", ["client", "route", "kind"], registry=r
+        )
+        self.client_savings = Counter(
+            "router_client_savings_usd", "Counterfactual minus actual cost by client program, in USD", ["client"],
+            registry=r,
+        )  # fmt: skip
         self.counterfactual = Counter(
             "router_counterfactual_cost_usd",
             "What answers would have cost on the reference cloud model, in USD",
@@ -162,6 +175,35 @@ class Metrics:
         if child is None:
             child = self._children[key] = metric.labels(*values)
         return child
+
+    def observe_client(self, client: str, api: str, served: Served, usage: Usage | None, saved_usd: float) -> None:
+        """Agent traffic by client: what each client program sent, where it was answered, what it saved."""
+        child = self._child
+        child(self.clients, client, api, served.route).inc()
+        if usage is not None:
+            child(self.client_tokens, client, served.route, "prompt").inc(usage.prompt_tokens)
+            child(self.client_tokens, client, served.route, "cached").inc(usage.cached_tokens)
+            child(self.client_tokens, client, served.route, "completion").inc(usage.completion_tokens)
+        child(self.client_savings, client).inc(max(0.0, saved_usd))
+
+    def client_traffic(self) -> dict[str, dict[str, Any]]:
+        """This process's traffic by client since it started (what `/v1/router/stats` shows as `clients`)."""
+        table: dict[str, dict[str, Any]] = {}
+        for metric, key in ((self.clients, "requests"), (self.client_tokens, "tokens"), (self.client_savings, "saved")):
+            for family in metric.collect():
+                for sample in family.samples:
+                    if not sample.name.endswith("_total"):
+                        continue
+                    labels = sample.labels
+                    row = table.setdefault(labels["client"], {"requests": {}, "tokens": {}, "saved_usd": 0.0})
+                    if key == "requests":
+                        row["requests"][labels["route"]] = row["requests"].get(labels["route"], 0) + int(sample.value)
+                    elif key == "tokens":
+                        name = f"{labels['route']}_{labels['kind']}"
+                        row["tokens"][name] = row["tokens"].get(name, 0) + int(sample.value)
+                    else:
+                        row["saved_usd"] += sample.value
+        return table
 
     def observe_request(
         self,

@@ -19,6 +19,8 @@ from typing import Protocol
 from router.ledger import CostRecord, Ledger
 from router.limits import Limiter
 from router.metrics import Metrics
+from router.policy import facts
+from router.policy.facts import client_family
 from router.quality.shadow import ShadowEvaluator
 from router.sessions import Sessions
 from router.types import NOTHING_FOUND, Findings, RequestContext, Served, Usage
@@ -123,6 +125,9 @@ class RequestMetrics:
     async def closed(self, request: Closed) -> None:
         o = request.outcome
         self._metrics.observe_request(request.served, o.status, o.latency_ms, o.ttft_ms, o.usage, request.record)
+        ctx = request.ctx
+        saved = request.record.savings_usd if request.record is not None else 0.0
+        self._metrics.observe_client(client_family(ctx), facts.api(ctx), request.served, o.usage, saved)
 
 
 class RequestLog:

@@ -109,6 +109,21 @@ def client(ctx: RequestContext) -> str:
     return ctx.headers.get("user-agent", "")
 
 
+CLIENT_FAMILIES = (
+    ("claude-cli", "claude-code"), ("codex", "codex"), ("cursor", "cursor"), ("anthropic/", "anthropic-sdk"),
+    ("openai/", "openai-sdk"), ("curl/", "curl"), ("python-httpx", "python-http"), ("python-requests", "python-http"),
+    ("litellm", "litellm"),
+)  # fmt: skip
+"""User-agent prefixes → the client program's family: a bounded label for metrics (`other` otherwise)."""
+
+
+def client_family(ctx: RequestContext) -> str:
+    agent = client(ctx).lower()
+    if not agent:
+        return "unknown"
+    return next((family for prefix, family in CLIENT_FAMILIES if agent.startswith(prefix)), "other")
+
+
 def tools(ctx: RequestContext) -> bool:
     return bool(ctx.passthrough.get("tools") or ctx.passthrough.get("functions"))
 

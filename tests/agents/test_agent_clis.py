@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.agents.conftest import BIN, AgentCloud, run_cli
@@ -56,6 +57,8 @@ def test_claude_code_answers_a_question_through_the_gateway(
     assert any(block.get("cache_control") for block in sent["body"]["system"]), "cache_control was dropped"
     assert any(m["role"] == "system" for m in sent["body"]["messages"]), "the mid-conversation system turn is kept"
     assert sent["headers"]["x-api-key"] == "sk-stand-in"  # the gateway's key, never the client's
+    metrics = httpx.get(f"{agent_gateway.url}/metrics", timeout=30).text
+    assert 'router_client_requests_total{api="messages",client="claude-code",route="cloud"}' in metrics
 
 
 def test_claude_code_runs_a_tool_and_its_thinking_signature_comes_back(
