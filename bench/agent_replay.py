@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import yaml
 
+from router.config import DEFAULT_LOCAL_MODEL
 from tests.servers import free_port, gateway_args, running
 
 HERE = Path(__file__).parent
@@ -91,6 +92,7 @@ def record(out: Path) -> None:
 def config(cloud: str, ledger: Path) -> dict[str, Any]:
     return {
         "models": {
+            DEFAULT_LOCAL_MODEL: {"engine": "llama-cpp"},  # the shipped default, as `router serve` runs it
             "claude": {"engine": "litellm", "model": "anthropic/claude-sonnet-4-5", "api_base": cloud,
                        "api_key_env": KEY_ENV},
         },
