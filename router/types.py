@@ -107,6 +107,8 @@ class NativeRequest:
     """The JSON body the client sent (its `model` is replaced by the upstream's when forwarded)."""
     headers: Mapping[str, str] = field(default_factory=dict)
     """The client's provider headers to forward (`anthropic-beta`, `anthropic-version`, `openai-beta`)."""
+    query: str = ""
+    """The client's query string (`beta=true` from Anthropic's beta client), forwarded as sent."""
     requires: tuple[str, ...] = ()
     """What the translation could not carry and the answer cannot go without (a document block, a server
     tool's result): the request needs a model of this API."""

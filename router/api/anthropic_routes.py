@@ -38,7 +38,7 @@ async def messages(request: Request) -> Response:
     messages = chat_messages(body, left)
     params, passthrough = generation(body, left)
     native = native_request("messages", body.model_dump(exclude_unset=True), request_headers(request), left,
-                            FORWARDED_HEADERS)  # fmt: skip
+                            FORWARDED_HEADERS, request.url.query)  # fmt: skip
     ctx = chat_context(request, body.model, messages, params, passthrough, body.stream, native, left.omitted)
     return await respond(request, ctx, lambda ctx, done: message_body(ctx.request_id, done), _events)
 

@@ -33,7 +33,7 @@ class Leftovers:
 
 
 def native_request(api: NativeAPI, body: Mapping[str, Any], headers: Mapping[str, str], left: Leftovers,
-                   forward: tuple[str, ...]) -> NativeRequest:  # fmt: skip
+                   forward: tuple[str, ...], query: str = "") -> NativeRequest:  # fmt: skip
     """The client's request kept whole, with the provider headers named in `forward`."""
     kept = {name: value for name, value in headers.items() if name in forward}
-    return NativeRequest(api, dict(body), kept, tuple(left.native_only))
+    return NativeRequest(api, dict(body), kept, query=query, requires=tuple(left.native_only))

@@ -204,7 +204,8 @@ class NativeForwarder:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            response = await self._session.post(self._url, data=self._body(ctx, max_tokens), headers=self._headers(ctx))
+            url = f"{self._url}?{ctx.native.query}" if ctx.native is not None and ctx.native.query else self._url
+            response = await self._session.post(url, data=self._body(ctx, max_tokens), headers=self._headers(ctx))
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{self.name} did not answer in time") from exc
         except aiohttp.ClientError as exc:

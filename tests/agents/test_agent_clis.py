@@ -53,7 +53,7 @@ def test_claude_code_answers_a_question_through_the_gateway(
     assert sent["body"]["model"] == "claude-sonnet-4-5"  # only the model name changed
     assert sent["body"]["thinking"]["type"] in ("enabled", "adaptive")
     assert "context_management" in sent["body"] and "output_config" in sent["body"]
-    assert "claude-code" in sent["headers"]["anthropic-beta"]
+    assert "claude-code" in sent["headers"]["anthropic-beta"] and sent["query"] == "beta=true"
     assert any(block.get("cache_control") for block in sent["body"]["system"]), "cache_control was dropped"
     assert any(m["role"] == "system" for m in sent["body"]["messages"]), "the mid-conversation system turn is kept"
     assert sent["headers"]["x-api-key"] == "sk-stand-in"  # the gateway's key, never the client's
