@@ -10,8 +10,9 @@ Nothing of it is committed: the requests hold Claude Code's own system prompt.
 
 Replay sends each recorded request, as recorded, through `router serve` twice in one run: with the
 shipped coding-agent policy and, as the baseline, with the default policy. The local tier is the
-shipped default model (in-process), the cloud an Anthropic model and an OpenAI model that are the
-stand-in. Reported: calls and prompt tokens answered locally, by policy.
+shipped default model (in-process), the cloud an Anthropic model that is the stand-in. Reported: calls
+and input tokens answered locally, by policy; tokens are the gateway's own count (`count_tokens`: system
+and messages, plus the tools' definitions as JSON), the same for both routes.
 """
 
 from __future__ import annotations
@@ -101,6 +102,21 @@ def config(cloud: str, ledger: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _input_tokens(base: str, body: dict[str, Any]) -> int:
+    """The request's input in the gateway's own tokens (the local model's vocabulary), for both routes
+    alike: system and messages (`count_tokens`), plus the tools' definitions as JSON."""
+
+    def count(**fields: Any) -> int:
+        answer = httpx.post(f"{base}/v1/messages/count_tokens", json={"model": "auto", **fields}, timeout=60)
+        answer.raise_for_status()
+        return int(answer.json()["input_tokens"])
+
+    total = count(messages=body["messages"], system=body.get("system"))
+    if body.get("tools"):
+        total += count(messages=[{"role": "user", "content": json.dumps(body["tools"])}])
+    return total
+
+
 def replay(rows: list[dict[str, Any]], policy: str, cloud: str, tmp: Path) -> dict[str, Any]:
     (tmp / "router.yaml").write_text(yaml.safe_dump(config(cloud, tmp / "ledger.sqlite")))
     port = free_port()
@@ -115,9 +131,7 @@ def replay(rows: list[dict[str, Any]], policy: str, cloud: str, tmp: Path) -> di
             answer = httpx.post(f"{base}/v1/messages", json=body, headers=row["headers"], timeout=600)
             answer.raise_for_status()
             route = answer.headers["x-router-route"]
-            usage = answer.json().get("usage") or {}
-            prompt = sum(int(usage.get(k) or 0) for k in ("input_tokens", "cache_read_input_tokens",
-                                                          "cache_creation_input_tokens"))  # fmt: skip
+            prompt = _input_tokens(base, row["body"])
             calls[route] = calls.get(route, 0) + 1
             tokens[route] = tokens.get(route, 0) + prompt
             print(f"{policy:18} {route:5} {prompt:7} tokens  {answer.headers['x-router-reason']}", file=sys.stderr)
