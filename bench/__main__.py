@@ -28,6 +28,7 @@ BENCHMARKS = {
     "cache": [],
     "overhead": ["--duration", "10"],
     "local_path": [],
+    "local_tools": [],
     "resilience_load": ["--duration", "30", "--concurrency", "32"],
     "soak": ["--duration", "600", "--concurrency", "64"],
 }
