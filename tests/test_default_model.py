@@ -146,7 +146,9 @@ def test_an_anthropic_client_gets_a_tool_use_block_from_the_default_model(defaul
     weather = {"name": "get_weather", "description": "The current weather in a city.",
                "input_schema": WEATHER["function"]["parameters"]}  # fmt: skip
     message = client.messages.create(
-        model="claude-haiku-4-5", max_tokens=96, temperature=0, tools=[weather], tool_choice={"type": "any"},
+        # This SDK's `create` no longer takes `temperature`; the Messages API still does.
+        model="claude-haiku-4-5", max_tokens=96, tools=[weather], tool_choice={"type": "any"},
+        extra_body={"temperature": 0},
         messages=[{"role": "user", "content": "What's the weather like in Paris right now?"}],
     )  # fmt: skip
     assert message.stop_reason == "tool_use"

@@ -65,22 +65,22 @@ def agent_config(cloud: str, ledger: Path) -> dict:
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
+def _gateway(cloud: AgentCloud, tmp: Path, policy: str) -> Iterator[Gateway]:
+    """`router serve` with a shipped policy in front of the stand-in clouds."""
+    with config_gateway(tmp, agent_config(cloud.url, tmp / "ledger.sqlite"), (POLICIES / policy).read_text()) as gw:
+        yield gw
+
+
 @pytest.fixture(scope="session")
 def agent_gateway(agent_cloud: AgentCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """`router serve` with the default policy in front of the stand-in clouds."""
-    tmp = tmp_path_factory.mktemp("agent-gateway")
-    policy = (POLICIES / "default.yaml").read_text()
-    with config_gateway(tmp, agent_config(agent_cloud.url, tmp / "ledger.sqlite"), policy) as gateway:
-        yield gateway
+    """The gateway on the default policy: what a user who changes nothing gets."""
+    yield from _gateway(agent_cloud, tmp_path_factory.mktemp("agent-gateway"), "default.yaml")
 
 
 @pytest.fixture(scope="session")
 def coding_agent_gateway(agent_cloud: AgentCloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """`router serve` with the shipped coding-agent policy in front of the stand-in clouds."""
-    tmp = tmp_path_factory.mktemp("coding-agent-gateway")
-    policy = (POLICIES / "coding-agent.yaml").read_text()
-    with config_gateway(tmp, agent_config(agent_cloud.url, tmp / "ledger.sqlite"), policy) as gateway:
-        yield gateway
+    """The gateway on the shipped coding-agent policy."""
+    yield from _gateway(agent_cloud, tmp_path_factory.mktemp("coding-agent-gateway"), "coding-agent.yaml")
 
 
 @pytest.fixture()

@@ -55,6 +55,7 @@ def test_dashboard_renders_the_savings_the_stats_endpoint_reports(ledger_gateway
     # A tenant name is data, never markup: it shows as text and runs nothing.
     assert HOSTILE_TENANT in page.text_content("#table-tenants")
     assert page.locator("#table-tenants img").count() == 0
+    assert "openai-sdk" in page.text_content("#table-clients")  # traffic by client program
     assert page.evaluate("document.body.dataset.pwned") is None
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
