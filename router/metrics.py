@@ -186,25 +186,6 @@ class Metrics:
             child(self.client_tokens, client, served.route, "completion").inc(usage.completion_tokens)
         child(self.client_savings, client).inc(max(0.0, saved_usd))
 
-    def client_traffic(self) -> dict[str, dict[str, Any]]:
-        """This process's traffic by client since it started (what `/v1/router/stats` shows as `clients`)."""
-        table: dict[str, dict[str, Any]] = {}
-        for metric, key in ((self.clients, "requests"), (self.client_tokens, "tokens"), (self.client_savings, "saved")):
-            for family in metric.collect():
-                for sample in family.samples:
-                    if not sample.name.endswith("_total"):
-                        continue
-                    labels = sample.labels
-                    row = table.setdefault(labels["client"], {"requests": {}, "tokens": {}, "saved_usd": 0.0})
-                    if key == "requests":
-                        row["requests"][labels["route"]] = row["requests"].get(labels["route"], 0) + int(sample.value)
-                    elif key == "tokens":
-                        name = f"{labels['route']}_{labels['kind']}"
-                        row["tokens"][name] = row["tokens"].get(name, 0) + int(sample.value)
-                    else:
-                        row["saved_usd"] += sample.value
-        return table
-
     def observe_request(
         self,
         served: Served,

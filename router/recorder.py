@@ -16,11 +16,10 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from router.clients import api, client_family
 from router.ledger import CostRecord, Ledger
 from router.limits import Limiter
 from router.metrics import Metrics
-from router.policy import facts
-from router.policy.facts import client_family
 from router.quality.shadow import ShadowEvaluator
 from router.sessions import Sessions
 from router.types import NOTHING_FOUND, Findings, RequestContext, Served, Usage
@@ -127,7 +126,7 @@ class RequestMetrics:
         self._metrics.observe_request(request.served, o.status, o.latency_ms, o.ttft_ms, o.usage, request.record)
         ctx = request.ctx
         saved = request.record.savings_usd if request.record is not None else 0.0
-        self._metrics.observe_client(client_family(ctx), facts.api(ctx), request.served, o.usage, saved)
+        self._metrics.observe_client(client_family(ctx), api(ctx), request.served, o.usage, saved)
 
 
 class RequestLog:

@@ -94,7 +94,6 @@ async def stats(request: Request, window: str = "24h") -> dict[str, Any]:
     c = _components(request)
     view = await c.ledger.read_window(window)
     body = c.ledger.summary(view)
-    body["clients"] = c.metrics.client_traffic()  # this process's, since it started (the ledger has no client)
     if c.pipeline.cache is not None:
         body["cache"] = c.pipeline.cache.stats()
     if c.quality is not None:

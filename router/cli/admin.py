@@ -35,15 +35,17 @@ def keys_hash(key: Annotated[str, typer.Argument(help="The API key to hash; `-` 
 @app.command()
 def stats(
     window: Annotated[str, typer.Option(help="How far back: 15m, 6h, 24h, 7d, 30d...")] = "24h",
-    by: Annotated[str, typer.Option(help="Break the savings down by tenant, rule, model or route.")] = "tenant",
+    by: Annotated[
+        str, typer.Option(help="Break the savings down by tenant, rule, model, route or client (program).")
+    ] = "tenant",
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole stats object as JSON.")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Print the savings table from the ledger (the same store the gateway writes)."""
     import asyncio
 
-    if by not in ("tenant", "rule", "model", "route"):
-        typer.secho("--by takes tenant, rule, model or route", fg=typer.colors.RED, err=True)
+    if by not in ("tenant", "rule", "model", "route", "client"):
+        typer.secho("--by takes tenant, rule, model, route or client", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2)
     settings = _settings(config, None)
     try:
@@ -85,6 +87,18 @@ async def _read_stats(settings: Settings, gateway: GatewayConfig, window: str) -
             await redis.close()
 
 
+def _client_lines(clients: list[dict[str, Any]]) -> list[str]:
+    """Traffic by client program: what each sent, where it was answered, what it saved."""
+    width = max([6, *(len(c["client"]) for c in clients)])
+    lines = [f"{'client':<{width}}  {'requests':>9}  {'local':>7}  {'cloud':>7}  {'cache':>7}  {'spent USD':>12}  "
+             f"{'saved USD':>12}  apis"]  # fmt: skip
+    for c in clients:
+        local, cloud, cached = (c["routes"].get(route, 0) for route in ("local", "cloud", "cache"))
+        lines.append(f"{c['client']:<{width}}  {c['requests']:>9}  {local:>7}  {cloud:>7}  {cached:>7}  "
+                     f"{c['cost_usd']:>12.6f}  {c['savings_usd']:>12.6f}  {','.join(c['apis'])}")  # fmt: skip
+    return lines
+
+
 def _stats_lines(result: dict[str, Any], window: str, by: str) -> list[str]:
     """The savings table, by tenant, rule, model or route, and the quality retained beside it."""
     t = result["totals"]
@@ -95,6 +109,8 @@ def _stats_lines(result: dict[str, Any], window: str, by: str) -> list[str]:
     ]
     quality = result["quality"]
     lines.append(quality["headline"])
+    if by == "client":
+        return lines + _client_lines(result["clients"])
     if by == "route":
         rows = [{"route": name, **values} for name, values in result["routes"].items()]
     else:

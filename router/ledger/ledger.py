@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from router.clients import api, client_family
 from router.config import LedgerConfig
 from router.ledger.pricing import Pricer
-from router.ledger.records import GRANULARITIES, CostRecord, Row, fold
-from router.ledger.stats import choose_granularity, parse_window, summarize
+from router.ledger.records import CLIENT_PREFIX, GRANULARITIES, CostRecord, Row, fold
+from router.ledger.stats import choose_granularity, parse_window, summarize, summarize_clients
 from router.ledger.stores import LedgerStore
 from router.types import RequestContext, Served, Usage
 
@@ -118,6 +119,8 @@ class Ledger:
             counterfactual_usd=counterfactual,
             latency_ms=latency_ms,
             fallback=served.fallback,
+            client=client_family(ctx),
+            api=api(ctx),
         )
 
     def add(self, record: CostRecord) -> None:
@@ -137,12 +140,16 @@ class Ledger:
         since = until - window_s
         granularity = choose_granularity(window_s)
         size = GRANULARITIES[granularity]
-        rows = await self.store.query(granularity, int(since // size) * size, int(until))
-        return LedgerWindow(window, [row for row in rows if row.bucket + size > since], granularity, since, until)
+        start = int(since // size) * size
+        rows = await self.store.query(granularity, start, int(until))
+        by_client = await self.store.query(CLIENT_PREFIX + granularity, start, int(until))
+        return LedgerWindow(window, [row for row in rows if row.bucket + size > since], granularity, since, until,
+                            [row for row in by_client if row.bucket + size > since])  # fmt: skip
 
     def summary(self, view: LedgerWindow) -> dict[str, Any]:
         """The savings story of a window's rows, as the dashboard shows it."""
-        return summarize(view.rows, view.window, view.granularity, view.since, view.until, self.reference_model)
+        story = summarize(view.rows, view.window, view.granularity, view.since, view.until, self.reference_model)
+        return {**story, "clients": summarize_clients(view.client_rows)}
 
     async def stats(self, window: str = "24h", now: float | None = None) -> dict[str, Any]:
         """The savings story for a window (`15m`, `1h`, `24h`, `7d`, ...), as the dashboard shows it."""
@@ -156,3 +163,5 @@ class LedgerWindow:
     granularity: str
     since: float
     until: float
+    client_rows: list[Row] = field(default_factory=list)
+    """The same window's by-client rows: route, client program (`model` slot), API (`rule` slot), tenant."""

@@ -2,7 +2,10 @@
 
 A row is keyed by (granularity, bucket start, route, model, rule, tenant) and holds additive counters
 only (counts, tokens, USD, a latency histogram), so rows from many replicas, or many flushes, add up
-exactly, in SQLite and in Redis alike.
+exactly, in SQLite and in Redis alike. Each record is also folded into rows of its own granularities
+(`client-minute`, `client-hour`, `client-day`) keyed by (route, client program, API, tenant) in the
+same four slots: traffic by client (Claude Code, Codex, SDKs) without a schema change, and never summed
+with the main rows, since a query reads one granularity.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 GRANULARITIES: dict[str, int] = {"minute": 60, "hour": 3600, "day": 86400}
+CLIENT_PREFIX = "client-"
+BUCKET_S: dict[str, int] = {**GRANULARITIES, **{CLIENT_PREFIX + g: s for g, s in GRANULARITIES.items()}}
+"""Bucket sizes of every granularity the stores hold, the by-client ones included."""
 # Upper bounds (ms) of the latency histogram's buckets; the last one is open-ended.
 LATENCY_BUCKETS_MS: tuple[float, ...] = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, math.inf)
 COUNTERS = (
@@ -44,6 +50,9 @@ class CostRecord:
     counterfactual_usd: float
     latency_ms: float
     fallback: str | None = None
+    client: str = "unknown"
+    """The client program's family (`router/clients.py`): claude-code, codex, openai-sdk..."""
+    api: str = "chat"
 
     @property
     def savings_usd(self) -> float:
@@ -110,9 +119,11 @@ def fold(records: Iterable[CostRecord]) -> dict[RowKey, dict[str, float]]:
                 record.rule,
                 record.tenant,
             )
-            values = rows.setdefault(key, {})
-            for name, value in record.counters().items():
-                values[name] = values.get(name, 0.0) + value
+            by_client = (CLIENT_PREFIX + granularity, key[1], record.route, record.client, record.api, record.tenant)
+            for row_key in (key, by_client):
+                values = rows.setdefault(row_key, {})
+                for name, value in record.counters().items():
+                    values[name] = values.get(name, 0.0) + value
     return rows
 
 

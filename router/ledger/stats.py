@@ -60,11 +60,15 @@ def _latency(values: dict[str, float]) -> dict[str, float | None]:
     }
 
 
-def _group(rows: list[Row], attribute: str) -> dict[str, dict[str, float]]:
+def _members(rows: list[Row], attribute: str) -> dict[str, list[Row]]:
     groups: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         groups[getattr(row, attribute)].append(row)
-    return {name: _sum(members) for name, members in groups.items()}
+    return groups
+
+
+def _group(rows: list[Row], attribute: str) -> dict[str, dict[str, float]]:
+    return {name: _sum(members) for name, members in _members(rows, attribute).items()}
 
 
 def _ranked(groups: dict[str, dict[str, float]], label: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -142,3 +146,22 @@ def summarize(
         "models": _ranked(_group(rows, "model"), "model"),
         "tenants": _ranked(_group(rows, "tenant"), "tenant"),
     }
+
+
+def summarize_clients(rows: list[Row]) -> list[dict[str, Any]]:
+    """Traffic by client program, from the by-client rows (the client in the `model` slot, the API in
+    `rule`): requests by route, tokens, and what was spent and saved."""
+    out = []
+    for client, members in sorted(_members(rows, "model").items(), key=lambda item: -_sum(item[1])["requests"]):
+        values = _sum(members)
+        by_route = _group(members, "route")
+        out.append({
+            "client": client,
+            "requests": int(values.get("requests", 0)),
+            "routes": {route: int(v.get("requests", 0)) for route, v in by_route.items()},
+            "apis": sorted({row.rule for row in members}),
+            "prompt_tokens": int(values.get("prompt_tokens", 0)),
+            "completion_tokens": int(values.get("completion_tokens", 0)),
+            **_money(values),
+        })  # fmt: skip
+    return out

@@ -14,11 +14,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from router.ledger.records import FIELDS, GRANULARITIES, Row, RowKey
+from router.ledger.records import BUCKET_S, CLIENT_PREFIX, FIELDS, Row, RowKey
 from router.redis_client import RedisGuard
 
 # Retention per granularity, in seconds; the day buckets' retention comes from the config.
 RETENTION_S = {"minute": 2 * 86400, "hour": 31 * 86400}
+
+
+def _retention(days: int) -> dict[str, int]:
+    """Seconds each granularity's buckets are kept, by-client ones alike."""
+    kept = {**RETENTION_S, "day": days * 86400}
+    return {**kept, **{CLIENT_PREFIX + g: s for g, s in kept.items()}}
 
 
 class LedgerStore(Protocol):
@@ -46,7 +52,7 @@ class SqliteLedgerStore:
             f"rule TEXT, tenant TEXT, {columns}, PRIMARY KEY (granularity, bucket, route, model, rule, tenant))"
         )
         self._lock = threading.Lock()
-        self._retention_s = {**RETENTION_S, "day": retention_days * 86400}
+        self._retention_s = _retention(retention_days)
         self._pruned_at = 0.0
 
     def _add(self, increments: Mapping[RowKey, Mapping[str, float]]) -> None:
@@ -121,7 +127,7 @@ class RedisLedgerStore:
         self._guard = guard
         self._local = local
         self._prefix = prefix
-        self._retention_s = {**RETENTION_S, "day": retention_days * 86400}
+        self._retention_s = _retention(retention_days)
 
     def _key(self, granularity: str, bucket: int) -> str:
         return f"{self._prefix}:ledger:{granularity}:{bucket}"
@@ -135,7 +141,7 @@ class RedisLedgerStore:
                 keys = set()
                 for (granularity, bucket, *dims), values in increments.items():
                     key = self._key(granularity, bucket)
-                    keys.add((key, bucket + GRANULARITIES[granularity] + self._retention_s[granularity]))
+                    keys.add((key, bucket + BUCKET_S[granularity] + self._retention_s[granularity]))
                     for name, value in values.items():
                         pipe.hincrbyfloat(key, _SEP.join([*dims, name]), value)
                 for key, expires_at in keys:
@@ -145,7 +151,7 @@ class RedisLedgerStore:
         await self._guard.run("ledger", call, lambda: self._local.add(increments))
 
     async def query(self, granularity: str, since: int, until: int) -> list[Row]:
-        size = GRANULARITIES[granularity]
+        size = BUCKET_S[granularity]
         buckets = list(range(since - since % size, until + 1, size))
 
         async def call(r: Any) -> list[Row]:

@@ -97,33 +97,6 @@ def language(facts: Facts, scope: str) -> tuple[str, float] | None:
 _identifier: Any = None
 
 
-def api(ctx: RequestContext) -> str:
-    """The API the client called: `chat`, `completions`, `messages` (Anthropic's) or `responses` (OpenAI's)."""
-    if ctx.native is not None:
-        return ctx.native.api
-    return "chat" if ctx.kind == "chat" else "completions"
-
-
-def client(ctx: RequestContext) -> str:
-    """The client program, as its `user-agent` names it (`claude-cli/2.1.3 (external, cli)`, `codex_exec/0.17`)."""
-    return ctx.headers.get("user-agent", "")
-
-
-CLIENT_FAMILIES = (
-    ("claude-cli", "claude-code"), ("codex", "codex"), ("cursor", "cursor"), ("anthropic/", "anthropic-sdk"),
-    ("openai/", "openai-sdk"), ("curl/", "curl"), ("python-httpx", "python-http"), ("python-requests", "python-http"),
-    ("litellm", "litellm"),
-)  # fmt: skip
-"""User-agent prefixes → the client program's family: a bounded label for metrics (`other` otherwise)."""
-
-
-def client_family(ctx: RequestContext) -> str:
-    agent = client(ctx).lower()
-    if not agent:
-        return "unknown"
-    return next((family for prefix, family in CLIENT_FAMILIES if agent.startswith(prefix)), "other")
-
-
 def tools(ctx: RequestContext) -> bool:
     return bool(ctx.passthrough.get("tools") or ctx.passthrough.get("functions"))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from fnmatch import fnmatchcase
 
+from router import clients
 from router.policy import facts
 from router.policy.facts import Facts
 from router.policy.schema import WEEKDAYS, Condition, Range, TimeWindow
@@ -85,14 +86,14 @@ def _model(c: Condition, f: Facts) -> Iterator[Check]:
 def _api(c: Condition, f: Facts) -> Iterator[Check]:
     if c.api is None:
         return
-    called = facts.api(f.request)
+    called = clients.api(f.request)
     yield called in c.api, f"api is `{called}`" + ("" if called in c.api else f", not one of {c.api}")
 
 
 def _client(c: Condition, f: Facts) -> Iterator[Check]:
     if c.client is None:
         return
-    agent = facts.client(f.request)
+    agent = clients.client(f.request)
     hit = next((p for p in c.client if fnmatchcase(agent.lower(), p.lower())), None)
     yield (
         (True, f"client `{agent}` matches `{hit}`")

@@ -73,6 +73,15 @@ def test_a_known_mix_is_priced_and_counted_exactly(ledger_gateway: Gateway) -> N
     assert stats["escalations"][0]["requests"] == 2
     assert {t["tenant"]: t["requests"] for t in stats["tenants"]} == {"-": 3, "research": 2}
     assert sum(point["requests"] for point in stats["series"]) == 5
+    # By client program, from rows of their own: the official SDK's five calls, the same totals.
+    [sdk] = stats["clients"]
+    assert (sdk["client"], sdk["requests"], sdk["routes"], sdk["apis"]) == (
+        "openai-sdk",
+        5,
+        {"local": 3, "cloud": 2},
+        ["chat"],
+    )
+    assert sdk["savings_usd"] == pytest.approx(totals["savings_usd"], abs=1e-8)
 
     text = httpx.get(f"{ledger_gateway.url}/metrics").text
     local, cloud = {"route": "local", "model": "gemma-3-270m"}, {"route": "cloud", "model": "gpt-4o-mini"}
@@ -114,4 +123,11 @@ def test_router_stats_prints_the_savings_table_from_the_same_ledger(ledger_gatew
     assert research.split()[1] == "2"
     as_json = json.loads(router_stats("--json").stdout)
     assert as_json["totals"] == expected["totals"]
+    by_client = router_stats("--by", "client")
+    assert by_client.returncode == 0, by_client.stderr
+    sdk = next(line for line in by_client.stdout.splitlines() if line.startswith("openai-sdk"))
+    assert sdk.split()[1:4] == [
+        str(expected["clients"][0]["requests"]),
+        *map(str, (expected["clients"][0]["routes"].get(r, 0) for r in ("local", "cloud"))),
+    ]
     assert router_stats("--by", "colour").returncode == 2
