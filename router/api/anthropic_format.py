@@ -204,6 +204,8 @@ def generation(body: MessagesRequest, left: Leftovers) -> tuple[dict[str, Any], 
         params["temperature"] = body.temperature
     if body.top_p is not None:
         params["top_p"] = body.top_p
+    if body.top_k is not None:  # the local model samples with it; a chat-only cloud model refuses it
+        params["top_k"] = body.top_k
     if body.stop_sequences:
         params["stop"] = body.stop_sequences
     passthrough: dict[str, Any] = {}

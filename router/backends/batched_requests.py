@@ -95,6 +95,7 @@ def sampling(kwargs: Mapping[str, Any]) -> Sampling:
     return Sampling(
         temperature=kwargs["temperature"],
         top_p=kwargs["top_p"],
+        top_k=kwargs.get("top_k", 40),
         seed=kwargs["seed"],
         presence_penalty=kwargs["presence_penalty"],
         frequency_penalty=kwargs["frequency_penalty"],

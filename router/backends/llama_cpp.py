@@ -225,6 +225,7 @@ class LlamaCppBackend:
             "max_tokens": min(wanted, room),
             "temperature": params.get("temperature", self._spec.default_temperature),
             "top_p": params.get("top_p", 1.0),
+            "top_k": params.get("top_k", 40),
             "stop": stops,
             "seed": params.get("seed"),
             "presence_penalty": params.get("presence_penalty", 0.0),

@@ -11,6 +11,8 @@ from typing import Any
 class Sampling:
     temperature: float = 0.7
     top_p: float = 1.0
+    top_k: int = 40
+    """0: no limit (llama.cpp's own meaning)."""
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -35,7 +37,7 @@ def sampler_chain(ll: Any, vocab: Any, n_vocab: int, s: Sampling) -> Any:
     if s.temperature <= 0:
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_greedy())
     else:
-        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(40))
+        ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_k(s.top_k))
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_top_p(s.top_p, 1))
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_min_p(0.05, 1))
         ll.llama_sampler_chain_add(chain, ll.llama_sampler_init_temp(s.temperature))

@@ -121,3 +121,14 @@ def test_api_key_is_required_when_configured(strict_gateway: Gateway) -> None:
     assert "auto" in ids
     # Health checks stay open: probes carry no keys.
     assert httpx.get(f"{strict_gateway.url}/healthz").status_code == 200
+
+
+def test_anthropic_top_k_reaches_the_sampler_params() -> None:
+    """Anthropic's `top_k` is not dropped in translation: the local model samples with it."""
+    from router.api.anthropic_format import MessagesRequest, generation
+    from router.api.translation import Leftovers
+
+    body = MessagesRequest.model_validate({"model": "m", "max_tokens": 8, "top_k": 5,
+                                           "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    params, _ = generation(body, Leftovers())
+    assert params["top_k"] == 5
