@@ -240,18 +240,23 @@ class Router:
 
     def _fitting(self, facts: Facts, decision: Decision) -> Decision:
         """A prompt too long for a model's context window (with room for `ANSWER_ROOM` tokens) skips that
-        model for the next of its chain that can hold it, with its own reason. When none can, the chain
-        is left as it is: the first model refuses with `context_length_exceeded`, which says why."""
+        model for the next of its chain that can hold it and can answer, with its own reason. When none
+        can, the chain is left as it is: the first model refuses with `context_length_exceeded`, which
+        says why (better than a 503 from a cloud model that has no key)."""
         if decision.deny is not None:
             return decision
         needed = facts.request.prompt_tokens + ANSWER_ROOM
         chain = [decision.model, *decision.fallbacks]
         fits = [name for name in chain if self._windows.get(name, needed) >= needed]
-        if not fits or fits[0] == decision.model:
-            return replace(decision, fallbacks=tuple(n for n in decision.fallbacks if n in fits)) if fits else decision
-        route = self._config.models[fits[0]].tier
-        return replace(decision, route=route, model=fits[0], fallbacks=tuple(fits[1:]), reason="context-window",
-                       cascade=decision.cascade if route == "local" else None)  # fmt: skip
+        if decision.model in fits:
+            return replace(decision, fallbacks=tuple(name for name in decision.fallbacks if name in fits))
+        usable = [name for name in fits if self._unavailable(name) is None]
+        if not usable:
+            return decision
+        first = fits.index(usable[0])
+        route = self._config.models[usable[0]].tier
+        return replace(decision, route=route, model=usable[0], fallbacks=tuple(fits[first + 1 :]),
+                       reason="context-window", cascade=decision.cascade if route == "local" else None)  # fmt: skip
 
     def _capable(self, facts: Facts, decision: Decision) -> Decision:
         """The decision's chain cut to the models that can honour what the request needs, or a 400."""

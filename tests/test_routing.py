@@ -194,3 +194,9 @@ def test_a_request_only_its_own_api_carries_is_refused_where_no_model_takes_that
     refused = decide(ctx(native=native))  # CONFIG's cloud is an OpenAI model
     assert refused.deny is not None and refused.deny.code == "capability_unavailable"
     assert "Anthropic Messages" in refused.deny.message and "`document` blocks" in refused.deny.message
+
+
+def test_a_prompt_too_long_stays_where_it_refuses_clearly_when_no_model_that_fits_can_answer() -> None:
+    keyless = Router(CONFIG, POLICY, unavailable=lambda name: "no API key" if name == "big" else None)
+    stays = keyless.decide(ctx(prompt_tokens=4000))  # the local model refuses: context_length_exceeded
+    assert (stays.model, stays.reason) == ("small", "default")
