@@ -21,20 +21,17 @@ from typing import TYPE_CHECKING, Any
 from router.backends.batched_requests import BatchedRequests
 from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
 from router.backends.confidence import ConfidenceMeter
-from router.backends.json_grammar import grammar_for
 from router.backends.llama_batch import BatchEngine
 from router.backends.local_logprobs import Entry, aligned_entries, formatted_logprobs, meter_for
+from router.backends.local_prompt import prepared
 from router.backends.local_tools import (
     answered,
-    call_grammar,
-    for_prompt,
-    offered_tools,
     tool_names,
     with_tool_calls,
 )
 from router.backends.model_files import model_gguf_path, packaged_model
 from router.config import LlamaCppModel
-from router.errors import InvalidRequest, Overloaded, UpstreamUnavailable
+from router.errors import Overloaded, UpstreamUnavailable
 from router.tokens import count_with, load_vocab
 from router.types import Completion, RequestContext, StreamDelta, Usage
 
@@ -194,55 +191,7 @@ class LlamaCppBackend:
 
     def _prepare(self, ctx: RequestContext, max_tokens: int | None) -> tuple[list[int], dict[str, Any]]:
         assert self._tokenizer is not None and self._render is not None
-        stops: list[str] = []
-        if ctx.kind == "chat":
-            messages = ctx.messages
-            if self._system_prompt and not any(m.get("role") in ("system", "developer") for m in messages):
-                messages = ({"role": "system", "content": self._system_prompt}, *messages)
-            if offered_tools(ctx.passthrough):
-                shown, tools = for_prompt(messages, offered_tools(ctx.passthrough))
-                rendered = self._render(shown, tools or None)
-            else:
-                rendered = self._render(messages)
-            text, stops = rendered.text, list(rendered.stop)
-        else:
-            text = ctx.prompt or ""
-        tokens = self._tokenizer.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-        room = self._spec.n_ctx - len(tokens)
-        if room < 1:
-            raise InvalidRequest(
-                f"This model's maximum context length is {self._spec.n_ctx} tokens; the prompt has {len(tokens)}.",
-                param="messages" if ctx.kind == "chat" else "prompt",
-                code="context_length_exceeded",
-            )
-        params = ctx.params
-        if params.get("n", 1) != 1:
-            raise InvalidRequest("The local model answers with one choice; n must be 1.", param="n")
-        user_stop = params.get("stop")
-        stops += [user_stop] if isinstance(user_stop, str) else list(user_stop or [])
-        wanted = max_tokens or self._spec.default_max_tokens
-        kwargs: dict[str, Any] = {
-            "max_tokens": min(wanted, room),
-            "temperature": params.get("temperature", self._spec.default_temperature),
-            "top_p": params.get("top_p", 1.0),
-            "top_k": params.get("top_k", 40),
-            "stop": stops,
-            "seed": params.get("seed"),
-            "presence_penalty": params.get("presence_penalty", 0.0),
-            "frequency_penalty": params.get("frequency_penalty", 0.0),
-        }
-        tools = offered_tools(ctx.passthrough) if ctx.kind == "chat" else []
-        tools = for_prompt(ctx.messages, tools)[1] if tools else tools
-        grammar = call_grammar(tools, ctx.passthrough.get("tool_choice")) if tools else None
-        grammar = grammar or grammar_for(ctx.passthrough.get("response_format"))
-        if grammar is not None:
-            kwargs["grammar"] = grammar
-        if params.get("logit_bias"):
-            try:
-                kwargs["logit_bias"] = {int(k): float(v) for k, v in params["logit_bias"].items()}
-            except ValueError as exc:
-                raise InvalidRequest("logit_bias keys must be token ids", param="logit_bias") from exc
-        return tokens, kwargs
+        return prepared(ctx, max_tokens, self._spec, self._tokenizer, self._render, self._system_prompt)
 
     # -- generation --------------------------------------------------------------------------------
 
@@ -351,8 +300,8 @@ class LlamaCppBackend:
             raise
         self._served += 1
         content, extra, finish = "".join(parts), {}, finish or "stop"
-        if offered_tools(ctx.passthrough):
-            content, extra, finish = answered(content, finish, tool_names(ctx.passthrough))
+        if names := tool_names(ctx.passthrough):
+            content, extra, finish = answered(content, finish, names)
         return Completion(
             content=content,
             finish_reason=finish,
@@ -367,7 +316,8 @@ class LlamaCppBackend:
         self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
     ) -> AsyncIterator[StreamDelta]:
         deltas = self._stream(ctx, max_tokens, confidence)
-        return with_tool_calls(deltas, tool_names(ctx.passthrough)) if offered_tools(ctx.passthrough) else deltas
+        names = tool_names(ctx.passthrough)
+        return with_tool_calls(deltas, names) if names else deltas
 
     async def _stream(
         self, ctx: RequestContext, max_tokens: int | None, confidence: bool
