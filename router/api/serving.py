@@ -148,25 +148,19 @@ class StreamWriter(Protocol):
 
 
 async def write_stream(ctx: RequestContext, result: StreamResult, writer: StreamWriter) -> AsyncIterator[bytes]:
-    """The stream in the API's shape; a provider's own events (a native pass-through) go on as they came."""
-    if result.served.native:
-        try:
-            async for delta in result.deltas:
-                if delta.native:
-                    yield delta.native
-        except RouterError as exc:
-            log.warning("request %s: stream failed after it started: %s", ctx.request_id, exc.message)
-            yield writer.error(exc)
-        return
-    if opening := writer.start():
+    """The stream in the API's shape; a provider's own events (a native pass-through) go on as they came,
+    framing included, so the writer adds only an error event."""
+    native = result.served.native
+    if not native and (opening := writer.start()):
         yield opening
     try:
         async for delta in result.deltas:
-            if chunk := writer.delta(delta):
+            if chunk := (delta.native if native else writer.delta(delta)):
                 yield chunk
     except RouterError as exc:
         # Headers and earlier chunks are gone already: end with an error event the client can raise.
         log.warning("request %s: stream failed after it started: %s", ctx.request_id, exc.message)
         yield writer.error(exc)
         return
-    yield writer.end()
+    if not native:
+        yield writer.end()

@@ -267,7 +267,11 @@ class LiteLLMBackend:
     async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
         if self._native is not None and self._native.speaks(ctx):
             async with self._admission.slot():
-                completion = await self._counted(self._native.complete(ctx, max_tokens))
+                try:
+                    completion = await self._native.complete(ctx, max_tokens)
+                except RouterError:
+                    self._failed += 1
+                    raise
             self._served += 1
             return completion
         async with self._admission.slot():
@@ -301,13 +305,6 @@ class LiteLLMBackend:
             deltas = self._native_stream(ctx, max_tokens) if native else self._stream(ctx, max_tokens)
             async for delta in deltas:
                 yield delta
-
-    async def _counted(self, work: Any) -> Any:
-        try:
-            return await work
-        except RouterError:
-            self._failed += 1
-            raise
 
     async def _native_stream(self, ctx: RequestContext, max_tokens: int | None) -> AsyncIterator[StreamDelta]:
         assert self._native is not None
