@@ -1,29 +1,38 @@
 """The confidence cascade: the local model answers first; when it was not sure, the cloud answers instead.
 
 A policy rule with `cascade:` (and a route that comes out `local`) sets `Decision.cascade`. The local
-backend then measures its confidence while it generates (`backends/confidence.py`), and the answer is
-kept or replaced by the cloud's. If the cloud cannot answer, the local answer already in hand is
-returned (`x-router-cascade: escalation-failed`) rather than an error.
+backend measures its confidence while it generates (`backends/confidence.py`) and hands it to an
+`EarlyCheck`, which keeps the answer or escalates it to the cloud.
 
-Streaming: the local answer is generated in full before anything is sent (its confidence is only known
-at the end), then either replayed as a stream or replaced by the cloud's stream. The client's time to
-first token is therefore the local generation's whole duration; that is the price of a streamed cascade,
-stated in the README.
+With `decide_after_tokens: k` the check runs as soon as the answer's first k tokens are known (or at
+the end of a shorter answer). A stream holds back only those k tokens: a kept answer's are flushed
+at once and the rest streams live; on escalation the local model stops at k tokens and the client sees
+nothing of it, only the cloud's answer. Without `k` the whole answer is judged, so a stream is held
+back until the local model has finished. Streamed and non-streamed requests run the same check at
+the same token, so they decide alike (`x-router-cascade` and the ledger agree whichever the client
+used).
+
+If the cloud cannot answer, the local answer stands (`x-router-cascade: escalation-failed`) rather
+than an error: the one in hand when it was whole, else the local model answers again without the
+cascade (its prompt is in the prefix cache by then).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from router import tracing
+from router.backends.confidence import EarlyCheck
 from router.errors import RouterError
 from router.resilience import Executor
 from router.routing import Router
 from router.types import Completion, Confidence, Decision, RequestContext, Served, StreamDelta
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class CascadingExecutor:
@@ -32,13 +41,6 @@ class CascadingExecutor:
     def __init__(self, executor: Executor, router: Router) -> None:
         self._executor = executor
         self._router = router
-
-    @staticmethod
-    def _verdict(decision: Decision, served: Served, confidence: Confidence | None) -> tuple[bool, float] | None:
-        """(escalate?, the metric's value), or None when there is nothing to judge (a fallback answered)."""
-        if decision.cascade is None or served.route != "local" or served.fallback or confidence is None:
-            return None
-        return decision.cascade.escalate(confidence), confidence.value(decision.cascade.metric)
 
     def _without_unreachable_cascade(self, decision: Decision) -> Decision:
         """No cloud model could take an escalation now (no key, not configured): answer as if there were
@@ -53,22 +55,23 @@ class CascadingExecutor:
         decision = self._without_unreachable_cascade(decision)
         if decision.cascade is None:
             return await self._executor.complete(ctx, decision, max_tokens, deadline)
-        completion, served = await self._executor.complete(ctx, decision, max_tokens, deadline, confidence=True)
-        verdict = self._verdict(decision, served, completion.confidence)
-        if verdict is None:
+        check = _check(decision)
+        completion, served = await self._executor.complete(ctx, decision, max_tokens, deadline, confidence=check)
+        if not _judged(check, served, completion.confidence):
             return completion, served
-        escalate, value = verdict
-        if not escalate:
+        stopped = check.escalated and check.midway
+        value = _value(decision, check)
+        if not check.escalated:
             return completion, replace(served, cascade="kept", confidence=value)
-        try:
-            cloud = self._router.escalated(decision)
-            with tracing.span("router.cascade", **{"router.cascade.metric": decision.cascade.metric,
-                                                   "router.cascade.value": value}):  # fmt: skip
-                better, by_cloud = await self._executor.complete(ctx, cloud, max_tokens, deadline)
-        except RouterError as exc:
-            log.warning("request %s: cascade to the cloud failed (%s); the local answer stands", ctx.request_id, exc)
-            return completion, replace(served, cascade="escalation-failed", confidence=value)
-        return better, replace(by_cloud, cascade="escalated", confidence=value)
+
+        async def local_again() -> tuple[Completion, Served]:
+            return await self._executor.complete(ctx, replace(decision, cascade=None), max_tokens, deadline)
+
+        return await self._escalated(
+            ctx, decision, value,
+            lambda cloud: self._executor.complete(ctx, cloud, max_tokens, deadline),
+            local_again if stopped else _already((completion, served)),
+        )  # fmt: skip
 
     async def stream(
         self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float
@@ -76,28 +79,99 @@ class CascadingExecutor:
         decision = self._without_unreachable_cascade(decision)
         if decision.cascade is None:
             return await self._executor.stream(ctx, decision, max_tokens, deadline)
-        deltas, served = await self._executor.stream(ctx, decision, max_tokens, deadline, confidence=True)
+        check = _check(decision)
+        deltas, served = await self._executor.stream(ctx, decision, max_tokens, deadline, confidence=check)
         if served.route != "local" or served.fallback:
             return deltas, served
-        buffered = [delta async for delta in deltas]  # confidence is known only once the answer is whole
-        confidence = next((d.confidence for d in reversed(buffered) if d.confidence is not None), None)
-        verdict = self._verdict(decision, served, confidence)
-        if verdict is None:
-            return _replay(buffered), served
-        escalate, value = verdict
-        if not escalate:
-            return _replay(buffered), replace(served, cascade="kept", confidence=value)
+        held: list[StreamDelta] = []
+        async for delta in deltas:  # the backend's stream is read only as far as the check needs
+            held.append(delta)
+            if check.decided:
+                break
+        final = next((d.confidence for d in reversed(held) if d.confidence is not None), None)
+        if not _judged(check, served, final):
+            return _replay(held, deltas), served
+        value = _value(decision, check)
+        if not check.escalated:
+            return _replay(held, deltas), replace(served, cascade="kept", confidence=value)
+        await _close(deltas)  # the local model stopped at the check; none of its tokens are sent
+        stopped = check.midway
+
+        async def local_again() -> tuple[AsyncIterator[StreamDelta], Served]:
+            return await self._executor.stream(ctx, replace(decision, cascade=None), max_tokens, deadline)
+
+        return await self._escalated(
+            ctx, decision, value,
+            lambda cloud: self._executor.stream(ctx, cloud, max_tokens, deadline),
+            local_again if stopped else _already((_replay(held), served)),
+        )  # fmt: skip
+
+    async def _escalated(
+        self,
+        ctx: RequestContext,
+        decision: Decision,
+        value: float,
+        ask: Callable[[Decision], Awaitable[tuple[T, Served]]],
+        local: Callable[[], Awaitable[tuple[T, Served]]],
+    ) -> tuple[T, Served]:
+        """The cloud's answer; if no cloud model can give one, the local answer (`escalation-failed`)."""
+        assert decision.cascade is not None
         try:
             cloud = self._router.escalated(decision)
             with tracing.span("router.cascade", **{"router.cascade.metric": decision.cascade.metric,
                                                    "router.cascade.value": value}):  # fmt: skip
-                better, by_cloud = await self._executor.stream(ctx, cloud, max_tokens, deadline)
+                answer, by_cloud = await ask(cloud)
         except RouterError as exc:
             log.warning("request %s: cascade to the cloud failed (%s); the local answer stands", ctx.request_id, exc)
-            return _replay(buffered), replace(served, cascade="escalation-failed", confidence=value)
-        return better, replace(by_cloud, cascade="escalated", confidence=value)
+            answer, served = await local()
+            return answer, replace(served, cascade="escalation-failed", confidence=value)
+        return answer, replace(by_cloud, cascade="escalated", confidence=value)
 
 
-async def _replay(deltas: Sequence[StreamDelta]) -> AsyncIterator[StreamDelta]:
-    for delta in deltas:
-        yield delta
+def _check(decision: Decision) -> EarlyCheck:
+    assert decision.cascade is not None
+    return EarlyCheck(decision.cascade.decide_after_tokens, decision.cascade.escalate)
+
+
+def _judged(check: EarlyCheck, served: Served, final: Confidence | None) -> bool:
+    """Whether the check has a verdict, judging the whole answer now if the backend's meter did not
+    (the answer was shorter than `decide_after_tokens`, or the cascade judges whole answers). False
+    when there is nothing to judge: a fallback answered, or the backend measures no confidence."""
+    if served.route != "local" or served.fallback:
+        return False
+    if not check.decided and final is not None:
+        check.judge(final)
+    return check.decided
+
+
+def _value(decision: Decision, check: EarlyCheck) -> float:
+    assert decision.cascade is not None and check.confidence is not None
+    return check.confidence.value(decision.cascade.metric)
+
+
+def _already(answer: tuple[T, Served]) -> Callable[[], Awaitable[tuple[T, Served]]]:
+    async def given() -> tuple[T, Served]:
+        return answer
+
+    return given
+
+
+async def _replay(
+    held: Sequence[StreamDelta], rest: AsyncIterator[StreamDelta] | None = None
+) -> AsyncIterator[StreamDelta]:
+    """What was held back, at once, then the rest of the stream live."""
+    try:
+        for delta in held:
+            yield delta
+        if rest is not None:
+            async for delta in rest:
+                yield delta
+    finally:
+        if rest is not None:
+            await _close(rest)
+
+
+async def _close(deltas: AsyncIterator[StreamDelta]) -> None:
+    aclose = getattr(deltas, "aclose", None)
+    if aclose is not None:
+        await aclose()

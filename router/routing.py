@@ -226,7 +226,7 @@ class Router:
             scores=scores,
             cache=self.cache_settings(rule.cache if rule else None, match.default.cache),
             # Only a local answer can be second-guessed, and only where a cloud model exists to ask.
-            cascade=CascadeSettings(cascade.metric, cascade.threshold)
+            cascade=CascadeSettings(cascade.metric, cascade.threshold, cascade.decide_after_tokens)
             if cascade is not None and route == "local" and self._config.routes.cloud
             else None,
             redact=tuple(action.redact or ()) if action is not None else (),

@@ -238,6 +238,9 @@ class CascadeSettings:
     metric: str
     """`mean_logprob` or `min_logprob` (escalate below the threshold), `mean_entropy` (escalate above it)."""
     threshold: float
+    decide_after_tokens: int | None = None
+    """Judge the answer's first this many tokens (stop the local model there on escalation, stream the
+    rest live on keep); None: judge the whole answer, holding a stream back until it is complete."""
 
     def escalate(self, confidence: Confidence) -> bool:
         value = confidence.value(self.metric)
@@ -255,6 +258,9 @@ class Confidence:
     mean_entropy: float
     """Mean entropy of the next-token distribution, in nats (0 = certain; higher = less sure)."""
     tokens: int
+    first_tokens: tuple[tuple[float, float], ...] = ()
+    """(log-probability, entropy) of the answer's first tokens (up to `backends.confidence.FIRST_TOKENS_KEPT`): what an
+    early cascade rule is fitted and reported on (`router label` records them)."""
 
     def value(self, metric: str) -> float:
         return float(getattr(self, metric))

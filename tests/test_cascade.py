@@ -153,3 +153,99 @@ async def test_with_no_cloud_to_escalate_to_the_cascade_stands_aside() -> None:
     completion, served = await CascadingExecutor(executor, router).complete(ctx, router.decide(Facts(ctx)), 8, math.inf)
     assert completion.content == "local answer" and served.cascade is None
     assert executor.measured == [False]
+
+
+# -- the early-deciding cascade (`decide_after_tokens`) ---------------------------------------------------
+
+EARLY = {"x-test": "early-cascade", "cache-control": "no-cache, no-store"}
+
+
+def _client(base: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=120)
+
+
+def test_an_early_cascade_streams_a_kept_answer_while_the_local_model_is_still_writing_it(gateway: Gateway) -> None:
+    raw = _client(gateway.v1).completions.with_raw_response.create(
+        model="auto", prompt=SURE, max_tokens=120, temperature=0, extra_headers=EARLY, stream=True
+    )
+    assert raw.headers["x-router-cascade"] == "kept" and raw.headers["x-router-route"] == "local"
+    chunks = iter(raw.parse())
+    first = next(chunk for chunk in chunks if chunk.choices and chunk.choices[0].text)
+    # The first bytes are here and the local model is still generating the same answer: it was not
+    # buffered whole (120 tokens take seconds; this check takes milliseconds).
+    assert gateway.stats()["busy"] >= 1
+    rest = "".join(chunk.choices[0].text for chunk in chunks if chunk.choices)
+    assert (first.choices[0].text + rest).strip().startswith("13")
+
+
+def test_an_escalated_early_stream_carries_the_clouds_answer_and_no_local_token(gateway: Gateway) -> None:
+    client = _client(gateway.v1)
+    raw = client.completions.with_raw_response.create(
+        model="auto", prompt=UNSURE, max_tokens=12, temperature=0, extra_headers=EARLY, stream=True
+    )
+    assert raw.headers["x-router-cascade"] == "escalated" and raw.headers["x-router-route"] == "cloud"
+    streamed = "".join(chunk.choices[0].text for chunk in raw.parse() if chunk.choices)
+
+    def answer(**headers: str) -> str:
+        extra = {"cache-control": "no-cache, no-store", **headers}
+        return (
+            client.completions.create(model="auto", prompt=UNSURE, max_tokens=12, temperature=0, extra_headers=extra)
+            .choices[0]
+            .text
+        )
+
+    cloud, local = answer(**{"x-team": "research"}), answer()
+    assert cloud != local  # the two models answer differently, so a local token would show
+    assert streamed == cloud
+
+
+@pytest.mark.parametrize("prompt", [SURE, UNSURE, "The capital of France is", "Qwv plk zeta 88"])
+def test_streamed_and_whole_requests_get_the_same_early_decision(gateway: Gateway, prompt: str) -> None:
+    client = _client(gateway.v1)
+    whole = client.completions.with_raw_response.create(
+        model="auto", prompt=prompt, max_tokens=24, temperature=0, extra_headers=EARLY
+    )
+    streamed = client.completions.with_raw_response.create(
+        model="auto", prompt=prompt, max_tokens=24, temperature=0, extra_headers=EARLY, stream=True
+    )
+    text = "".join(chunk.choices[0].text for chunk in streamed.parse() if chunk.choices)
+    for header in ("x-router-cascade", "x-router-route", "x-router-confidence"):
+        assert whole.headers[header] == streamed.headers[header], header
+    assert text == whole.parse().choices[0].text
+
+
+def test_an_early_check_judges_the_first_tokens_and_stops_an_escalated_generation() -> None:
+    import threading
+
+    from router.backends.confidence import EarlyCheck
+
+    rng = np.random.default_rng(1)
+    flat = np.zeros(1000, dtype=np.float32)  # every token equally likely: log-probability -log(1000)
+    sure = flat.copy()
+    sure[7] = 40.0
+    for steps, escalates in (([sure] * 3 + [flat] * 5, False), ([flat] * 3 + [sure] * 5, True)):
+        check = EarlyCheck(3, CascadeSettings("mean_logprob", -1.0).escalate)
+        cancel = threading.Event()
+        check.bind(cancel)
+        meter = ConfidenceMeter(early=check)
+        ids: list[int] = [1, 2]
+        for logits in steps:
+            meter(np.array(ids), logits)
+            ids.append(int(np.argmax(logits + rng.random(1000) * 1e-3)))
+        assert check.decided and check.midway and check.escalated is escalates
+        assert check.confidence is not None and check.confidence.tokens == 3
+        assert cancel.is_set() is escalates  # only an escalation stops the local model
+        assert meter.result().tokens == 7  # the meter itself went on measuring the whole answer
+
+
+def test_an_answer_shorter_than_the_early_check_is_judged_whole_by_the_cascade() -> None:
+    from router.backends.confidence import EarlyCheck
+
+    check = EarlyCheck(16, CascadeSettings("mean_logprob", -0.5).escalate)
+    meter = ConfidenceMeter(early=check)
+    sure = np.zeros(50, dtype=np.float32)
+    sure[3] = 30.0
+    for ids in ([1], [1, 3], [1, 3, 3]):
+        meter(np.array(ids), sure)
+    assert not check.decided  # three tokens, fewer than 16: the cascade judges the whole answer at its end
+    assert check.judge(meter.result()) is False and not check.midway

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol, runtime_checkable
 
+from router.backends.confidence import EarlyCheck
 from router.types import Completion, RequestContext, Route, StreamDelta
 
 
@@ -26,11 +27,13 @@ class Backend(Protocol):
     def unavailable_reason(self) -> str | None:
         """Why this backend can never answer as configured (e.g. no API key), or None."""
 
-    async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
+    async def complete(
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
+    ) -> Completion:
         """The whole answer; with `confidence`, a local model also measures how sure it was (the cascade)."""
 
     def stream(
-        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
     ) -> AsyncIterator[StreamDelta]:
         """Yield deltas; the last carries `finish_reason`, and usage where the upstream reports it."""
 

@@ -13,11 +13,16 @@ token, which OpenAI's usage leaves out too.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from router.types import Confidence
+
+FIRST_TOKENS_KEPT = 64
+"""How many of an answer's first tokens' statistics a `Confidence` carries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +34,56 @@ class TokenLogprob:
     top: tuple[tuple[int, float], ...] = ()
 
 
+class EarlyCheck:
+    """The cascade's keep-or-escalate decision, taken inside the generation once `after_tokens` tokens
+    are known (or, by the cascade, at the end of an answer shorter than that; with `after_tokens` None,
+    always at the end).
+
+    The meter calls `judge` on the generation's thread with the first tokens' confidence; an escalation
+    sets the generation's `cancel` event (which the backend hands over with `bind`), so the local model
+    stops there. Streamed and non-streamed requests run the same check at the same token, so at
+    temperature 0 they decide alike.
+    """
+
+    def __init__(self, after_tokens: int | None, escalate: Callable[[Confidence], bool]) -> None:
+        self.after_tokens = after_tokens
+        self._escalate = escalate
+        self._cancel: threading.Event | None = None
+        self._lock = threading.Lock()
+        self.escalated: bool | None = None
+        """None until judged; then whether the local answer is handed to the cloud."""
+        self.confidence: Confidence | None = None
+        """What was judged: the first `after_tokens` tokens' confidence, or the whole of a shorter answer."""
+        self.midway = False
+        """Judged while the answer was being generated (so an escalation cut it short)."""
+
+    def bind(self, cancel: threading.Event) -> None:
+        self._cancel = cancel
+
+    @property
+    def decided(self) -> bool:
+        return self.escalated is not None
+
+    def judge(self, confidence: Confidence, midway: bool = False) -> bool:
+        """Decide once (later calls return the first verdict); an escalation midway stops the generation."""
+        with self._lock:
+            if self.escalated is None:
+                self.confidence, self.escalated, self.midway = confidence, self._escalate(confidence), midway
+                if self.escalated and midway and self._cancel is not None:
+                    self._cancel.set()
+            return self.escalated
+
+
 class ConfidenceMeter:
     """A llama-cpp-python logits processor that measures and changes nothing.
 
     With `keep_tokens`, it also keeps every sampled token's log-probability (and the `top_logprobs`
     likeliest alternatives), which is what a request's `logprobs: true` gets back from the local model.
+    With `early`, it hands the first `early.after_tokens` tokens' confidence to that check as soon as
+    it knows them.
     """
 
-    def __init__(self, keep_tokens: bool = False, top_logprobs: int = 0) -> None:
+    def __init__(self, keep_tokens: bool = False, top_logprobs: int = 0, early: EarlyCheck | None = None) -> None:
         self._previous: np.ndarray | None = None
         self._previous_log_z = 0.0
         self._logprobs: list[float] = []
@@ -44,6 +91,7 @@ class ConfidenceMeter:
         self._keep = keep_tokens
         self._top = top_logprobs
         self.tokens: list[TokenLogprob] = []
+        self._early = early
 
     @property
     def keeps_tokens(self) -> bool:
@@ -69,6 +117,14 @@ class ConfidenceMeter:
             self._logprobs.append(logprob)
             if self._keep:
                 self.tokens.append(TokenLogprob(token, logprob, self._alternatives()))
+            early = self._early
+            if (
+                early is not None
+                and early.after_tokens
+                and not early.decided
+                and len(self._logprobs) >= early.after_tokens
+            ):
+                early.judge(self.result(early.after_tokens), midway=True)  # type: ignore[arg-type]
         current = np.array(logits, dtype=np.float32)  # contiguous copy: llama reuses its buffer
         top = float(current.max())
         weights = np.exp(current - top)
@@ -79,13 +135,17 @@ class ConfidenceMeter:
         self._previous, self._previous_log_z = current, log_z
         return logits
 
-    def result(self) -> Confidence | None:
+    def result(self, first: int | None = None) -> Confidence | None:
+        """The confidence of the answer so far, or of its `first` tokens only."""
         if not self._entropies:
             return None
-        logprobs = self._logprobs or [0.0]
+        kept = FIRST_TOKENS_KEPT if first is None else min(first, FIRST_TOKENS_KEPT)
+        logprobs = self._logprobs[:first] or [0.0]
+        entropies = self._entropies[:first]
         return Confidence(
             mean_logprob=sum(logprobs) / len(logprobs),
             min_logprob=min(logprobs),
-            mean_entropy=sum(self._entropies) / len(self._entropies),
-            tokens=len(self._logprobs),
+            mean_entropy=sum(entropies) / len(entropies),
+            tokens=len(self._logprobs[:first]),
+            first_tokens=tuple(zip(self._logprobs[:kept], self._entropies[:kept], strict=False)),
         )

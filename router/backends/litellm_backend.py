@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from router.backends.admission import Admission
+from router.backends.confidence import EarlyCheck
 from router.backends.native_api import NativeForwarder
 from router.capabilities import model_capabilities
 from router.config import LiteLLMModel, read_secret_env
@@ -264,7 +265,9 @@ class LiteLLMBackend:
             self._failed += 1
             raise map_litellm_error(litellm, exc, self.name) from exc
 
-    async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
+    async def complete(
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
+    ) -> Completion:
         if self._native is not None and self._native.speaks(ctx):
             async with self._admission.slot():
                 try:
@@ -298,7 +301,7 @@ class LiteLLMBackend:
         )
 
     async def stream(
-        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
     ) -> AsyncIterator[StreamDelta]:
         native = self._native is not None and self._native.speaks(ctx)
         async with self._admission.slot():

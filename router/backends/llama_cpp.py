@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.backends.batched_requests import BatchedRequests
 from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
-from router.backends.confidence import ConfidenceMeter
+from router.backends.confidence import ConfidenceMeter, EarlyCheck
 from router.backends.llama_batch import BatchEngine
 from router.backends.local_logprobs import Entry, aligned_entries, formatted_logprobs, meter_for
 from router.backends.local_prompt import prepared
@@ -286,11 +286,15 @@ class LlamaCppBackend:
         future.add_done_callback(lambda _: pool.put_nowait(llama))
         return future
 
-    async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
+    async def complete(
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
+    ) -> Completion:
         llama = await self._acquire()
         parts: list[str] = []
         cancel = threading.Event()
         meter = meter_for(ctx, confidence)
+        if isinstance(confidence, EarlyCheck):
+            confidence.bind(cancel)  # an early escalation stops the generation there
         future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel, meter)
         try:
             finish, usage, entries = await asyncio.shield(future)
@@ -313,14 +317,14 @@ class LlamaCppBackend:
         )
 
     def stream(
-        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
     ) -> AsyncIterator[StreamDelta]:
         deltas = self._stream(ctx, max_tokens, confidence)
         names = tool_names(ctx.passthrough)
         return with_tool_calls(deltas, names) if names else deltas
 
     async def _stream(
-        self, ctx: RequestContext, max_tokens: int | None, confidence: bool
+        self, ctx: RequestContext, max_tokens: int | None, confidence: bool | EarlyCheck
     ) -> AsyncIterator[StreamDelta]:
         llama = await self._acquire()
         loop = asyncio.get_running_loop()
@@ -331,6 +335,8 @@ class LlamaCppBackend:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
         meter = meter_for(ctx, confidence)
+        if isinstance(confidence, EarlyCheck):
+            confidence.bind(cancel)
         future = self._start_generation(ctx, max_tokens, llama, emit, cancel, meter)
         future.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:
@@ -345,7 +351,7 @@ class LlamaCppBackend:
                 logprobs=formatted_logprobs(ctx, entries),
             )  # fmt: skip
         finally:
-            if not future.done():
+            if not future.done() and not cancel.is_set():  # set already: the cascade's early check stopped it
                 cancel.set()
                 self._cancelled += 1
                 log.info("local generation on %s cancelled: the client went away", self.name)

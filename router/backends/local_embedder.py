@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from router.backends.confidence import EarlyCheck
 from router.classify.embedding_service import EmbeddingService
 from router.errors import InvalidRequest, UpstreamUnavailable
 from router.types import Completion, RequestContext, StreamDelta
@@ -51,11 +52,13 @@ class LocalEmbedder:
         vectors = await asyncio.gather(*(self._service.embed(text) for text in texts))
         return list(vectors), sum(self._count_tokens(text) for text in texts)
 
-    async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
+    async def complete(
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
+    ) -> Completion:
         raise InvalidRequest(f"`{self.name}` is an embedding model: it cannot write answers.", param="model")
 
     async def stream(
-        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
     ) -> AsyncIterator[StreamDelta]:
         raise InvalidRequest(f"`{self.name}` is an embedding model: it cannot write answers.", param="model")
         yield StreamDelta()  # pragma: no cover - makes this an async generator

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.backends.confidence import ConfidenceMeter, TokenLogprob
+from router.backends.confidence import ConfidenceMeter, EarlyCheck, TokenLogprob
 from router.types import RequestContext
 
 Entry = tuple[bytes, float, tuple[tuple[bytes, float], ...]]
@@ -82,12 +82,13 @@ def requested(kind: str, passthrough: Any) -> tuple[bool, int]:
     return bool(value), int(passthrough.get("top_logprobs") or 0)
 
 
-def meter_for(ctx: RequestContext, confidence: bool) -> ConfidenceMeter | None:
+def meter_for(ctx: RequestContext, confidence: bool | EarlyCheck) -> ConfidenceMeter | None:
     """A meter when the cascade needs the confidence or the client asked for log-probabilities."""
     wants, top = requested(ctx.kind, ctx.passthrough)
     if not (wants or confidence):
         return None
-    return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20))
+    early = confidence if isinstance(confidence, EarlyCheck) else None
+    return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20), early=early)
 
 
 def formatted_logprobs(ctx: RequestContext, entries: list[Entry] | None) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from router.backends.admission import Admission
+from router.backends.confidence import EarlyCheck
 from router.config import OpenAICompatibleModel, read_secret_env
 from router.errors import (
     InvalidRequest,
@@ -180,7 +181,9 @@ class OpenAIHttpBackend:
             self._failed += 1
             raise UpstreamError(f"{self.name} broke off the answer: {exc!r}") from exc
 
-    async def complete(self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False) -> Completion:
+    async def complete(
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
+    ) -> Completion:
         async with (
             self._admission.slot(),
             self._exchange(*self._request(ctx, max_tokens, stream=False), ctx.upstream_headers) as response,
@@ -210,7 +213,7 @@ class OpenAIHttpBackend:
         )
 
     async def stream(
-        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool = False
+        self, ctx: RequestContext, max_tokens: int | None, *, confidence: bool | EarlyCheck = False
     ) -> AsyncIterator[StreamDelta]:
         async with (
             self._admission.slot(),

@@ -10,6 +10,8 @@ saw. Routers compared, in the same run:
   local answer first, so it pays for a local generation on every prompt);
 - the fitted head and the confidence combined (a logistic model over the head's score and the three
   confidence metrics, fitted out of fold like the rest);
+- the early-deciding cascade's signal: the same metrics over the answer's first k tokens only, alone and
+  combined with the head (labels recorded with first-token statistics);
 - with a prior (the recorded Mixtral vs GPT-4 MMLU outcomes): the head fitted to the labels and the prior
   together (what ships for the default model), alone and combined with the confidence.
 """
@@ -68,6 +70,18 @@ def _combined(
         model = LogisticRegression(C=1.0, max_iter=1000).fit(x[~held], y[~held])
         scores[held] = model.decision_function(x[held])
     return scores
+
+
+def _early_rules(labelled: LabelledSet, fitted: np.ndarray, data: Dataset, fold: np.ndarray) -> dict[str, np.ndarray]:
+    """The early-deciding cascade's signal (the answer's first k tokens only) beside the whole-answer one,
+    where the labels carry first-token statistics; a prompt without them ranks as a tie (0)."""
+    early = labelled.early
+    if not early or not any(np.isfinite(v).any() for v in early.values()):
+        return {}
+    k = labelled.early_tokens
+    rules = {f"cascade confidence, first {k} tokens ({name})": -np.nan_to_num(v, nan=0.0) for name, v in early.items()}
+    rules[f"fitted head + first {k} tokens' confidence (combined)"] = _combined(fitted, early, data, fold)
+    return rules
 
 
 def out_of_fold_with_prior(
@@ -134,6 +148,7 @@ def evaluate_labels(
         "cascade confidence alone (mean_logprob)": surest_first["mean_logprob"],
         "cascade confidence alone (min_logprob)": surest_first["min_logprob"],
         "cascade confidence alone (mean_entropy)": surest_first["mean_entropy"],
+        **_early_rules(labelled, fitted, data, fold),
         "random": None,
         "prompt-length": np.array([len(t) for t in data.prompts], dtype=float),
         "similarity-weighted (RouteLLM SW)": out_of_fold_scores(

@@ -133,6 +133,8 @@ async def label_one(
             "min_logprob": round(confidence.min_logprob, 5),
             "mean_entropy": round(confidence.mean_entropy, 5),
             "tokens": confidence.tokens,
+            # The first tokens' (log-probability, entropy): what an early cascade rule is fitted on.
+            "first": [[round(lp, 4), round(h, 4)] for lp, h in confidence.first_tokens],
         },
         strong_right=task.strong_right,
         weak_right=task.weak_right,

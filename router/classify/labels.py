@@ -329,9 +329,31 @@ class LabelledSet:
     confidence: dict[str, Any]
     """Per metric, one value per prompt (higher = surer; entropy negated), NaN where none was measured."""
     local_model: str
+    early: dict[str, Any] = field(default_factory=dict)
+    """The same metrics over the answer's first `early_tokens` tokens only (what an early-deciding cascade
+    judges); NaN where the labels carry no first-token statistics."""
+    early_tokens: int = 0
 
 
-def labelled_set(records: list[dict[str, Any]], name: str = "labels") -> LabelledSet:
+def early_metrics(confidence: dict[str, Any] | None, tokens: int) -> dict[str, float]:
+    """The cascade's metrics over an answer's first `tokens` tokens, from a label's recorded `first`
+    statistics (or its whole-answer ones, when the answer was no longer than that); higher = surer."""
+    confidence = confidence or {}
+    first = confidence.get("first")
+    if first:
+        logprobs = [lp for lp, _ in first[:tokens]]
+        entropies = [h for _, h in first[:tokens]]
+        return {"mean_logprob": sum(logprobs) / len(logprobs), "min_logprob": min(logprobs),
+                "mean_entropy": -sum(entropies) / len(entropies)}  # fmt: skip
+    if confidence.get("tokens") is not None and confidence["tokens"] <= tokens:
+        return {k: (-1 if k == "mean_entropy" else 1) * float(confidence[k]) for k in EARLY_METRICS}
+    return dict.fromkeys(EARLY_METRICS, float("nan"))
+
+
+EARLY_METRICS = ("mean_logprob", "min_logprob", "mean_entropy")
+
+
+def labelled_set(records: list[dict[str, Any]], name: str = "labels", early_tokens: int = 16) -> LabelledSet:
     """Records with a recorded strong outcome, as a `Dataset` plus the cascade's confidence per prompt."""
     import numpy as np
 
@@ -359,5 +381,7 @@ def labelled_set(records: list[dict[str, Any]], name: str = "labels") -> Labelle
         np.array([float(r["strong_right"]) for r in usable]),
         [str(r["group"]) for r in usable],
     )
-    confidence = {k: np.array([metric(r, k) for r in usable]) for k in ("mean_logprob", "min_logprob", "mean_entropy")}
-    return LabelledSet(dataset, confidence, models[0])
+    confidence = {k: np.array([metric(r, k) for r in usable]) for k in EARLY_METRICS}
+    early_rows = [early_metrics(r.get("confidence"), early_tokens) for r in usable]
+    early = {k: np.array([row[k] for row in early_rows]) for k in EARLY_METRICS}
+    return LabelledSet(dataset, confidence, models[0], early, early_tokens)

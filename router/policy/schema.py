@@ -68,6 +68,14 @@ class CascadeAction(_Strict):
         "threshold); `mean_entropy`: of the next-token distributions, in nats (escalate above it).",
     )
     threshold: float = Field(description="Where the metric says `not sure`; `router route --explain` shows values.")
+    decide_after_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Decide on the answer's first this many tokens: a kept answer then streams live, and an "
+        "escalated one stops the local model there. Unset: judge the whole answer (a stream is held back "
+        "until the local model has finished).",
+    )
 
     @model_validator(mode="after")
     def _sensible_threshold(self) -> CascadeAction:

@@ -28,6 +28,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from router import tracing
 from router.backends import Backend
+from router.backends.confidence import EarlyCheck
 from router.config import RetryPolicy, Timeouts
 from router.errors import (
     CircuitOpen,
@@ -103,7 +104,7 @@ class Executor:
 
     async def complete(
         self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float,
-        *, confidence: bool = False,
+        *, confidence: bool | EarlyCheck = False,
     ) -> tuple[Completion, Served]:  # fmt: skip
         async def attempt(backend: Backend, ctx: RequestContext, timeouts: Timeouts, remaining: float) -> Completion:
             # No byte comes before the whole answer: a hung upstream is known only by the time it takes.
@@ -114,7 +115,7 @@ class Executor:
 
     async def stream(
         self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float,
-        *, confidence: bool = False,
+        *, confidence: bool | EarlyCheck = False,
     ) -> tuple[AsyncIterator[StreamDelta], Served]:  # fmt: skip
         """Start a stream; returns once its first delta has arrived, so retries and fallback stay invisible."""
 
