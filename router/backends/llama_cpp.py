@@ -22,6 +22,7 @@ from router.backends.batched_requests import BatchedRequests
 from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
 from router.backends.confidence import ConfidenceMeter, EarlyCheck
 from router.backends.llama_batch import BatchEngine
+from router.backends.llama_sizing import auto_sequences
 from router.backends.local_logprobs import Entry, aligned_entries, formatted_logprobs, meter_for
 from router.backends.local_prompt import prepared
 from router.backends.local_tools import (
@@ -86,6 +87,8 @@ class LlamaCppBackend:
         self._engine: BatchEngine | None = None
         self._batched: BatchedRequests | None = None
         """With `parallel` > 1: the one context that decodes every request's sequence together."""
+        self.sequences = spec.parallel if spec.parallel != "auto" else 1
+        """Sequences decoded together (`parallel`, or what `auto` sized from the memory once loaded)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -116,9 +119,12 @@ class LlamaCppBackend:
         # Tokenizing for counts and context checks must not wait for a busy generation context,
         # so a vocabulary-only instance (no weights in use, a few MB) serves it.
         self._tokenizer = load_vocab(str(path))
-        if self._spec.parallel > 1:
+        self.sequences = (
+            spec.parallel if spec.parallel != "auto" else auto_sequences(self._tokenizer.metadata, spec.n_ctx)
+        )
+        if self.sequences > 1:
             instances: list[Llama] = []
-            self._engine = BatchEngine(path, spec.n_ctx, spec.parallel, threads, spec.step_tokens, spec.exact_batching)
+            self._engine = BatchEngine(path, spec.n_ctx, self.sequences, threads, spec.step_tokens, spec.exact_batching)
             self._batched = BatchedRequests(self._engine, self._tokenizer, spec.max_queue_wait_s)
         else:
             instances = [
@@ -145,7 +151,7 @@ class LlamaCppBackend:
         for llama in instances:
             pool.put_nowait(llama)
         self._pool = pool
-        how = f"{spec.parallel} sequences batched" if self._engine else f"{len(instances)} instance(s)"
+        how = f"{self.sequences} sequences batched" if self._engine else f"{len(instances)} instance(s)"
         log.info("local model %s loaded from %s (%s)", self.name, path, how)
 
     async def close(self) -> None:
@@ -169,7 +175,7 @@ class LlamaCppBackend:
             "engine": "llama-cpp",
             "ready": self.ready,
             "instances": self._spec.instances,
-            "parallel": self._spec.parallel,
+            "parallel": self.sequences,
             "busy": busy if self.ready else 0,
             "waiting": self._batched.waiting if self._batched is not None else self._waiting,
             "max_queue": self._spec.max_queue,
@@ -236,7 +242,7 @@ class LlamaCppBackend:
             raise UpstreamUnavailable(self.unavailable_reason() or "the local model is not loaded")
         if self._engine is not None:
             assert self._batched is not None
-            if self._batched.waiting >= self._spec.max_queue and self._engine.active >= self._spec.parallel:
+            if self._batched.waiting >= self._spec.max_queue and self._engine.active >= self.sequences:
                 raise Overloaded(
                     f"The local model is busy ({self._batched.waiting} requests waiting); retry shortly.",
                     headers={"Retry-After": "1"},

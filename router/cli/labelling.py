@@ -70,18 +70,19 @@ def label(
     if name not in gateway.models:
         _fail(ConfigError(f"no model `{name}` in the config; configured: {', '.join(gateway.models)}"))
     spec = gateway.models[name]
-    if concurrency is None:
-        concurrency = (
-            max(spec.instances, spec.parallel) if isinstance(spec, LlamaCppModel)
-            else len(spec.api_base) if isinstance(spec, OpenAICompatibleModel) else 4
-        )  # fmt: skip
 
     async def run() -> None:
+        nonlocal concurrency
         backend = build_backend(name, spec, settings.model_dir)
         await backend.start()
         try:
             if not backend.ready:
                 _fail(ConfigError(f"model `{name}` cannot answer: {backend.unavailable_reason()}"))
+            if concurrency is None:  # one prompt per sequence the loaded model decodes (`parallel: auto` sized)
+                concurrency = (
+                    max(spec.instances, int(backend.stats()["parallel"])) if isinstance(spec, LlamaCppModel)
+                    else len(spec.api_base) if isinstance(spec, OpenAICompatibleModel) else 4
+                )  # fmt: skip
             if dry_run:
                 left = [t for t in tasks if t.id not in done_ids(out)]
                 seconds = await estimate(backend, name, left, probes=5, concurrency=concurrency)

@@ -118,13 +118,12 @@ class LlamaCppModel(_ModelSpec):
     instances: int = Field(
         1, ge=1, le=64, description="Model contexts generating in parallel, one sequence each (see `parallel`)."
     )
-    parallel: int = Field(
-        4,
-        ge=1,
-        le=64,
+    parallel: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = Field(
+        "auto",
         description="Requests decoded together in one context (continuous batching): each step reads the "
         "weights once for all of them, and a new request starts at the next step instead of waiting for the "
-        "others to finish. The KV cache holds `n_ctx` tokens for each. 1: one request at a time per instance.",
+        "others to finish. The KV cache holds `n_ctx` tokens for each. `auto`: as many as a quarter of the "
+        "memory holds, up to 16 (`router serve` logs the number). 1: one request at a time per instance.",
     )
     step_tokens: int = Field(
         128,
@@ -151,9 +150,9 @@ class LlamaCppModel(_ModelSpec):
 
     @model_validator(mode="after")
     def _one_way_of_parallel(self) -> LlamaCppModel:
-        if self.parallel > 1 and self.instances > 1:
+        if self.parallel != "auto" and self.parallel > 1 and self.instances > 1:
             raise ValueError("use `parallel` (sequences batched in one context) or `instances`, not both")
-        if "instances" in self.model_fields_set and "parallel" not in self.model_fields_set:
+        if self.instances > 1 or ("instances" in self.model_fields_set and "parallel" not in self.model_fields_set):
             self.parallel = 1  # an explicit `instances` keeps its meaning: one sequence per context
         return self
 
