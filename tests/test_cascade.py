@@ -249,3 +249,22 @@ def test_an_answer_shorter_than_the_early_check_is_judged_whole_by_the_cascade()
         meter(np.array(ids), sure)
     assert not check.decided  # three tokens, fewer than 16: the cascade judges the whole answer at its end
     assert check.judge(meter.result()) is False and not check.midway
+
+
+def test_a_token_reported_as_sampled_is_counted_once_and_judged_a_step_sooner() -> None:
+    from router.backends.confidence import EarlyCheck
+
+    sure = np.zeros(50, dtype=np.float32)
+    sure[3] = 30.0
+    told, untold = EarlyCheck(2, lambda c: False), EarlyCheck(2, lambda c: False)
+    with_sampled, without = ConfidenceMeter(early=told), ConfidenceMeter(early=untold)
+    ids = [1]
+    for step in range(3):
+        with_sampled(np.array(ids), sure)
+        without(np.array(ids), sure)
+        with_sampled.sampled(3)  # the batched engine reports the token as soon as it has sampled it
+        ids.append(3)
+        if step == 1:  # two tokens sampled: one meter knows both, the other only the first
+            assert told.decided and not untold.decided
+    assert with_sampled.result().tokens == 3 and without.result().tokens == 2
+    assert with_sampled.result(2) == without.result(2)

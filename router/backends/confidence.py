@@ -92,6 +92,8 @@ class ConfidenceMeter:
         self._top = top_logprobs
         self.tokens: list[TokenLogprob] = []
         self._early = early
+        self._seen = False
+        """The last distribution's sampled token was already recorded (`sampled`)."""
 
     @property
     def keeps_tokens(self) -> bool:
@@ -110,21 +112,27 @@ class ConfidenceMeter:
             return None
         return TokenLogprob(token, float(self._previous[token]) - self._previous_log_z, self._alternatives())
 
+    def sampled(self, token: int) -> None:
+        """The token just sampled from the last distribution seen, from a caller that knows it at once (the
+        batched engine): its log-probability is recorded now rather than at the next step, so an early
+        check decides one decode sooner."""
+        if self._previous is not None and not self._seen:
+            self._record(token)
+            self._seen = True
+
+    def _record(self, token: int) -> None:
+        logprob = float(self._previous[token]) - self._previous_log_z  # type: ignore[index]
+        self._logprobs.append(logprob)
+        if self._keep:
+            self.tokens.append(TokenLogprob(token, logprob, self._alternatives()))
+        early = self._early
+        if early is not None and early.after_tokens and not early.decided and len(self._logprobs) >= early.after_tokens:
+            early.judge(self.result(early.after_tokens), midway=True)  # type: ignore[arg-type]
+
     def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        if self._previous is not None and len(input_ids):
-            token = int(input_ids[-1])
-            logprob = float(self._previous[token]) - self._previous_log_z
-            self._logprobs.append(logprob)
-            if self._keep:
-                self.tokens.append(TokenLogprob(token, logprob, self._alternatives()))
-            early = self._early
-            if (
-                early is not None
-                and early.after_tokens
-                and not early.decided
-                and len(self._logprobs) >= early.after_tokens
-            ):
-                early.judge(self.result(early.after_tokens), midway=True)  # type: ignore[arg-type]
+        if self._previous is not None and len(input_ids) and not self._seen:
+            self._record(int(input_ids[-1]))
+        self._seen = False
         current = np.array(logits, dtype=np.float32)  # contiguous copy: llama reuses its buffer
         top = float(current.max())
         weights = np.exp(current - top)

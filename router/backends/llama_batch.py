@@ -314,6 +314,8 @@ class BatchEngine:
             self._flush(slot, final=True)
             self._end(slot, "stop", counted=len(job.generated))
             return
+        if job.meter is not None:
+            job.meter.sampled(token)
         job.generated.append(token)
         size = ll.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
         slot.pending += self._piece.raw[: max(size, 0)]

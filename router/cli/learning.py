@@ -269,12 +269,26 @@ def calibrate(
     labels: LabelsOpt = None,
     tasks: TasksOpt = None,
     config: ConfigOpt = None,
+    cascade_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="With --labels and --quality-target: calibrate the cascade's threshold instead, on the local "
+            "answers' first this many tokens (the policy's `decide_after_tokens`)."
+        ),
+    ] = None,
+    cascade_metric: Annotated[
+        str, typer.Option(help="With --cascade-tokens: mean_logprob, min_logprob or mean_entropy.")
+    ] = "mean_logprob",
 ) -> None:
     """Print the `route: auto` threshold that sends the target share of the sample to the cloud, or (with
     --quality-target) the one that keeps a quality target at the least cloud share of judged traffic, or of
-    labelled prompts (--labels: both models' outcomes known for every prompt)."""
+    labelled prompts (--labels: both models' outcomes known for every prompt); with --cascade-tokens, the
+    early cascade's threshold on labelled prompts."""
     import numpy as np
 
+    if quality_target is not None and labels and cascade_tokens is not None:
+        _calibrate_cascade_on_labels(labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric)
+        return
     if quality_target is not None and labels:
         _calibrate_on_labels(config, labels, tasks, head, quality_target, confidence)
         return
@@ -334,6 +348,42 @@ def _calibrate_on_labels(
         f"with {100 * found.cloud_share:.1f}% to the cloud"
     )
     typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {found.threshold:.4f}")
+
+
+def _calibrate_cascade_on_labels(
+    labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, metric: str
+) -> None:
+    """The cascade's threshold on labelled answers: each is a judgement whose escalation score is how unsure
+    the local model was over its first `tokens` tokens (answers with no first-token statistics left out)."""
+    import numpy as np
+
+    from router.classify.labels import EARLY_METRICS, attach_prompts, labelled_set, read_labels
+    from router.quality import Judgement, calibrate
+
+    if metric not in EARLY_METRICS:
+        _fail(ConfigError(f"unknown cascade metric `{metric}`: use one of {', '.join(EARLY_METRICS)}"))
+    try:
+        labelled = labelled_set(attach_prompts(read_labels(labels), tasks or []), early_tokens=tokens)
+    except ConfigError as error:
+        _fail(error)
+    data, unsure = labelled.data, -labelled.early[metric]  # early metrics are "higher = surer"
+    judged = [
+        Judgement(0.0, f"label-{i}", "local", "local", "default", "-", labelled.local_model, "strong", "labels",
+                  "labels", float(data.weak[i]), float(data.strong[i]), 1.0, float(unsure[i]))
+        for i in range(len(data)) if np.isfinite(unsure[i])
+    ]  # fmt: skip
+    try:
+        found = calibrate(judged, target, confidence)
+    except ValueError as error:
+        _fail(ConfigError(str(error)))
+    threshold = found.threshold if metric == "mean_entropy" else -found.threshold
+    typer.echo(
+        f"{len(judged)} labelled answers of {labelled.local_model} (of {len(data)}; the rest carry no first-token "
+        f"statistics): {metric} over the first {tokens} tokens at {threshold:.4f} keeps quality retained "
+        f"{found.quality:.3f} (at least {found.quality_low:.3f} with {100 * confidence:.0f}% confidence) with "
+        f"{100 * found.cloud_share:.1f}% escalated"
+    )
+    typer.echo(f"policy:\n    cascade: {{metric: {metric}, threshold: {threshold:.4f}, decide_after_tokens: {tokens}}}")
 
 
 def _calibrate_for_quality(config: Path | None, target: float, rule: str, window: str, confidence: float) -> None:

@@ -1,0 +1,127 @@
+"""The early cascade rule against the whole-answer rule, on the default model's labelled answers.
+
+    python -m bench.early_rule --labels router/classify/heads/qwen2.5-coder-1.5b-instruct.freeform.labels.jsonl \
+        [--k 4 8 16 32] [--threshold mean_logprob:-0.45] [--group-of everyday-dev=everyday]
+
+Reads labels written by `router label` (each with whether the local answer was right, its whole-answer
+confidence and its first tokens' log-probabilities and entropies) and prints, per group of labels and
+pooled:
+- AUROC for right vs wrong (0.5 = no information; 95% bootstrap interval) of the whole answer's mean
+  log-probability (what the cascade judged before), and of the first k tokens' mean log-probability,
+  least log-probability and mean entropy;
+- the same for a small logistic model over the first k tokens' statistics (means, extremes and quartiles
+  of log-probability and entropy), each group scored by a model fitted on the other groups only;
+- at each `--threshold` (metric:value, escalate below a log-probability or above an entropy): the share
+  of answers escalated and of wrong answers caught, first k tokens against whole answers.
+An answer shorter than k tokens is judged whole, as the gateway does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from bench.cascade import auroc, auroc_interval
+
+METRICS = ("mean_logprob", "min_logprob", "mean_entropy")
+
+
+def read(paths: list[Path], rename: dict[str, str]) -> list[dict]:
+    rows = []
+    for path in paths:
+        for line in path.read_text().splitlines():
+            record = json.loads(line) if line.strip() else None
+            if record and record.get("confidence") and record["confidence"].get("first"):
+                record["group"] = rename.get(record["group"], record["group"])
+                rows.append(record)
+    return rows
+
+
+def stats(first: list[list[float]], k: int | None) -> dict[str, float]:
+    """The metrics over the first k tokens (all when k is None); higher = surer for every one."""
+    lp = np.array([p for p, _ in first[:k]], dtype=float)
+    h = np.array([e for _, e in first[:k]], dtype=float)
+    return {"mean_logprob": lp.mean(), "min_logprob": lp.min(), "mean_entropy": -h.mean()}
+
+
+def features(first: list[list[float]], k: int) -> list[float]:
+    lp = np.array([p for p, _ in first[:k]], dtype=float)
+    h = np.array([e for _, e in first[:k]], dtype=float)
+    return [lp.mean(), lp.min(), *np.percentile(lp, [25, 50]), h.mean(), h.max(), *np.percentile(h, [50, 75])]
+
+
+def held_out_model(rows: list[dict], k: int) -> np.ndarray:
+    """Each row's P(right) from a logistic model fitted on the other groups' rows only."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.array([features(r["confidence"]["first"], k) for r in rows])
+    y = np.array([bool(r["local_right"]) for r in rows])
+    groups = np.array([r["group"] for r in rows])
+    out = np.full(len(rows), np.nan)
+    for group in np.unique(groups):
+        held = groups == group
+        if len(set(y[~held])) < 2:
+            continue
+        mean, std = x[~held].mean(axis=0), x[~held].std(axis=0) + 1e-9
+        model = LogisticRegression(C=1.0, max_iter=2000).fit((x[~held] - mean) / std, y[~held])
+        out[held] = model.predict_proba((x[held] - mean) / std)[:, 1]
+    return out
+
+
+def whole(row: dict) -> dict[str, float]:
+    c = row["confidence"]
+    return {"mean_logprob": c["mean_logprob"], "min_logprob": c["min_logprob"], "mean_entropy": -c["mean_entropy"]}
+
+
+def cell(sure: np.ndarray, right: np.ndarray) -> str:
+    keep = np.isfinite(sure)
+    low, high = auroc_interval(sure[keep], right[keep])
+    return f"{auroc(sure[keep], right[keep]):.2f} [{low:.2f}, {high:.2f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", type=Path, action="append", required=True)
+    parser.add_argument("--k", type=int, nargs="+", default=[4, 8, 16, 32])
+    parser.add_argument("--threshold", action="append", default=[], help="metric:value, e.g. mean_logprob:-0.45")
+    parser.add_argument("--group-of", action="append", default=[], help="old=new: pool a group into another")
+    args = parser.parse_args()
+    rows = read(args.labels, dict(item.split("=", 1) for item in args.group_of))
+    groups = {"pooled": rows} | {g: [r for r in rows if r["group"] == g] for g in sorted({r["group"] for r in rows})}
+    print("| group | right | k | whole answer mean_logprob | first-k mean_logprob | first-k min_logprob | "
+          "first-k mean_entropy | first-k logistic (other groups) |")  # fmt: skip
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    fitted = {k: held_out_model(rows, k) for k in args.k}
+    index = {id(r): i for i, r in enumerate(rows)}
+    for name, part in groups.items():
+        right = np.array([bool(r["local_right"]) for r in part])
+        whole_lp = np.array([whole(r)["mean_logprob"] for r in part])
+        for k in args.k:
+            early = [stats(r["confidence"]["first"], k) for r in part]
+            cells = [cell(np.array([e[m] for e in early]), right) for m in METRICS]
+            model = cell(np.array([fitted[k][index[id(r)]] for r in part]), right)
+            print(f"| {name} | {right.sum()}/{len(part)} | {k} | {cell(whole_lp, right)} | " + " | ".join(cells)
+                  + f" | {model} |")  # fmt: skip
+    if args.threshold:
+        print("\n| group | rule | escalated | wrong answers caught |")
+        print("| --- | --- | ---: | ---: |")
+    for item in args.threshold:
+        metric, value = item.split(":")
+        limit = float(value)
+        for name, part in groups.items():
+            right = np.array([bool(r["local_right"]) for r in part])
+            for k in [None, *args.k]:
+                signed = np.array([(stats(r["confidence"]["first"], k) if k else whole(r))[metric] for r in part])
+                # the metrics are "higher = surer"; entropy was negated, so its threshold is too
+                escalate = signed < (-limit if metric == "mean_entropy" else limit)
+                caught = (escalate & ~right).sum() / max(1, (~right).sum())
+                rule = f"{metric} < {limit}" if metric != "mean_entropy" else f"{metric} > {limit}"
+                print(f"| {name} | {rule}, {'whole answer' if k is None else f'first {k} tokens'} | "
+                      f"{100 * escalate.mean():.0f}% | {100 * caught:.0f}% |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
