@@ -1,7 +1,7 @@
 """The early cascade rule against the whole-answer rule, on the default model's labelled answers.
 
     python -m bench.early_rule --labels router/classify/heads/qwen2.5-coder-1.5b-instruct.freeform.labels.jsonl \
-        [--k 4 8 16 32] [--threshold mean_logprob:-0.45] [--group-of everyday-dev=everyday]
+        [--k 4 8 16 32] [--threshold mean_logprob:-0.45] [--group-of everyday-dev=everyday] [--match gsm8k:-0.085]
 
 Reads labels written by `router label` (each with whether the local answer was right, its whole-answer
 confidence and its first tokens' log-probabilities and entropies) and prints, per group of labels and
@@ -12,7 +12,9 @@ pooled:
 - the same for a small logistic model over the first k tokens' statistics (means, extremes and quartiles
   of log-probability and entropy), each group scored by a model fitted on the other groups only;
 - at each `--threshold` (metric:value, escalate below a log-probability or above an entropy): the share
-  of answers escalated and of wrong answers caught, first k tokens against whole answers.
+  of answers escalated and of wrong answers caught, first k tokens against whole answers;
+- with `--match group:threshold`: in that group, the whole-answer rule at the threshold against the
+  first-k rules that escalate the same share, by accuracy when the strong model answers what goes up.
 An answer shorter than k tokens is judged whole, as the gateway does.
 """
 
@@ -82,12 +84,45 @@ def cell(sure: np.ndarray, right: np.ndarray) -> str:
     return f"{auroc(sure[keep], right[keep]):.2f} [{low:.2f}, {high:.2f}]"
 
 
+def delivered(right: np.ndarray, strong: np.ndarray, escalate: np.ndarray, reps: int = 1000) -> str:
+    """Accuracy with the escalated answers given by the strong model, and its 95% bootstrap interval."""
+    served = np.where(escalate, strong, right).astype(float)
+    rng = np.random.default_rng(5)
+    draws = [served[rng.integers(0, len(served), len(served))].mean() for _ in range(reps)]
+    return f"{served.mean():.3f} [{np.percentile(draws, 2.5):.3f}, {np.percentile(draws, 97.5):.3f}]"
+
+
+def matched(part: list[dict], limit: float, ks: list[int]) -> list[str]:
+    """The whole-answer rule at `limit` (mean_logprob) against the first-k rule escalating the same share."""
+    right = np.array([bool(r["local_right"]) for r in part])
+    strong = np.array([bool(r.get("strong_right")) for r in part])
+    whole_lp = np.array([whole(r)["mean_logprob"] for r in part])
+    escalate = whole_lp < limit
+    share = escalate.mean()
+    lines = [f"| whole answer < {limit} | {100 * share:.0f}% | {(escalate & ~right).sum()}/{(~right).sum()} | "
+             f"{delivered(right, strong, escalate)} |"]  # fmt: skip
+    for k in ks:
+        early = np.array([stats(r["confidence"]["first"], k)["mean_logprob"] for r in part])
+        cut = np.quantile(early, share)
+        escalate = early < cut
+        caught = f"{(escalate & ~right).sum()}/{(~right).sum()}"
+        lines.append(f"| first {k} tokens < {cut:.3f} | {100 * escalate.mean():.0f}% | {caught} | "
+                     f"{delivered(right, strong, escalate)} |")  # fmt: skip
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", type=Path, action="append", required=True)
     parser.add_argument("--k", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--threshold", action="append", default=[], help="metric:value, e.g. mean_logprob:-0.45")
     parser.add_argument("--group-of", action="append", default=[], help="old=new: pool a group into another")
+    parser.add_argument(
+        "--match",
+        default=None,
+        help="group:threshold: the whole-answer mean_logprob rule there, "
+        "against first-k rules escalating the same share (accuracy with the strong model's answers)",
+    )
     args = parser.parse_args()
     rows = read(args.labels, dict(item.split("=", 1) for item in args.group_of))
     groups = {"pooled": rows} | {g: [r for r in rows if r["group"] == g] for g in sorted({r["group"] for r in rows})}
@@ -105,6 +140,12 @@ def main() -> None:
             model = cell(np.array([fitted[k][index[id(r)]] for r in part]), right)
             print(f"| {name} | {right.sum()}/{len(part)} | {k} | {cell(whole_lp, right)} | " + " | ".join(cells)
                   + f" | {model} |")  # fmt: skip
+    if args.match:
+        group, limit = args.match.rsplit(":", 1)
+        print(f"\n{group}: the same cloud share, whole answer against first k tokens (mean_logprob)\n")
+        print("| rule | escalated | wrong answers caught | right, escalated ones by the strong model (95% CI) |")
+        print("| --- | ---: | ---: | ---: |")
+        print("\n".join(matched(groups[group], float(limit), args.k)))
     if args.threshold:
         print("\n| group | rule | escalated | wrong answers caught |")
         print("| --- | --- | ---: | ---: |")

@@ -1,11 +1,11 @@
 """A team of eight on the shipped defaults: 8 simultaneous chat streams against `router serve`.
 
-    python -m bench.team_load [--streams 8] [--max-tokens 96] [--rounds 2] [--compare-parallel 4]
+    python -m bench.team_load [--streams 8] [--max-tokens 96] [--rounds 2] [--compare parallel=4]
 
 Starts `router serve` with no configuration at all (the embedded defaults: the default local model,
-`parallel: auto`) and, for comparison in the same run, the same with `parallel` fixed (default 4, the
-old default). Each round, on each gateway in turn: one stream alone (the baseline: its tokens per second),
-then `--streams` streams at once, every prompt distinct (so no answer comes from the cache and no prompt
+`parallel: auto`) and, for comparison in the same run, the same with one setting of the local model
+changed (`--compare`; default `parallel=4`, the old default). Each round, on each gateway in turn: one
+stream alone (the baseline: its tokens per second), then `--streams` streams at once, every prompt distinct (so no answer comes from the cache and no prompt
 is all prefix-cached), each asking for a long answer capped at `--max-tokens`. Prints, per gateway: one
 stream's tok/s and first-token time, the aggregate tok/s of the simultaneous streams and its ratio to one
 stream, their first-token time p50 and last.
@@ -26,7 +26,7 @@ import httpx
 import openai
 import yaml
 
-from router.config import DEFAULT_LOCAL_MODEL
+from router.config import DEFAULT_LOCAL_MODEL, DEFAULT_POLICY_FILE
 from tests.servers import free_port, gateway_args, running
 
 TOPICS = [
@@ -79,19 +79,28 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--compare-parallel", type=int, default=4)
+    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY_FILE, help="Default: the shipped policy.")
+    parser.add_argument(
+        "--compare",
+        default="parallel=4",
+        help="KEY=VALUE of the local model's settings to "
+        "compare with the shipped defaults (default: parallel=4, the old default)",
+    )
     args = parser.parse_args()
     serial = iter(range(10_000))
     with tempfile.TemporaryDirectory() as tmpdir, ExitStack() as stack:
         tmp = Path(tmpdir)
         gateways: dict[str, str] = {}
-        fixed = {"models": {DEFAULT_LOCAL_MODEL: {"engine": "llama-cpp", "parallel": args.compare_parallel}}}
-        for name, config in (("shipped defaults", {}), (f"parallel: {args.compare_parallel}", fixed)):
+        key, value = args.compare.split("=", 1)
+        fixed = {"models": {  # the embedded defaults, one setting changed
+            DEFAULT_LOCAL_MODEL: {"engine": "llama-cpp", key: yaml.safe_load(value)},
+            "gpt-4o-mini": {"engine": "litellm", "model": "openai/gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"},
+        }}  # fmt: skip
+        for name, config in (("shipped defaults", {}), (f"{key}: {value}", fixed)):
             path = tmp / f"{len(gateways)}.yaml"
             path.write_text(yaml.safe_dump(config) if config else "{}\n")
             port = free_port()
-            policy = Path(__file__).parents[1] / "router" / "policies" / "default.yaml"
-            stack.enter_context(running(gateway_args(port, path, policy), f"http://127.0.0.1:{port}/readyz",
+            stack.enter_context(running(gateway_args(port, path, args.policy), f"http://127.0.0.1:{port}/readyz",
                                         tmp / f"{len(gateways)}.log"))  # fmt: skip
             base = f"http://127.0.0.1:{port}/v1"
             stream_one(base, "Say hello.", 8, time.perf_counter())  # the model's lazy set-up

@@ -27,6 +27,14 @@ def decision_lines(result: dict[str, Any]) -> list[str]:
             f"intent:  {said} on {scope}; nearest example of `{found['nearest']}`: {found['example']!r} "
             f"at {found['similarity']:.3f} (needs {found['threshold']:g}){runner_up}"
         )
+    if cascade := result.get("cascade"):
+        side = "above" if cascade["metric"] == "mean_entropy" else "below"
+        when = (
+            f"on its first {cascade['decide_after_tokens']} tokens (streams on live if kept)"
+            if cascade.get("decide_after_tokens")
+            else "on the whole answer (a stream waits for it)"
+        )
+        lines.append(f"cascade: to the cloud if {cascade['metric']} {side} {cascade['threshold']:g}, {when}")
     if result["fallbacks"]:
         lines.append(f"fallback: {', '.join(result['fallbacks'])}")
     if not result["allow_cloud"]:

@@ -44,6 +44,10 @@ def test_every_prompt_is_labelled_once_with_its_confidence(labels: Path) -> None
         json.loads(line)["id"] for line in FIXTURE.read_text().splitlines()
     )
     assert all(r["confidence"] and r["confidence"]["mean_logprob"] <= 0 for r in records)
+    # The first tokens' (log-probability, entropy), what an early cascade rule is fitted on.
+    for r in records:
+        first = r["confidence"]["first"]
+        assert 1 <= len(first) <= 64 and all(lp <= 0 <= h for lp, h in first)
     right = {r["id"]: r["local_right"] for r in records}
     assert right["geo-1"] and right["math-1"] and right["words-1"]  # the easy ones
     assert not all(right.values())  # seven-digit products and reversed spelling: beyond a small model
@@ -88,8 +92,16 @@ def test_train_then_eval_on_the_labels(labels: Path, tmp_path: Path) -> None:
     assert (
         "general head as shipped (Mixtral vs GPT-4)" in by_router
         and "cascade confidence alone (mean_logprob)" in by_router
+        and "cascade confidence, first 16 tokens (mean_logprob)" in by_router  # the early rule beside it
     )
     assert all(0 <= s["apgr"] <= 1 for s in by_router.values())
+
+
+def test_calibrate_sets_the_early_cascades_threshold_on_labelled_answers(labels: Path) -> None:
+    done = router("calibrate", "--labels", str(labels), "--quality-target", "0.9", "--cascade-tokens", "4")
+    assert done.returncode == 0, done.stderr
+    assert "over the first 4 tokens" in done.stdout
+    assert "cascade: {metric: mean_logprob, threshold: -" in done.stdout and "decide_after_tokens: 4}" in done.stdout
 
 
 def test_a_labels_file_in_the_wrong_format_is_refused_with_its_line(tmp_path: Path) -> None:
