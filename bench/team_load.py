@@ -5,10 +5,10 @@
 Starts `router serve` with no configuration at all (the embedded defaults: the default local model,
 `parallel: auto`) and, for comparison in the same run, the same with one setting of the local model
 changed (`--compare`; default `parallel=4`, the old default). Each round, on each gateway in turn: one
-stream alone (the baseline: its tokens per second), then `--streams` streams at once, every prompt distinct (so no answer comes from the cache and no prompt
-is all prefix-cached), each asking for a long answer capped at `--max-tokens`. Prints, per gateway: one
-stream's tok/s and first-token time, the aggregate tok/s of the simultaneous streams and its ratio to one
-stream, their first-token time p50 and last.
+stream alone (the baseline: its tokens per second), then `--streams` streams at once, every prompt
+distinct (so no answer comes from the cache), each asking for a long answer capped at `--max-tokens`.
+Prints, per gateway: one stream's tok/s and first-token time, the aggregate tok/s of the simultaneous
+streams and its ratio to one stream, their first-token time p50 and last.
 """
 
 from __future__ import annotations

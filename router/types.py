@@ -236,7 +236,8 @@ class CascadeSettings:
     """Let the local model answer first; escalate to the cloud when its confidence is low."""
 
     metric: str
-    """`mean_logprob` or `min_logprob` (escalate below the threshold), `mean_entropy` (escalate above it)."""
+    """`mean_logprob`, `mean_top_logprob` or `min_logprob` (escalate below the threshold), `mean_entropy`
+    (escalate above it)."""
     threshold: float
     decide_after_tokens: int | None = None
     """Judge the answer's first this many tokens (stop the local model there on escalation, stream the
@@ -258,12 +259,16 @@ class Confidence:
     mean_entropy: float
     """Mean entropy of the next-token distribution, in nats (0 = certain; higher = less sure)."""
     tokens: int
+    mean_top_logprob: float | None = None
+    """Mean log-probability of the likeliest token at each step: what `mean_logprob` is at temperature 0,
+    and not moved by which token a sampler picked (a long answer sampled at 0.7 lowers `mean_logprob`)."""
     first_tokens: tuple[tuple[float, float], ...] = ()
     """(log-probability, entropy) of the answer's first tokens (up to `backends.confidence.FIRST_TOKENS_KEPT`): what an
     early cascade rule is fitted and reported on (`router label` records them)."""
 
     def value(self, metric: str) -> float:
-        return float(getattr(self, metric))
+        value = getattr(self, metric)
+        return float(self.mean_logprob if value is None else value)  # a meter that kept no top log-probability
 
 
 @dataclass(frozen=True, slots=True)

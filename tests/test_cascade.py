@@ -268,3 +268,15 @@ def test_a_token_reported_as_sampled_is_counted_once_and_judged_a_step_sooner() 
             assert told.decided and not untold.decided
     assert with_sampled.result().tokens == 3 and without.result().tokens == 2
     assert with_sampled.result(2) == without.result(2)
+
+
+def test_the_likeliest_tokens_log_probability_does_not_move_with_what_was_sampled() -> None:
+    steps = [np.array([4.0, 2.0, 0.0, -1.0], dtype=np.float32)] * 4
+    greedy, sampled = ConfidenceMeter(), ConfidenceMeter()
+    for k, logits in enumerate(steps):
+        greedy(np.array([9] + [0] * k), logits)  # always the likeliest token
+        sampled(np.array([9] + [2] * k), logits)  # a sampler's less likely pick every time
+    g, s = greedy.result(), sampled.result()
+    assert s.mean_logprob < g.mean_logprob  # the sampled tokens' own log-probability falls...
+    assert s.mean_top_logprob == pytest.approx(g.mean_top_logprob) == pytest.approx(g.mean_logprob)  # ...this not
+    assert CascadeSettings("mean_top_logprob", -0.5).escalate(s) is False

@@ -68,7 +68,7 @@ def test_explain_says_which_head_scores_and_a_config_can_name_a_fitted_one(tmp_p
     assert "score:   " in shipped.stdout and "head:    qwen2.5-coder-1.5b-instruct.npz" in shipped.stdout
     assert "qwen2.5-coder-1.5b labels" in shipped.stdout
     # The default policy's cascade decides on the answer's first tokens, and says so.
-    assert "cascade: to the cloud if mean_logprob below -0.45, on its first 3 tokens" in shipped.stdout
+    assert "cascade: to the cloud if mean_top_logprob below -0.45, on its first 3 tokens" in shipped.stdout
     fitted = tmp_path / "fitted-to-my-model.npz"
     shutil.copy(SHIPPED_HEAD, fitted)
     config = tmp_path / "router.yaml"

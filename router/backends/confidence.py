@@ -88,6 +88,8 @@ class ConfidenceMeter:
         self._previous_log_z = 0.0
         self._logprobs: list[float] = []
         self._entropies: list[float] = []
+        self._tops: list[float] = []
+        """Per step, the likeliest token's log-probability (whichever token was sampled)."""
         self._keep = keep_tokens
         self._top = top_logprobs
         self.tokens: list[TokenLogprob] = []
@@ -140,6 +142,7 @@ class ConfidenceMeter:
         log_z = top + math.log(total)
         # H = log Z - Σ p·x  (p = softmax(x)); one dot product instead of a log per token.
         self._entropies.append(log_z - float(weights @ current) / total)
+        self._tops.append(top - log_z)
         self._previous, self._previous_log_z = current, log_z
         return logits
 
@@ -150,10 +153,12 @@ class ConfidenceMeter:
         kept = FIRST_TOKENS_KEPT if first is None else min(first, FIRST_TOKENS_KEPT)
         logprobs = self._logprobs[:first] or [0.0]
         entropies = self._entropies[:first]
+        tops = self._tops[: first if first is not None else max(1, len(self._logprobs))]
         return Confidence(
             mean_logprob=sum(logprobs) / len(logprobs),
             min_logprob=min(logprobs),
             mean_entropy=sum(entropies) / len(entropies),
             tokens=len(self._logprobs[:first]),
+            mean_top_logprob=sum(tops) / len(tops),
             first_tokens=tuple(zip(self._logprobs[:kept], self._entropies[:kept], strict=False)),
         )

@@ -27,7 +27,7 @@ from router.classify.data import Dataset
 from router.classify.embedding_service import TextEmbedder
 from router.classify.evaluation import Curve, bootstrap, curve, random_curve, summary
 from router.classify.head import Head
-from router.classify.labels import LabelledSet
+from router.classify.labels import EARLY_METRICS, LabelledSet
 from router.classify.report import mf_scorer
 from router.classify.train import (
     CANDIDATES,
@@ -79,6 +79,7 @@ def _early_rules(labelled: LabelledSet, fitted: np.ndarray, data: Dataset, fold:
     if not early or not any(np.isfinite(v).any() for v in early.values()):
         return {}
     k = labelled.early_tokens
+    early = {name: v for name, v in early.items() if name in EARLY_METRICS}  # top = sampled at temperature 0
     rules = {f"cascade confidence, first {k} tokens ({name})": -np.nan_to_num(v, nan=0.0) for name, v in early.items()}
     rules[f"fitted head + first {k} tokens' confidence (combined)"] = _combined(fitted, early, data, fold)
     return rules

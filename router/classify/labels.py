@@ -343,14 +343,19 @@ def early_metrics(confidence: dict[str, Any] | None, tokens: int) -> dict[str, f
     if first:
         logprobs = [lp for lp, _ in first[:tokens]]
         entropies = [h for _, h in first[:tokens]]
-        return {"mean_logprob": sum(logprobs) / len(logprobs), "min_logprob": min(logprobs),
+        mean = sum(logprobs) / len(logprobs)
+        # Labels are made at temperature 0, where the sampled token is the likeliest: top = sampled.
+        return {"mean_logprob": mean, "mean_top_logprob": mean, "min_logprob": min(logprobs),
                 "mean_entropy": -sum(entropies) / len(entropies)}  # fmt: skip
     if confidence.get("tokens") is not None and confidence["tokens"] <= tokens:
-        return {k: (-1 if k == "mean_entropy" else 1) * float(confidence[k]) for k in EARLY_METRICS}
-    return dict.fromkeys(EARLY_METRICS, float("nan"))
+        whole = {**confidence, "mean_top_logprob": confidence.get("mean_top_logprob", confidence["mean_logprob"])}
+        return {k: (-1 if k == "mean_entropy" else 1) * float(whole[k]) for k in CASCADE_METRICS}
+    return dict.fromkeys(CASCADE_METRICS, float("nan"))
 
 
 EARLY_METRICS = ("mean_logprob", "min_logprob", "mean_entropy")
+CASCADE_METRICS = (*EARLY_METRICS, "mean_top_logprob")
+"""What a cascade may judge; at temperature 0 (labels) `mean_top_logprob` is `mean_logprob`."""
 
 
 def labelled_set(records: list[dict[str, Any]], name: str = "labels", early_tokens: int = 16) -> LabelledSet:
@@ -383,5 +388,5 @@ def labelled_set(records: list[dict[str, Any]], name: str = "labels", early_toke
     )
     confidence = {k: np.array([metric(r, k) for r in usable]) for k in EARLY_METRICS}
     early_rows = [early_metrics(r.get("confidence"), early_tokens) for r in usable]
-    early = {k: np.array([row[k] for row in early_rows]) for k in EARLY_METRICS}
+    early = {k: np.array([row[k] for row in early_rows]) for k in CASCADE_METRICS}
     return LabelledSet(dataset, confidence, models[0], early, early_tokens)

@@ -277,7 +277,7 @@ def calibrate(
         ),
     ] = None,
     cascade_metric: Annotated[
-        str, typer.Option(help="With --cascade-tokens: mean_logprob, min_logprob or mean_entropy.")
+        str, typer.Option(help="With --cascade-tokens: mean_logprob, mean_top_logprob, min_logprob or mean_entropy.")
     ] = "mean_logprob",
 ) -> None:
     """Print the `route: auto` threshold that sends the target share of the sample to the cloud, or (with
@@ -357,11 +357,11 @@ def _calibrate_cascade_on_labels(
     the local model was over its first `tokens` tokens (answers with no first-token statistics left out)."""
     import numpy as np
 
-    from router.classify.labels import EARLY_METRICS, attach_prompts, labelled_set, read_labels
+    from router.classify.labels import CASCADE_METRICS, attach_prompts, labelled_set, read_labels
     from router.quality import Judgement, calibrate
 
-    if metric not in EARLY_METRICS:
-        _fail(ConfigError(f"unknown cascade metric `{metric}`: use one of {', '.join(EARLY_METRICS)}"))
+    if metric not in CASCADE_METRICS:
+        _fail(ConfigError(f"unknown cascade metric `{metric}`: use one of {', '.join(CASCADE_METRICS)}"))
     try:
         labelled = labelled_set(attach_prompts(read_labels(labels), tasks or []), early_tokens=tokens)
     except ConfigError as error:

@@ -62,10 +62,12 @@ class CacheAction(_Strict):
 class CascadeAction(_Strict):
     """Let the local model answer first; send the request on to the cloud when it was not sure."""
 
-    metric: Literal["mean_logprob", "min_logprob", "mean_entropy"] = Field(
+    metric: Literal["mean_logprob", "mean_top_logprob", "min_logprob", "mean_entropy"] = Field(
         "mean_logprob",
         description="`mean_logprob` / `min_logprob`: log-probability of the sampled tokens (escalate below the "
-        "threshold); `mean_entropy`: of the next-token distributions, in nats (escalate above it).",
+        "threshold); `mean_top_logprob`: of the likeliest token at each step, whichever was sampled (the same "
+        "as `mean_logprob` at temperature 0, and not lowered by sampling); `mean_entropy`: of the next-token "
+        "distributions, in nats (escalate above it).",
     )
     threshold: float = Field(description="Where the metric says `not sure`; `router route --explain` shows values.")
     decide_after_tokens: int | None = Field(
