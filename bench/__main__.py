@@ -29,6 +29,11 @@ BENCHMARKS = {
     "overhead": ["--duration", "10"],
     "local_path": [],
     "local_tools": [],
+    "hybrid_stream": [],
+    "early_rule": ["--labels", "router/classify/heads/qwen2.5-coder-1.5b-instruct.freeform.labels.jsonl",
+                   "--group-of", "everyday-dev=everyday", "--k", "3", "4", "8", "16", "32",
+                   "--match", "gsm8k:-0.085"],  # fmt: skip
+    "team_load": [],
     "resilience_load": ["--duration", "30", "--concurrency", "32"],
     "soak": ["--duration", "600", "--concurrency", "64"],
 }
