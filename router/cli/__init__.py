@@ -1,10 +1,10 @@
-"""The `router` command, one module per group of commands (serving, policy, admin, learning, labelling)."""
+"""The `router` command, one module per group of commands (serving, policy, admin, learning, calibrating, labelling)."""
 
 from __future__ import annotations
 
 import sys
 
-from router.cli import admin, labelling, learning, policy, serving  # noqa: F401  (each registers its commands on `app`)
+from router.cli import admin, calibrating, labelling, learning, policy, serving  # noqa: F401  (each registers its commands on `app`)
 from router.cli._common import app
 
 __all__ = ["app", "main"]

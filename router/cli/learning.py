@@ -1,4 +1,4 @@
-"""`router train`, `router eval`, `router calibrate`, `router label`: the classifier's offline side."""
+"""`router train` and `router eval`: the classifier's offline side (`calibrating.py`: `router calibrate`)."""
 
 from __future__ import annotations
 
@@ -53,10 +53,10 @@ TasksOpt = Annotated[
 ]
 
 
-def _labelled(labels: list[Path], tasks: list[Path] | None):  # -> LabelledSet
+def _labelled(labels: list[Path], tasks: list[Path] | None, early_tokens: int = 16):  # -> LabelledSet
     from router.classify.labels import attach_prompts, labelled_set, read_labels
 
-    return labelled_set(attach_prompts(read_labels(labels), tasks or []))
+    return labelled_set(attach_prompts(read_labels(labels), tasks or []), early_tokens=early_tokens)
 
 
 @app.command()
@@ -241,174 +241,3 @@ def evaluate(
     typer.echo(table(results))
     for path in write_outputs(results, curves, out):
         typer.echo(f"wrote {path}")
-
-
-@app.command()
-def calibrate(
-    prompts: Annotated[
-        Path | None, typer.Argument(help="Sample prompts: one per line, or JSON lines with `prompt`.")
-    ] = None,
-    target_cloud_share: Annotated[float, typer.Option(help="Share of the sample to send to the cloud, 0..1.")] = 0.3,
-    quality_target: Annotated[
-        float | None,
-        typer.Option(
-            help="Instead of a share: the threshold that keeps this quality retained (0..1) at the least cloud "
-            "share, from judged traffic (shadow evaluation with `shadow.explore`)."
-        ),
-    ] = None,
-    rule: Annotated[
-        str, typer.Option(help="With --quality-target: the `route: auto` rule to calibrate (`default`: the default).")
-    ] = "default",
-    window: Annotated[str, typer.Option(help="With --quality-target: judgements of this window.")] = "7d",
-    confidence: Annotated[
-        float, typer.Option(help="With --quality-target: one-sided confidence the target must hold at.")
-    ] = 0.9,
-    head: Annotated[
-        Path | None, typer.Option(help="The head to calibrate (default: the one the gateway uses for its local model).")
-    ] = None,
-    labels: LabelsOpt = None,
-    tasks: TasksOpt = None,
-    config: ConfigOpt = None,
-    cascade_tokens: Annotated[
-        int | None,
-        typer.Option(
-            help="With --labels and --quality-target: calibrate the cascade's threshold instead, on the local "
-            "answers' first this many tokens (the policy's `decide_after_tokens`)."
-        ),
-    ] = None,
-    cascade_metric: Annotated[
-        str, typer.Option(help="With --cascade-tokens: mean_logprob, mean_top_logprob, min_logprob or mean_entropy.")
-    ] = "mean_logprob",
-) -> None:
-    """Print the `route: auto` threshold that sends the target share of the sample to the cloud, or (with
-    --quality-target) the one that keeps a quality target at the least cloud share of judged traffic, or of
-    labelled prompts (--labels: both models' outcomes known for every prompt); with --cascade-tokens, the
-    early cascade's threshold on labelled prompts."""
-    import numpy as np
-
-    if quality_target is not None and labels and cascade_tokens is not None:
-        _calibrate_cascade_on_labels(labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric)
-        return
-    if quality_target is not None and labels:
-        _calibrate_on_labels(config, labels, tasks, head, quality_target, confidence)
-        return
-    if quality_target is not None:
-        _calibrate_for_quality(config, quality_target, rule, window, confidence)
-        return
-    if prompts is None:
-        _fail(ConfigError("give a prompts file (for --target-cloud-share) or --quality-target"))
-
-    from router.classify.calibrate import read_prompts, share_at, threshold_for_share
-    from router.classify.head import Head, head_for_local
-
-    texts = read_prompts(prompts)
-    if not texts:
-        typer.secho(f"{prompts}: no prompts", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2)
-    try:
-        scorer = Head.load(head or head_for_local(load_gateway_config(_settings(config, None).config)))
-    except ConfigError as error:
-        _fail(error)
-    scores = np.asarray(scorer.score(_embedder(config).embed(texts), texts))
-    threshold = threshold_for_share(scores, target_cloud_share)
-    typer.echo(
-        f"threshold {threshold:.4f}: {100 * share_at(scores, threshold):.1f}% of {len(texts)} prompts to the cloud"
-    )
-    typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {threshold:.4f}")
-
-
-def _calibrate_on_labels(
-    config: Path | None, labels: list[Path], tasks: list[Path] | None, head: Path | None, target: float,
-    confidence: float,
-) -> None:  # fmt: skip
-    """The threshold on labelled prompts: each is a judgement whose local and reference scores are the local
-    and strong models' recorded outcomes, scored by the head the gateway would use."""
-    from router.classify.head import Head, head_for_local
-    from router.quality import Judgement, calibrate
-
-    try:
-        labelled = _labelled(labels, tasks)
-        scorer = Head.load(head or head_for_local(load_gateway_config(_settings(config, None).config)))
-    except ConfigError as error:
-        _fail(error)
-    data = labelled.data
-    scores = scorer.score(_embedder(config).embed(data.prompts), data.prompts)
-    judged = [
-        Judgement(0.0, f"label-{i}", "local", "local", "default", "-", labelled.local_model, "strong", "labels",
-                  "labels", float(data.weak[i]), float(data.strong[i]), 1.0, float(scores[i]))
-        for i in range(len(data))
-    ]  # fmt: skip
-    try:
-        found = calibrate(judged, target, confidence)
-    except ValueError as error:
-        _fail(ConfigError(str(error)))
-    typer.echo(
-        f"{len(judged)} labelled prompts of {labelled.local_model}: threshold {found.threshold:.4f} keeps quality "
-        f"retained {found.quality:.3f} (at least {found.quality_low:.3f} with {100 * confidence:.0f}% confidence) "
-        f"with {100 * found.cloud_share:.1f}% to the cloud"
-    )
-    typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {found.threshold:.4f}")
-
-
-def _calibrate_cascade_on_labels(
-    labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, metric: str
-) -> None:
-    """The cascade's threshold on labelled answers: each is a judgement whose escalation score is how unsure
-    the local model was over its first `tokens` tokens (answers with no first-token statistics left out)."""
-    import numpy as np
-
-    from router.classify.labels import CASCADE_METRICS, attach_prompts, labelled_set, read_labels
-    from router.quality import Judgement, calibrate
-
-    if metric not in CASCADE_METRICS:
-        _fail(ConfigError(f"unknown cascade metric `{metric}`: use one of {', '.join(CASCADE_METRICS)}"))
-    try:
-        labelled = labelled_set(attach_prompts(read_labels(labels), tasks or []), early_tokens=tokens)
-    except ConfigError as error:
-        _fail(error)
-    data, unsure = labelled.data, -labelled.early[metric]  # early metrics are "higher = surer"
-    judged = [
-        Judgement(0.0, f"label-{i}", "local", "local", "default", "-", labelled.local_model, "strong", "labels",
-                  "labels", float(data.weak[i]), float(data.strong[i]), 1.0, float(unsure[i]))
-        for i in range(len(data)) if np.isfinite(unsure[i])
-    ]  # fmt: skip
-    try:
-        found = calibrate(judged, target, confidence)
-    except ValueError as error:
-        _fail(ConfigError(str(error)))
-    threshold = found.threshold if metric == "mean_entropy" else -found.threshold
-    typer.echo(
-        f"{len(judged)} labelled answers of {labelled.local_model} (of {len(data)}; the rest carry no first-token "
-        f"statistics): {metric} over the first {tokens} tokens at {threshold:.4f} keeps quality retained "
-        f"{found.quality:.3f} (at least {found.quality_low:.3f} with {100 * confidence:.0f}% confidence) with "
-        f"{100 * found.cloud_share:.1f}% escalated"
-    )
-    typer.echo(f"policy:\n    cascade: {{metric: {metric}, threshold: {threshold:.4f}, decide_after_tokens: {tokens}}}")
-
-
-def _calibrate_for_quality(config: Path | None, target: float, rule: str, window: str, confidence: float) -> None:
-    from router.quality import calibrate, quality_retained
-
-    try:
-        judged = [j for j in stored_judgements(config, window) if j.auto_rule == rule]
-    except ConfigError as error:
-        _fail(error)
-    if not judged:
-        _fail(ConfigError(f"no judgement of rule `{rule}` routed `auto` in the last {window}"))
-    try:
-        found = calibrate(judged, target, confidence)
-    except ValueError as error:
-        _fail(ConfigError(str(error)))
-    now = quality_retained(judged, min_samples=1)
-    explored = sum(j.stratum == "cloud" for j in judged)
-    typer.echo(
-        f"{found.judged} judgements of `{rule}` ({explored} cloud answers explored); quality retained as routed "
-        f"now: {now.value:.3f} [{now.low:.3f}, {now.high:.3f}]"
-    )
-    typer.echo(
-        f"threshold {found.threshold:.4f}: quality retained {found.quality:.3f} (at least {found.quality_low:.3f} "
-        f"on the next {found.judged} requests or more, with {100 * confidence:.0f}% confidence) with "
-        f"{100 * found.cloud_share:.1f}% to the cloud"
-    )
-    where = "default" if rule == "default" else f"rule {rule}"
-    typer.echo(f"policy ({where}):\n    route: auto\n    threshold: {found.threshold:.4f}")

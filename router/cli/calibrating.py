@@ -1,0 +1,185 @@
+"""`router calibrate`: the `route: auto` threshold from a sample, judged traffic or labels; the cascade's from
+labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from router.cli._common import ConfigOpt, _fail, _settings, app
+from router.cli._judgements import stored_judgements
+from router.cli.learning import LabelsOpt, TasksOpt, _embedder, _labelled
+from router.config import load_gateway_config
+from router.errors import ConfigError
+
+
+@app.command()
+def calibrate(
+    prompts: Annotated[
+        Path | None, typer.Argument(help="Sample prompts: one per line, or JSON lines with `prompt`.")
+    ] = None,
+    target_cloud_share: Annotated[float, typer.Option(help="Share of the sample to send to the cloud, 0..1.")] = 0.3,
+    quality_target: Annotated[
+        float | None,
+        typer.Option(
+            help="Instead of a share: the threshold that keeps this quality retained (0..1) at the least cloud "
+            "share, from judged traffic (shadow evaluation with `shadow.explore`)."
+        ),
+    ] = None,
+    rule: Annotated[
+        str, typer.Option(help="With --quality-target: the `route: auto` rule to calibrate (`default`: the default).")
+    ] = "default",
+    window: Annotated[str, typer.Option(help="With --quality-target: judgements of this window.")] = "7d",
+    confidence: Annotated[
+        float, typer.Option(help="With --quality-target: one-sided confidence the target must hold at.")
+    ] = 0.9,
+    head: Annotated[
+        Path | None, typer.Option(help="The head to calibrate (default: the one the gateway uses for its local model).")
+    ] = None,
+    labels: LabelsOpt = None,
+    tasks: TasksOpt = None,
+    config: ConfigOpt = None,
+    cascade_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="With --labels and --quality-target: calibrate the cascade's threshold instead, on the local "
+            "answers' first this many tokens (the policy's `decide_after_tokens`)."
+        ),
+    ] = None,
+    cascade_metric: Annotated[
+        str, typer.Option(help="With --cascade-tokens: mean_logprob, mean_top_logprob, min_logprob or mean_entropy.")
+    ] = "mean_logprob",
+) -> None:
+    """Print the `route: auto` threshold that sends the target share of the sample to the cloud, or (with
+    --quality-target) the one that keeps a quality target at the least cloud share of judged traffic, or of
+    labelled prompts (--labels: both models' outcomes known for every prompt); with --cascade-tokens, the
+    early cascade's threshold on labelled prompts."""
+    import numpy as np
+
+    if quality_target is not None and labels and cascade_tokens is not None:
+        _calibrate_cascade_on_labels(labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric)
+        return
+    if quality_target is not None and labels:
+        _calibrate_on_labels(config, labels, tasks, head, quality_target, confidence)
+        return
+    if quality_target is not None:
+        _calibrate_for_quality(config, quality_target, rule, window, confidence)
+        return
+    if prompts is None:
+        _fail(ConfigError("give a prompts file (for --target-cloud-share) or --quality-target"))
+
+    from router.classify.calibrate import read_prompts, share_at, threshold_for_share
+    from router.classify.head import Head, head_for_local
+
+    texts = read_prompts(prompts)
+    if not texts:
+        typer.secho(f"{prompts}: no prompts", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=2)
+    try:
+        scorer = Head.load(head or head_for_local(load_gateway_config(_settings(config, None).config)))
+    except ConfigError as error:
+        _fail(error)
+    scores = np.asarray(scorer.score(_embedder(config).embed(texts), texts))
+    threshold = threshold_for_share(scores, target_cloud_share)
+    typer.echo(
+        f"threshold {threshold:.4f}: {100 * share_at(scores, threshold):.1f}% of {len(texts)} prompts to the cloud"
+    )
+    typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {threshold:.4f}")
+
+
+def _on_labels(labelled: Any, escalation: Any, target: float, confidence: float) -> tuple[Any, int]:
+    """Calibrate on labelled prompts: each is a judgement whose local and reference scores are the local and
+    strong models' recorded outcomes, escalated by `escalation` (prompts where it is not finite left out).
+    Returns the calibration and how many prompts it was made on."""
+    import numpy as np
+
+    from router.quality import Judgement, calibrate
+
+    data = labelled.data
+    judged = [
+        Judgement(0.0, f"label-{i}", "local", "local", "default", "-", labelled.local_model, "strong", "labels",
+                  "labels", float(data.weak[i]), float(data.strong[i]), 1.0, float(escalation[i]))
+        for i in range(len(data)) if np.isfinite(escalation[i])
+    ]  # fmt: skip
+    try:
+        return calibrate(judged, target, confidence), len(judged)
+    except ValueError as error:
+        _fail(ConfigError(str(error)))
+
+
+def _calibrate_on_labels(
+    config: Path | None, labels: list[Path], tasks: list[Path] | None, head: Path | None, target: float,
+    confidence: float,
+) -> None:  # fmt: skip
+    """The `route: auto` threshold on labelled prompts, scored by the head the gateway would use."""
+    from router.classify.head import Head, head_for_local
+
+    try:
+        labelled = _labelled(labels, tasks)
+        scorer = Head.load(head or head_for_local(load_gateway_config(_settings(config, None).config)))
+    except ConfigError as error:
+        _fail(error)
+    data = labelled.data
+    found, judged = _on_labels(labelled, scorer.score(_embedder(config).embed(data.prompts), data.prompts),
+                               target, confidence)  # fmt: skip
+    typer.echo(
+        f"{judged} labelled prompts of {labelled.local_model}: threshold {found.threshold:.4f} keeps quality "
+        f"retained {found.quality:.3f} (at least {found.quality_low:.3f} with {100 * confidence:.0f}% confidence) "
+        f"with {100 * found.cloud_share:.1f}% to the cloud"
+    )
+    typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {found.threshold:.4f}")
+
+
+def _calibrate_cascade_on_labels(
+    labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, metric: str
+) -> None:
+    """The cascade's threshold on labelled answers, escalated by how unsure the local model was over its first
+    `tokens` tokens (answers with no first-token statistics left out)."""
+    from router.classify.labels import CASCADE_METRICS
+
+    if metric not in CASCADE_METRICS:
+        _fail(ConfigError(f"unknown cascade metric `{metric}`: use one of {', '.join(CASCADE_METRICS)}"))
+    try:
+        labelled = _labelled(labels, tasks, early_tokens=tokens)
+    except ConfigError as error:
+        _fail(error)
+    # early metrics are "higher = surer"
+    found, judged = _on_labels(labelled, -labelled.early[metric], target, confidence)
+    threshold = found.threshold if metric == "mean_entropy" else -found.threshold
+    typer.echo(
+        f"{judged} labelled answers of {labelled.local_model} (of {len(labelled.data)}; the rest carry no "
+        f"first-token statistics): {metric} over the first {tokens} tokens at {threshold:.4f} keeps quality "
+        f"retained {found.quality:.3f} (at least {found.quality_low:.3f} with {100 * confidence:.0f}% confidence) "
+        f"with {100 * found.cloud_share:.1f}% escalated"
+    )
+    typer.echo(f"policy:\n    cascade: {{metric: {metric}, threshold: {threshold:.4f}, decide_after_tokens: {tokens}}}")
+
+
+def _calibrate_for_quality(config: Path | None, target: float, rule: str, window: str, confidence: float) -> None:
+    from router.quality import calibrate, quality_retained
+
+    try:
+        judged = [j for j in stored_judgements(config, window) if j.auto_rule == rule]
+    except ConfigError as error:
+        _fail(error)
+    if not judged:
+        _fail(ConfigError(f"no judgement of rule `{rule}` routed `auto` in the last {window}"))
+    try:
+        found = calibrate(judged, target, confidence)
+    except ValueError as error:
+        _fail(ConfigError(str(error)))
+    now = quality_retained(judged, min_samples=1)
+    explored = sum(j.stratum == "cloud" for j in judged)
+    typer.echo(
+        f"{found.judged} judgements of `{rule}` ({explored} cloud answers explored); quality retained as routed "
+        f"now: {now.value:.3f} [{now.low:.3f}, {now.high:.3f}]"
+    )
+    typer.echo(
+        f"threshold {found.threshold:.4f}: quality retained {found.quality:.3f} (at least {found.quality_low:.3f} "
+        f"on the next {found.judged} requests or more, with {100 * confidence:.0f}% confidence) with "
+        f"{100 * found.cloud_share:.1f}% to the cloud"
+    )
+    where = "default" if rule == "default" else f"rule {rule}"
+    typer.echo(f"policy ({where}):\n    route: auto\n    threshold: {found.threshold:.4f}")
