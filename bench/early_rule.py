@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.cascade import auroc, auroc_interval
+from router.classify.labels import early_metrics
 
 METRICS = ("mean_logprob", "min_logprob", "mean_entropy")
 
@@ -40,13 +41,6 @@ def read(paths: list[Path], rename: dict[str, str]) -> list[dict]:
                 record["group"] = rename.get(record["group"], record["group"])
                 rows.append(record)
     return rows
-
-
-def stats(first: list[list[float]], k: int | None) -> dict[str, float]:
-    """The metrics over the first k tokens (all when k is None); higher = surer for every one."""
-    lp = np.array([p for p, _ in first[:k]], dtype=float)
-    h = np.array([e for _, e in first[:k]], dtype=float)
-    return {"mean_logprob": lp.mean(), "min_logprob": lp.min(), "mean_entropy": -h.mean()}
 
 
 def features(first: list[list[float]], k: int) -> list[float]:
@@ -102,7 +96,7 @@ def matched(part: list[dict], limit: float, ks: list[int]) -> list[str]:
     lines = [f"| whole answer < {limit} | {100 * share:.0f}% | {(escalate & ~right).sum()}/{(~right).sum()} | "
              f"{delivered(right, strong, escalate)} |"]  # fmt: skip
     for k in ks:
-        early = np.array([stats(r["confidence"]["first"], k)["mean_logprob"] for r in part])
+        early = np.array([early_metrics(r["confidence"], k)["mean_logprob"] for r in part])
         cut = np.quantile(early, share)
         escalate = early < cut
         caught = f"{(escalate & ~right).sum()}/{(~right).sum()}"
@@ -135,7 +129,7 @@ def main() -> None:
         right = np.array([bool(r["local_right"]) for r in part])
         whole_lp = np.array([whole(r)["mean_logprob"] for r in part])
         for k in args.k:
-            early = [stats(r["confidence"]["first"], k) for r in part]
+            early = [early_metrics(r["confidence"], k) for r in part]
             cells = [cell(np.array([e[m] for e in early]), right) for m in METRICS]
             model = cell(np.array([fitted[k][index[id(r)]] for r in part]), right)
             print(f"| {name} | {right.sum()}/{len(part)} | {k} | {cell(whole_lp, right)} | " + " | ".join(cells)
@@ -155,7 +149,7 @@ def main() -> None:
         for name, part in groups.items():
             right = np.array([bool(r["local_right"]) for r in part])
             for k in [None, *args.k]:
-                signed = np.array([(stats(r["confidence"]["first"], k) if k else whole(r))[metric] for r in part])
+                signed = np.array([(early_metrics(r["confidence"], k) if k else whole(r))[metric] for r in part])
                 # the metrics are "higher = surer"; entropy was negated, so its threshold is too
                 escalate = signed < (-limit if metric == "mean_entropy" else limit)
                 caught = (escalate & ~right).sum() / max(1, (~right).sum())
