@@ -298,9 +298,7 @@ class LlamaCppBackend:
         llama = await self._acquire()
         parts: list[str] = []
         cancel = threading.Event()
-        meter = meter_for(ctx, confidence)
-        if isinstance(confidence, EarlyCheck):
-            confidence.bind(cancel)  # an early escalation stops the generation there
+        meter = meter_for(ctx, confidence, cancel)
         future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel, meter)
         try:
             finish, usage, entries = await asyncio.shield(future)
@@ -340,9 +338,7 @@ class LlamaCppBackend:
         def emit(delta: StreamDelta) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
-        meter = meter_for(ctx, confidence)
-        if isinstance(confidence, EarlyCheck):
-            confidence.bind(cancel)
+        meter = meter_for(ctx, confidence, cancel)
         future = self._start_generation(ctx, max_tokens, llama, emit, cancel, meter)
         future.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:

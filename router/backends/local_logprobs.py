@@ -8,6 +8,7 @@ a token no callback follows) is read from the last distribution it saw.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from router.backends.confidence import ConfidenceMeter, EarlyCheck, TokenLogprob
@@ -82,12 +83,15 @@ def requested(kind: str, passthrough: Any) -> tuple[bool, int]:
     return bool(value), int(passthrough.get("top_logprobs") or 0)
 
 
-def meter_for(ctx: RequestContext, confidence: bool | EarlyCheck) -> ConfidenceMeter | None:
-    """A meter when the cascade needs the confidence or the client asked for log-probabilities."""
+def meter_for(ctx: RequestContext, confidence: bool | EarlyCheck, cancel: threading.Event) -> ConfidenceMeter | None:
+    """A meter when the cascade needs the confidence or the client asked for log-probabilities; an early
+    check is bound to the generation's `cancel`, so an escalation stops the generation there."""
     wants, top = requested(ctx.kind, ctx.passthrough)
     if not (wants or confidence):
         return None
     early = confidence if isinstance(confidence, EarlyCheck) else None
+    if early is not None:
+        early.bind(cancel)
     return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20), early=early)
 
 
