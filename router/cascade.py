@@ -146,7 +146,7 @@ def _judged(check: EarlyCheck, served: Served, final: Confidence | None) -> bool
 
 def _value(decision: Decision, check: EarlyCheck) -> float:
     assert decision.cascade is not None and check.confidence is not None
-    return check.confidence.value(decision.cascade.metric)
+    return decision.cascade.measure(check.confidence)
 
 
 def _already(answer: tuple[T, Served]) -> Callable[[], Awaitable[tuple[T, Served]]]:

@@ -126,10 +126,10 @@ class Decider:
         text = self._classifier_text(ctx)
         if text is None:  # the last user message: the shared embedding is the input
             found = await self.embedding(ctx, found)
-            score = await self.scorer.score(ctx.last_user_text()[:MAX_TEXT_CHARS], found.embedding)
+            scores = await self.scorer.scores(ctx.last_user_text()[:MAX_TEXT_CHARS], found.embedding)
         else:
-            score = await self.scorer.score(text)
-        return found if score is None else replace(found, scores={**found.scores, "escalation": score})
+            scores = await self.scorer.scores(text)
+        return found if scores is None else replace(found, scores={**found.scores, **scores})
 
     async def _intended(self, ctx: RequestContext, found: Findings, engine: PolicyEngine) -> Findings:
         """Match the policy's intents on each scope a rule names them on. The last user message's embedding

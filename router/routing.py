@@ -111,7 +111,10 @@ class Router:
         if score is None or threshold is None:
             return "local", "classifier-unavailable", {}
         target = "cloud" if score >= threshold else "local"
-        return target, "classifier" if reason == "default" else reason, {"escalation": score, "threshold": threshold}
+        scores = {"escalation": score, "threshold": threshold}
+        if "strong_chance" in found.scores:  # an expected-gain head's strong half, for the cascade
+            scores["strong_chance"] = found.scores["strong_chance"]
+        return target, "classifier" if reason == "default" else reason, scores
 
     def _chain(
         self, targets: str | list[str], pinned: bool, api: str | None = None
@@ -226,7 +229,9 @@ class Router:
             scores=scores,
             cache=self.cache_settings(rule.cache if rule else None, match.default.cache),
             # Only a local answer can be second-guessed, and only where a cloud model exists to ask.
-            cascade=CascadeSettings(cascade.metric, cascade.threshold, cascade.decide_after_tokens)
+            cascade=CascadeSettings(
+                cascade.metric, cascade.threshold, cascade.decide_after_tokens, found.scores.get("strong_chance")
+            )
             if cascade is not None and route == "local" and self._config.routes.cloud
             else None,
             redact=tuple(action.redact or ()) if action is not None else (),

@@ -6,6 +6,7 @@ All frozen: a stage returns new data, it never mutates what it was given.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -237,15 +238,32 @@ class CascadeSettings:
 
     metric: str
     """`mean_logprob`, `mean_top_logprob` or `min_logprob` (escalate below the threshold), `mean_entropy`
-    (escalate above it)."""
+    (escalate above it), or `expected_gain` (escalate above it): the head's P(strong model right) minus
+    the local answer's own probability (exp of its `mean_top_logprob`)."""
     threshold: float
     decide_after_tokens: int | None = None
     """Judge the answer's first this many tokens (stop the local model there on escalation, stream the
     rest live on keep); None: judge the whole answer, holding a stream back until it is complete."""
+    strong_chance: float | None = None
+    """For `expected_gain`: this request's P(strong model right), from an expected-gain head (None: the
+    head has no strong half, and `STRONG_CHANCE_UNKNOWN` stands in)."""
+
+    def measure(self, confidence: Confidence) -> float:
+        """The metric's value for this answer (what the threshold is compared with)."""
+        if self.metric == "expected_gain":
+            chance = STRONG_CHANCE_UNKNOWN if self.strong_chance is None else self.strong_chance
+            return chance - math.exp(confidence.value("mean_top_logprob"))
+        return confidence.value(self.metric)
 
     def escalate(self, confidence: Confidence) -> bool:
-        value = confidence.value(self.metric)
-        return value > self.threshold if self.metric == "mean_entropy" else value < self.threshold
+        value = self.measure(confidence)
+        return value < self.threshold if self.metric in LOW_IS_UNSURE else value > self.threshold
+
+
+LOW_IS_UNSURE = ("mean_logprob", "mean_top_logprob", "min_logprob")
+"""Cascade metrics that escalate below their threshold; the others (`mean_entropy`, `expected_gain`) above."""
+STRONG_CHANCE_UNKNOWN = 0.8
+"""P(strong model right) where the head gives none: GPT-4's rate on the shared MMLU domains (0.81)."""
 
 
 @dataclass(frozen=True, slots=True)

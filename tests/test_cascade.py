@@ -14,7 +14,16 @@ from router.cascade import CascadingExecutor
 from router.errors import UpstreamUnavailable
 from router.policy import parse_policy
 from router.policy.facts import Facts
-from router.types import CascadeSettings, Completion, Confidence, Decision, RequestContext, Served, Usage
+from router.types import (
+    STRONG_CHANCE_UNKNOWN,
+    CascadeSettings,
+    Completion,
+    Confidence,
+    Decision,
+    RequestContext,
+    Served,
+    Usage,
+)
 from tests.conftest import Gateway
 
 SURE = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"  # mean log-probability about -0.03 on the default model
@@ -90,9 +99,22 @@ def test_entropy_escalates_above_its_threshold_and_log_probabilities_below() -> 
         assert not settings.escalate(sure) and settings.escalate(unsure)
 
 
+def test_expected_gain_weighs_the_strong_models_chance_against_the_local_answers_probability() -> None:
+    """Escalate when P(strong right) minus the answer's own probability (exp of mean_top_logprob) exceeds the
+    threshold: the same answer is kept where the strong model is likely wrong too, and sent up where not."""
+    answer = Confidence(mean_logprob=-0.7, min_logprob=-0.7, mean_entropy=1.0, tokens=1, mean_top_logprob=-0.7)
+    surely_right = CascadeSettings("expected_gain", 0.2, 1, strong_chance=0.95)
+    often_wrong = CascadeSettings("expected_gain", 0.2, 1, strong_chance=0.6)
+    assert surely_right.measure(answer) == pytest.approx(0.95 - np.exp(-0.7))
+    assert surely_right.escalate(answer) and not often_wrong.escalate(answer)
+    unknown = CascadeSettings("expected_gain", 0.2, 1)  # a head without a strong half: GPT-4's MMLU rate stands in
+    assert unknown.measure(answer) == pytest.approx(STRONG_CHANCE_UNKNOWN - np.exp(-0.7))
+
+
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [
+        ("route: auto\n    cascade: {metric: expected_gain, threshold: 1.5}", "an expected gain lies in -1..1"),
         ("route: cloud\n    cascade: {threshold: -1}", "`cascade` needs `route: local` or `route: auto`"),
         ("route: local\n    pin: true\n    cascade: {threshold: -1}", "cannot `cascade`"),
         ("route: local\n    cascade: {threshold: 0.5}", "a log-probability is at most 0"),

@@ -32,7 +32,9 @@ def packaged_head_for(package: str | None) -> Path | None:
 @dataclass(frozen=True)
 class Head:
     """A logistic regression, a ridge regression or a one-hidden-layer MLP over [embedding, standardised
-    features], or a kernel regression of the strong model's gain over the training prompts' embeddings."""
+    features]; a kernel regression of the strong model's gain over the training prompts' embeddings; or
+    an expected gain: two logistic regressions, P(strong model right) and P(local model right), whose
+    difference is what sending the prompt up is expected to gain."""
 
     kind: str
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]
@@ -52,12 +54,21 @@ class Head:
         """One score in 0..1 per text: the higher, the more the strong model is needed."""
         if self.kind == "kernel-gain":
             return self._kernel_score(embeddings)
+        if self.kind == "expected-gain":
+            strong, local = self.chances(embeddings, texts)
+            return (strong - local + 1.0) / 2.0
         x = self.inputs(embeddings, texts)
         for i, (weights, bias) in enumerate(self.layers):
             x = x @ weights + bias
             if i < len(self.layers) - 1:
                 x = np.maximum(x, 0.0)
-        return 1.0 / (1.0 + np.exp(-x.reshape(-1)))
+        return _sigmoid(x.reshape(-1))
+
+    def chances(self, embeddings: np.ndarray, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """An expected-gain head's two halves: P(the strong model answers right), P(the local model does)."""
+        x = self.inputs(embeddings, texts)
+        (ws, bs), (wl, bl) = self.layers
+        return _sigmoid((x @ ws + bs).reshape(-1)), _sigmoid((x @ wl + bl).reshape(-1))
 
     def _kernel_score(self, embeddings: np.ndarray) -> np.ndarray:
         """Similarity-weighted mean of the strong model's gain over the `k` most similar training prompts
@@ -78,7 +89,7 @@ class Head:
         (w, b), (mean, std) = self.layers[1], self.layers[2]
         logit = (x @ w + b).reshape(-1)
         z = ((gain - mean[0]) / std[0] + (logit - mean[1]) / std[1]) / 2.0
-        return 1.0 / (1.0 + np.exp(-1.7 * z))
+        return _sigmoid(1.7 * z)
 
     def save(self, path: Path) -> None:
         layers = self.layers
@@ -102,6 +113,10 @@ class Head:
             if meta["kind"] == "kernel-gain":  # stored as float16 (half the file); scored in float32, converted once
                 layers = ((layers[0][0].astype(np.float32), layers[0][1]), *layers[1:])
             return cls(meta["kind"], layers, data["feature_mean"], data["feature_std"], meta["use_features"], meta)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 def head_for_local(config: GatewayConfig) -> Path:

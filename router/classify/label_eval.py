@@ -4,6 +4,9 @@ Every trained router here is scored out of fold: each prompt by a model fitted w
 groups when the labels span three or more, else seeded row folds), so no router is scored on what it
 saw. Routers compared, in the same run:
 - the head family `router train` would ship, fitted to these labels ("fitted to <model>");
+- the expected gain, P(strong right) - P(local right), each half a logistic regression on the prompt (the
+  strong half also on the strong model's recorded outcomes, with a prior); and with the local half read
+  from the local answer instead: its confidence (a fitted P(right | confidence)) or its own probability;
 - the general head trained on Mixtral-8x7B vs GPT-4 outcomes (what ships for models with no labels);
 - the baselines: random, prompt length, RouteLLM's similarity-weighted kNN and matrix factorisation;
 - the cascade's confidence alone (escalate the answers the local model was least sure of; it needs the
@@ -31,6 +34,7 @@ from router.classify.labels import EARLY_METRICS, LabelledSet
 from router.classify.report import mf_scorer
 from router.classify.train import (
     CANDIDATES,
+    EXPECTED_GAIN_C,
     Candidate,
     as_scorer,
     cached_embeddings,
@@ -51,12 +55,17 @@ def _bare(fit: Any) -> Candidate:
     return Candidate("baseline", fit, shippable=False)
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
 def _combined(
     head_scores: np.ndarray, confidence: dict[str, np.ndarray], data: Dataset, fold: np.ndarray
 ) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
 
-    columns = [np.log(np.clip(head_scores, 1e-6, 1 - 1e-6) / np.clip(1 - head_scores, 1e-6, 1))]
+    columns = [_logit(head_scores)]
     for values in confidence.values():
         columns.append(np.nan_to_num(values, nan=float(np.nanmean(values)) if np.isfinite(values).any() else 0.0))
     x = np.column_stack(columns)
@@ -83,6 +92,47 @@ def _early_rules(labelled: LabelledSet, fitted: np.ndarray, data: Dataset, fold:
     rules = {f"cascade confidence, first {k} tokens ({name})": -np.nan_to_num(v, nan=0.0) for name, v in early.items()}
     rules[f"fitted head + first {k} tokens' confidence (combined)"] = _combined(fitted, early, data, fold)
     return rules
+
+
+def expected_gain_out_of_fold(
+    emb: np.ndarray, data: Dataset, fold: np.ndarray, prior: tuple[np.ndarray, Dataset] | None = None, c: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P(strong right), P(local right)) per label from the expected-gain head fitted without its fold: the
+    local half on the other folds' labels, the strong half on them plus, with a prior (the recorded
+    outcomes of the same strong model on more prompts), the prior's rows outside the held-out domains."""
+    from sklearn.linear_model import LogisticRegression
+
+    strong, local = np.full(len(data), data.strong.mean()), np.full(len(data), data.weak.mean())
+    for k in np.unique(fold):
+        held = fold == k
+        x_strong, y_strong = emb[~held], data.strong[~held]
+        if prior is not None:
+            prior_emb, prior_data = prior
+            unseen = ~np.isin(np.asarray(prior_data.groups), sorted({data.groups[i] for i in np.flatnonzero(held)}))
+            x_strong = np.concatenate([x_strong, prior_emb[unseen]])
+            y_strong = np.concatenate([y_strong, prior_data.strong[unseen]])
+        for y, x, out in ((y_strong, x_strong, strong), (data.weak[~held], emb[~held], local)):
+            if len(set((y >= 0.5).tolist())) == 2:
+                out[held] = LogisticRegression(C=c, max_iter=2000).fit(x, y >= 0.5).predict_proba(emb[held])[:, 1]
+    return strong, local
+
+
+def local_chance_from_confidence(confidence: dict[str, np.ndarray], data: Dataset, fold: np.ndarray) -> np.ndarray:
+    """P(local right) given the local answer's confidence metrics alone: a logistic model fitted out of
+    fold (what the cascade knows once the local model has answered). The prompt-only local half is left
+    out on purpose: what it knows (the domain is hard) also says the strong model may fail."""
+    from sklearn.linear_model import LogisticRegression
+
+    columns = [np.nan_to_num(v, nan=float(np.nanmean(v)) if np.isfinite(v).any() else 0.0) for v in confidence.values()]
+    x = np.column_stack(columns)
+    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
+    y = data.weak >= 0.5
+    chance = np.full(len(data), float(y.mean()))
+    for k in np.unique(fold):
+        held = fold == k
+        if len(set(y[~held].tolist())) == 2:
+            chance[held] = LogisticRegression(C=1.0, max_iter=1000).fit(x[~held], y[~held]).predict_proba(x[held])[:, 1]
+    return chance
 
 
 def out_of_fold_with_prior(
@@ -129,9 +179,21 @@ def evaluate_labels(
     fold = selection_folds(data.groups, folds)
     fitted = out_of_fold_scores(_by_name(family), emb, data, fold)
     surest_first = {name: -np.nan_to_num(v, nan=0.0) for name, v in labelled.confidence.items()}
-    scores: dict[str, np.ndarray | None] = {}
+    strong, local = expected_gain_out_of_fold(emb, data, fold, c=EXPECTED_GAIN_C)
+    scores: dict[str, np.ndarray | None] = {
+        "expected gain, fitted to the labels (P(strong right) - P(local right))": strong - local
+    }
     if prior is not None:
         prior_emb = cached_embeddings(embedder, prior.prompts, cache_dir)
+        strong, local = expected_gain_out_of_fold(emb, data, fold, (prior_emb, prior), c=EXPECTED_GAIN_C)
+        scores["expected gain, strong half fitted to the recorded outcomes too"] = strong - local
+    scores["that P(strong right) - P(local right | its confidence)"] = strong - local_chance_from_confidence(
+        labelled.confidence, data, fold
+    )
+    scores["that P(strong right) - the local answer's own probability"] = strong - np.exp(
+        np.nan_to_num(labelled.confidence["mean_logprob"], nan=float(np.log(max(data.weak.mean(), 1e-6))))
+    )
+    if prior is not None:
         both = out_of_fold_with_prior(_by_name(family), emb, data, fold, prior_emb, prior)
         scores[f"head fitted to {labelled.local_model} labels + Mixtral MMLU ({family})"] = both
         scores["that head + cascade confidence (combined)"] = _combined(both, labelled.confidence, data, fold)

@@ -334,6 +334,22 @@ class LabelledSet:
     judges); NaN where the labels carry no first-token statistics."""
     early_tokens: int = 0
 
+    def without_groups(self, groups: Iterable[str]) -> LabelledSet:
+        """The same labels without those of `groups` (domains whose strong-model outcomes are unusable)."""
+        import numpy as np
+
+        dropped = set(groups)
+        keep = np.array([g not in dropped for g in self.data.groups])
+        if keep.all():
+            return self
+        return LabelledSet(
+            self.data.subset(keep),
+            {k: v[keep] for k, v in self.confidence.items()},
+            self.local_model,
+            {k: v[keep] for k, v in self.early.items()},
+            self.early_tokens,
+        )
+
 
 def early_metrics(confidence: dict[str, Any] | None, tokens: int) -> dict[str, float]:
     """The cascade's metrics over an answer's first `tokens` tokens, from a label's recorded `first`

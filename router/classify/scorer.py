@@ -44,8 +44,19 @@ class EscalationScorer:
 
     async def score(self, text: str, vector: np.ndarray | None = None) -> float | None:
         """The escalation score, or None when the embedder could not load."""
+        scores = await self.scores(text, vector)
+        return None if scores is None else scores["escalation"]
+
+    async def scores(self, text: str, vector: np.ndarray | None = None) -> dict[str, float] | None:
+        """`escalation` (0..1) and, from an expected-gain head, `strong_chance` (P(strong model right), which
+        the cascade's `expected_gain` weighs against the local answer's probability); None when the
+        embedder could not load."""
         if vector is None:
             vector = await self.embeddings.embed(text)
         if vector is None:
             return None
-        return self.score_vectors(vector[None, :], [text])[0]
+        scores = {"escalation": self.score_vectors(vector[None, :], [text])[0]}
+        if self._head.kind == "expected-gain":
+            strong, _ = self._head.chances(vector[None, :], [text])
+            scores["strong_chance"] = float(strong[0])
+        return scores

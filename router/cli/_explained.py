@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from router.types import LOW_IS_UNSURE, STRONG_CHANCE_UNKNOWN
+
 
 def decision_lines(result: dict[str, Any]) -> list[str]:
     """Where the request goes, why, and what applies to it on the way."""
@@ -28,13 +30,19 @@ def decision_lines(result: dict[str, Any]) -> list[str]:
             f"at {found['similarity']:.3f} (needs {found['threshold']:g}){runner_up}"
         )
     if cascade := result.get("cascade"):
-        side = "above" if cascade["metric"] == "mean_entropy" else "below"
+        side = "below" if cascade["metric"] in LOW_IS_UNSURE else "above"
         when = (
             f"on its first {cascade['decide_after_tokens']} tokens (streams on live if kept)"
             if cascade.get("decide_after_tokens")
             else "on the whole answer (a stream waits for it)"
         )
-        lines.append(f"cascade: to the cloud if {cascade['metric']} {side} {cascade['threshold']:g}, {when}")
+        what = cascade["metric"]
+        if what == "expected_gain":
+            chance = cascade.get("strong_chance")
+            said = "unknown, taken as" if chance is None else "from the head"
+            chance = STRONG_CHANCE_UNKNOWN if chance is None else chance
+            what = f"P(strong right) {chance:.3f} ({said}) minus the answer's probability"
+        lines.append(f"cascade: to the cloud if {what} {side} {cascade['threshold']:g}, {when}")
     if result["fallbacks"]:
         lines.append(f"fallback: {', '.join(result['fallbacks'])}")
     if not result["allow_cloud"]:

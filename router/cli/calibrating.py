@@ -49,7 +49,11 @@ def calibrate(
         ),
     ] = None,
     cascade_metric: Annotated[
-        str, typer.Option(help="With --cascade-tokens: mean_logprob, mean_top_logprob, min_logprob or mean_entropy.")
+        str,
+        typer.Option(
+            help="With --cascade-tokens: mean_logprob, mean_top_logprob, min_logprob, mean_entropy or expected_gain "
+            "(with the head's P(strong right), --head or the one the gateway uses)."
+        ),
     ] = "mean_logprob",
 ) -> None:
     """Print the `route: auto` threshold that sends the target share of the sample to the cloud, or (with
@@ -59,7 +63,9 @@ def calibrate(
     import numpy as np
 
     if quality_target is not None and labels and cascade_tokens is not None:
-        _calibrate_cascade_on_labels(labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric)
+        _calibrate_cascade_on_labels(
+            labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, _head_path(config, head), config
+        )
         return
     if quality_target is not None and labels:
         _calibrate_on_labels(config, labels, tasks, head, quality_target, confidence)
@@ -114,11 +120,11 @@ def _calibrate_on_labels(
     confidence: float,
 ) -> None:  # fmt: skip
     """The `route: auto` threshold on labelled prompts, scored by the head the gateway would use."""
-    from router.classify.head import Head, head_for_local
+    from router.classify.head import Head
 
     try:
         labelled = _labelled(labels, tasks)
-        scorer = Head.load(head or head_for_local(load_gateway_config(_settings(config, None).config)))
+        scorer = Head.load(_head_path(config, head))
     except ConfigError as error:
         _fail(error)
     data = labelled.data
@@ -132,22 +138,51 @@ def _calibrate_on_labels(
     typer.echo(f"policy:\n  default:\n    route: auto\n    threshold: {found.threshold:.4f}")
 
 
+def _head_path(config: Path | None, head: Path | None) -> Path:
+    """The head given, else the one the gateway with this config uses for its local model."""
+    from router.classify.head import head_for_local
+
+    if head is not None:
+        return head
+    try:
+        return head_for_local(load_gateway_config(_settings(config, None).config))
+    except ConfigError as error:
+        _fail(error)
+
+
 def _calibrate_cascade_on_labels(
-    labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, metric: str
-) -> None:
+    labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, metric: str,
+    head: Path, config: Path | None,
+) -> None:  # fmt: skip
     """The cascade's threshold on labelled answers, escalated by how unsure the local model was over its first
-    `tokens` tokens (answers with no first-token statistics left out)."""
+    `tokens` tokens (answers with no first-token statistics left out), or for `expected_gain` by the head's
+    P(strong right) minus the answer's probability."""
+    import numpy as np
+
+    from router.classify.head import Head
     from router.classify.labels import CASCADE_METRICS
 
-    if metric not in CASCADE_METRICS:
-        _fail(ConfigError(f"unknown cascade metric `{metric}`: use one of {', '.join(CASCADE_METRICS)}"))
+    if metric not in (*CASCADE_METRICS, "expected_gain"):
+        _fail(ConfigError(f"unknown cascade metric `{metric}`: use one of {', '.join(CASCADE_METRICS)}, expected_gain"))
     try:
         labelled = _labelled(labels, tasks, early_tokens=tokens)
     except ConfigError as error:
         _fail(error)
-    # early metrics are "higher = surer"
-    found, judged = _on_labels(labelled, -labelled.early[metric], target, confidence)
-    threshold = found.threshold if metric == "mean_entropy" else -found.threshold
+    if metric == "expected_gain":
+        scorer = Head.load(head)
+        if scorer.kind != "expected-gain":
+            _fail(
+                ConfigError(
+                    f"{head}: a {scorer.kind} head has no P(strong right); expected_gain needs an expected-gain head"
+                )
+            )
+        prompts = labelled.data.prompts
+        strong, _ = scorer.chances(_embedder(config).embed(prompts), prompts)
+        found, judged = _on_labels(labelled, strong - np.exp(labelled.early["mean_top_logprob"]), target, confidence)
+        threshold = found.threshold  # escalate above
+    else:  # early metrics are "higher = surer"
+        found, judged = _on_labels(labelled, -labelled.early[metric], target, confidence)
+        threshold = found.threshold if metric == "mean_entropy" else -found.threshold
     typer.echo(
         f"{judged} labelled answers of {labelled.local_model} (of {len(labelled.data)}; the rest carry no "
         f"first-token statistics): {metric} over the first {tokens} tokens at {threshold:.4f} keeps quality "

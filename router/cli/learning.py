@@ -54,9 +54,13 @@ TasksOpt = Annotated[
 
 
 def _labelled(labels: list[Path], tasks: list[Path] | None, early_tokens: int = 16):  # -> LabelledSet
+    """The labels as a routing set, without the domains whose strong-model outcomes are a grading error
+    (scored against them, a router that sends those prompts up would look wrong for being right)."""
     from router.classify.labels import attach_prompts, labelled_set, read_labels
+    from router.classify.train import EXCLUDED_DOMAINS
 
-    return labelled_set(attach_prompts(read_labels(labels), tasks or []), early_tokens=early_tokens)
+    labelled = labelled_set(attach_prompts(read_labels(labels), tasks or []), early_tokens=early_tokens)
+    return labelled.without_groups(EXCLUDED_DOMAINS)
 
 
 @app.command()
@@ -77,6 +81,10 @@ def train(
         bool, typer.Option("--hold-out", help="Keep a fixed quarter of the domains out, for `router eval` to score.")
     ] = False,
     repeats: Annotated[int, typer.Option(help="Selection splits, each holding out a quarter of the domains.")] = 40,
+    family: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these head families (repeatable; names as `router train` prints them)."),
+    ] = None,
     from_traffic: Annotated[
         bool,
         typer.Option(
@@ -109,6 +117,14 @@ def train(
         dataset, embedder, candidates, local_model = _training_data(mmlu, labels, tasks, from_traffic, window, config)
     except ConfigError as error:
         _fail(error)
+    if family:
+        from router.classify.train import CANDIDATES
+
+        known = {c.name: c for c in candidates or CANDIDATES}
+        unknown = [name for name in family if name not in known]
+        if unknown:
+            _fail(ConfigError(f"unknown head family {unknown[0]!r}: use one of {', '.join(known)}"))
+        candidates = tuple(known[name] for name in family)
     try:
         result = train_head(
             dataset,

@@ -62,12 +62,14 @@ class CacheAction(_Strict):
 class CascadeAction(_Strict):
     """Let the local model answer first; send the request on to the cloud when it was not sure."""
 
-    metric: Literal["mean_logprob", "mean_top_logprob", "min_logprob", "mean_entropy"] = Field(
+    metric: Literal["mean_logprob", "mean_top_logprob", "min_logprob", "mean_entropy", "expected_gain"] = Field(
         "mean_logprob",
         description="`mean_logprob` / `min_logprob`: log-probability of the sampled tokens (escalate below the "
         "threshold); `mean_top_logprob`: of the likeliest token at each step, whichever was sampled (the same "
         "as `mean_logprob` at temperature 0, and not lowered by sampling); `mean_entropy`: of the next-token "
-        "distributions, in nats (escalate above it).",
+        "distributions, in nats (escalate above it); `expected_gain`: the classifier's P(strong model right) "
+        "minus the local answer's own probability (exp of `mean_top_logprob`), what sending it up is expected "
+        "to gain (escalate above it; needs a head with a strong half, as shipped for the default model).",
     )
     threshold: float = Field(description="Where the metric says `not sure`; `router route --explain` shows values.")
     decide_after_tokens: int | None = Field(
@@ -81,6 +83,10 @@ class CascadeAction(_Strict):
 
     @model_validator(mode="after")
     def _sensible_threshold(self) -> CascadeAction:
+        if self.metric == "expected_gain":
+            if not -1 <= self.threshold <= 1:
+                raise ValueError(f"an expected gain lies in -1..1; threshold {self.threshold} is outside it")
+            return self
         if self.metric != "mean_entropy" and self.threshold > 0:
             raise ValueError(f"a log-probability is at most 0; threshold {self.threshold} would always escalate")
         if self.metric == "mean_entropy" and self.threshold < 0:

@@ -90,6 +90,27 @@ def test_a_kernel_ensemble_head_round_trips_through_its_file(embedder, tmp_path:
     assert hard > easy
 
 
+def test_an_expected_gain_head_ranks_by_the_strong_chance_minus_the_local_one(embedder, tmp_path: Path) -> None:
+    """Its two halves are P(strong right) and P(local right); it scores their difference (mapped to 0..1), and
+    it keeps both through its file (the cascade's `expected_gain` reads the strong half)."""
+    from router.classify.train import expected_gain_head
+
+    data = sample()
+    vectors = embedder.embed(data.prompts)
+    head = expected_gain_head(vectors, data.prompts, data.strong.astype(int), data.weak.astype(int), 0.3, False)
+    head.save(tmp_path / "gain.npz")
+    loaded = Head.load(tmp_path / "gain.npz")
+    texts = ["Prove that 7 is prime, step by step.", "Say hello."]
+    probe = embedder.embed(texts)
+    strong, local = loaded.chances(probe, texts)
+    np.testing.assert_allclose(loaded.score(probe, texts), (strong - local + 1) / 2, rtol=1e-6)
+    np.testing.assert_allclose(loaded.score(probe, texts), head.score(probe, texts), rtol=1e-5)
+    assert strong.min() > 0.5  # the strong model was right on every training prompt
+    assert local[0] < local[1]  # the local one failed on the hard kind only
+    hard, easy = loaded.score(probe, texts)
+    assert hard > easy
+
+
 def test_eval_reports_apgr_and_cpt_for_the_head_and_every_baseline(embedder, tmp_path: Path) -> None:
     from router.classify.report import write_outputs
 
