@@ -65,7 +65,7 @@ def test_the_default_model_answers_everyday_questions_right(
     assert any(re.search(rf"(?<![\w.]){re.escape(word)}(?!\w)", answer.lower()) for word in expected), answer
     assert raw.headers["x-router-model"] == DEFAULT_LOCAL_MODEL
     assert raw.headers["x-router-route"] == "local"
-    assert "x-router-score" in raw.headers  # the classifier scored it: the default policy is `auto`
+    assert "x-router-cascade" not in raw.headers  # no cloud key: nothing is judged or held back
 
 
 # -- tools: the default model takes part in agent loops -----------------------------------------------------

@@ -16,6 +16,10 @@ from router.classify.features import feature_matrix
 from router.config import GatewayConfig, LlamaCppModel
 
 SHIPPED_HEAD = Path(__file__).with_name("head.npz")
+STRONG_CHANCE_HEAD = Path(__file__).with_name("strong_chance.npz")
+"""P(the strong model answers right) from the prompt (`router train --strong-chance`), fitted to GPT-4's
+recorded outcomes on the shared MMLU domains and GSM8K: what the cascade's `expected_gain` weighs the local
+answer against. It does not depend on the local model, so one ships for all."""
 FITTED_HEADS_DIR = Path(__file__).with_name("heads")
 """Heads fitted to a packaged local model's own labels (`router label` + `router train --labels`), one
 file per packaged model id: `<package>.npz`."""

@@ -11,14 +11,21 @@ from pathlib import Path
 import numpy as np
 
 from router.classify.embedding_service import EmbeddingService
-from router.classify.head import SHIPPED_HEAD, Head
+from router.classify.head import SHIPPED_HEAD, STRONG_CHANCE_HEAD, Head
 
 
 class EscalationScorer:
-    def __init__(self, embeddings: EmbeddingService, head_path: Path = SHIPPED_HEAD) -> None:
+    def __init__(
+        self, embeddings: EmbeddingService, head_path: Path = SHIPPED_HEAD, strong_path: Path = STRONG_CHANCE_HEAD
+    ) -> None:
         self.embeddings = embeddings
         self.head_path = head_path
         self._head = Head.load(head_path)
+        # The strong model's chance: an expected-gain head carries its own; otherwise the shipped one.
+        self._strong = (
+            None if self._head.kind == "expected-gain" or not strong_path.exists() else Head.load(strong_path)
+        )
+        self.strong_path = strong_path if self._strong is not None else None
 
     def describe(self) -> dict[str, object]:
         """What `/readyz` and `router route --explain` say about the classifier in use."""
@@ -28,6 +35,7 @@ class EscalationScorer:
             "head": self.head_path.name,
             "family": meta.get("chosen", self._head.kind),
             "trained_on": meta.get("trained_on", "Mixtral-8x7B vs GPT-4 outcomes on MMLU"),
+            "strong_chance": self.strong_path.name if self.strong_path is not None else self.head_path.name,
             "error": self.error,
         }
 
@@ -48,9 +56,9 @@ class EscalationScorer:
         return None if scores is None else scores["escalation"]
 
     async def scores(self, text: str, vector: np.ndarray | None = None) -> dict[str, float] | None:
-        """`escalation` (0..1) and, from an expected-gain head, `strong_chance` (P(strong model right), which
-        the cascade's `expected_gain` weighs against the local answer's probability); None when the
-        embedder could not load."""
+        """`escalation` (0..1) and `strong_chance` (P(strong model right), from an expected-gain head's strong
+        half or the shipped strong-chance head, which the cascade's `expected_gain` weighs against the local
+        answer's probability); None when the embedder could not load."""
         if vector is None:
             vector = await self.embeddings.embed(text)
         if vector is None:
@@ -59,4 +67,6 @@ class EscalationScorer:
         if self._head.kind == "expected-gain":
             strong, _ = self._head.chances(vector[None, :], [text])
             scores["strong_chance"] = float(strong[0])
+        elif self._strong is not None:
+            scores["strong_chance"] = float(self._strong.score(vector[None, :], [text])[0])
         return scores

@@ -39,7 +39,7 @@ def decision_lines(result: dict[str, Any]) -> list[str]:
         what = cascade["metric"]
         if what == "expected_gain":
             chance = cascade.get("strong_chance")
-            said = "unknown, taken as" if chance is None else "from the head"
+            said = "unknown, taken as" if chance is None else f"from {head['strong_chance']}" if head else "given"
             chance = STRONG_CHANCE_UNKNOWN if chance is None else chance
             what = f"P(strong right) {chance:.3f} ({said}) minus the answer's probability"
         lines.append(f"cascade: to the cloud if {what} {side} {cascade['threshold']:g}, {when}")

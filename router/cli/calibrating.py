@@ -52,7 +52,7 @@ def calibrate(
         str,
         typer.Option(
             help="With --cascade-tokens: mean_logprob, mean_top_logprob, min_logprob, mean_entropy or expected_gain "
-            "(with the head's P(strong right), --head or the one the gateway uses)."
+            "(P(strong right) from the shipped strong-chance head, or --head: a strong-chance or expected-gain one)."
         ),
     ] = "mean_logprob",
 ) -> None:
@@ -159,7 +159,7 @@ def _calibrate_cascade_on_labels(
     P(strong right) minus the answer's probability."""
     import numpy as np
 
-    from router.classify.head import Head
+    from router.classify.head import STRONG_CHANCE_HEAD, Head
     from router.classify.labels import CASCADE_METRICS
 
     if metric not in (*CASCADE_METRICS, "expected_gain"):
@@ -170,14 +170,14 @@ def _calibrate_cascade_on_labels(
         _fail(error)
     if metric == "expected_gain":
         scorer = Head.load(head)
-        if scorer.kind != "expected-gain":
-            _fail(
-                ConfigError(
-                    f"{head}: a {scorer.kind} head has no P(strong right); expected_gain needs an expected-gain head"
-                )
-            )
         prompts = labelled.data.prompts
-        strong, _ = scorer.chances(_embedder(config).embed(prompts), prompts)
+        vectors = _embedder(config).embed(prompts)
+        if scorer.kind == "expected-gain":
+            strong, _ = scorer.chances(vectors, prompts)
+        elif scorer.meta.get("target") == "strong model right":  # a strong-chance head given with --head
+            strong = scorer.score(vectors, prompts)
+        else:  # the shipped strong-chance head, as the gateway would use
+            strong = Head.load(STRONG_CHANCE_HEAD).score(vectors, prompts)
         found, judged = _on_labels(labelled, strong - np.exp(labelled.early["mean_top_logprob"]), target, confidence)
         threshold = found.threshold  # escalate above
     else:  # early metrics are "higher = surer"

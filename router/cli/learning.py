@@ -81,6 +81,14 @@ def train(
         bool, typer.Option("--hold-out", help="Keep a fixed quarter of the domains out, for `router eval` to score.")
     ] = False,
     repeats: Annotated[int, typer.Option(help="Selection splits, each holding out a quarter of the domains.")] = 40,
+    strong_chance: Annotated[
+        bool,
+        typer.Option(
+            "--strong-chance",
+            help="Fit P(the strong model answers right) instead, on the strong outcomes of --mmlu / --labels (the "
+            "cascade's `expected_gain` reads it; ships as router/classify/strong_chance.npz).",
+        ),
+    ] = False,
     family: Annotated[
         list[str] | None,
         typer.Option(help="Only these head families (repeatable; names as `router train` prints them)."),
@@ -117,6 +125,23 @@ def train(
         dataset, embedder, candidates, local_model = _training_data(mmlu, labels, tasks, from_traffic, window, config)
     except ConfigError as error:
         _fail(error)
+    if strong_chance:
+        from router.classify.train import train_strong_chance
+
+        try:
+            fitted, auroc = train_strong_chance(
+                dataset, embedder or _embedder(config), _embedding_cache(cache_dir), hold_out
+            )
+        except ConfigError as error:
+            _fail(error)
+        sources = " + ".join([*(["labels"] if labels else []), *(["recorded MMLU outcomes"] if mmlu else [])])
+        fitted = replace(fitted, meta={**fitted.meta, "trained_on": f"strong-model outcomes ({sources})"})
+        fitted.save(out)
+        typer.echo(
+            f"P(strong right) on {fitted.meta['train_rows']} prompts; AUROC on whole domains held out {auroc:.3f}"
+        )
+        typer.echo(f"wrote {out}")
+        return
     if family:
         from router.classify.train import CANDIDATES
 

@@ -387,8 +387,12 @@ class Policy(PolicyFragment):
 
     @property
     def uses_classifier(self) -> bool:
-        """True when any route is `auto` or any condition reads the score: the gateway then loads the classifier."""
+        """True when any route is `auto`, any condition reads the score or any cascade weighs the head's strong
+        chance (`expected_gain`): the gateway then loads the classifier."""
         defaults = [self.default, *(t.default for t in self.tenants.values() if t.default is not None)]
-        return any(d.route == "auto" for d in defaults) or any(
-            rule.route == "auto" or rule.when.uses_classifier for rule in self.all_rules()
+        actions = [*defaults, *self.all_rules()]
+        return (
+            any(a.route == "auto" for a in actions)
+            or any(rule.when.uses_classifier for rule in self.all_rules())
+            or any(a.cascade is not None and a.cascade.metric == "expected_gain" for a in actions)
         )
