@@ -126,7 +126,7 @@ def train(
     except ConfigError as error:
         _fail(error)
     if strong_chance:
-        from router.classify.train import train_strong_chance
+        from router.classify.strong_chance import train_strong_chance
 
         try:
             fitted, auroc = train_strong_chance(

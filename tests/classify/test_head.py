@@ -144,3 +144,21 @@ def test_the_default_local_model_routes_with_the_head_fitted_to_it(tmp_path: Pat
     assert head_for_local(GatewayConfig.model_validate(configured)) == own
     shipped_labels = default.with_suffix(".labels.jsonl")
     assert shipped_labels.exists() and '"prompt"' not in shipped_labels.read_text()  # the data's text stays out
+
+
+def test_the_strong_chance_is_fitted_to_the_strong_models_outcomes_on_held_out_domains(embedder) -> None:
+    """`router train --strong-chance`: P(strong right) from the prompt, with its AUROC on whole domains held
+    out; outcomes that are all alike have nothing to teach and are refused."""
+    from router.classify.strong_chance import train_strong_chance
+    from router.errors import ConfigError
+
+    data = sample()
+    hard = np.array([p.startswith(("Prove", "Solve", "Write a function")) for p in data.prompts])
+    fails_on_hard = Dataset("s", data.prompts, data.weak, np.where(hard, 0.0, 1.0), data.groups)
+    head, auroc = train_strong_chance(fails_on_hard, embedder)
+    assert auroc > 0.9 and head.meta["target"] == "strong model right"
+    texts = ["Prove that 7 is prime, step by step.", "Say hello."]
+    chance_hard, chance_easy = head.score(embedder.embed(texts), texts)
+    assert chance_hard < 0.5 < chance_easy
+    with pytest.raises(ConfigError, match="all alike"):
+        train_strong_chance(data, embedder)  # the strong model right on every prompt
