@@ -88,13 +88,19 @@ def test_train_then_eval_on_the_labels(labels: Path, tmp_path: Path) -> None:
     evaluated = router("eval", "--labels", str(labels), "--head", str(head), "--out", str(tmp_path / "eval"))
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
-    (by_router,) = report.values()
+    (by_router,) = [table for name, table in report.items() if name.endswith("out of fold)")]
     assert (
         "general head as shipped (Mixtral vs GPT-4)" in by_router
         and "cascade confidence alone (mean_logprob)" in by_router
         and "cascade confidence, first 16 tokens (mean_logprob)" in by_router  # the early rule beside it
+        and "that P(strong right) - the local answer's own probability" in by_router  # the shipped cascade rule
+        and "oracle (not a router): each domain's true mean gain" in by_router
     )
     assert all(0 <= s["apgr"] <= 1 for s in by_router.values())
+    # Each held-out fold of domains on its own too, for the routers that matter, beside random.
+    folds = {name: table for name, table in report.items() if name.startswith("held-out fold")}
+    for table in folds.values():
+        assert "random" in table and "cascade confidence alone (mean_logprob)" in table
 
 
 def test_calibrate_sets_the_early_cascades_threshold_on_labelled_answers(labels: Path) -> None:
@@ -139,6 +145,30 @@ def test_labels_ship_without_prompts_and_train_with_the_recorded_prior(labels: P
     evaluated = router("eval", "--labels", str(shipped), "--tasks", str(FIXTURE), "--mmlu", str(mmlu),
                        "--head", str(head), "--out", str(tmp_path / "eval"))  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
-    (by_router,) = json.loads((tmp_path / "eval" / "eval.json").read_text()).values()
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    (by_router,) = [table for name, table in report.items() if name.endswith("out of fold)")]
     assert any("labels + Mixtral MMLU" in name for name in by_router)
     assert all(0 <= s["apgr"] <= 1 for s in by_router.values())
+
+
+def test_each_held_out_fold_is_scored_on_its_own_domains() -> None:
+    """`by_fold`: a router that knows where the strong model helps scores near 1 on every fold of domains,
+    one that knows nothing near 0.5; row folds (fewer than three groups) are not reported."""
+    import numpy as np
+
+    from router.classify.data import Dataset
+    from router.classify.label_eval import BY_FOLD, by_fold
+
+    rng = np.random.default_rng(0)
+    groups = [f"domain{i % 6}" for i in range(600)]
+    weak = rng.integers(0, 2, 600).astype(float)
+    strong = np.maximum(weak, rng.integers(0, 2, 600)).astype(float)
+    data = Dataset("d", [f"p{i}" for i in range(600)], weak, strong, groups)
+    fold = np.array([int(g[-1]) % 3 for g in groups])
+    knows, guesses = BY_FOLD[0], BY_FOLD[1]
+    tables = by_fold({knows: strong - weak, guesses: rng.random(600)}, data, fold, reps=50)
+    assert len(tables) == 3 and all("(200 labels)" in name for name in tables)
+    for table in tables.values():
+        assert table[knows]["apgr"] > 0.7 and abs(table[guesses]["apgr"] - 0.5) < 0.15
+        assert "apgr_ci" in table[knows] and table["random"]["apgr"] == 0.5
+    assert by_fold({knows: strong - weak}, Dataset("d", data.prompts, weak, strong, ["a"] * 600), fold, 50) == {}
