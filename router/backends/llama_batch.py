@@ -70,6 +70,8 @@ class _Slot:
     text: str = ""
     """Text decoded so far; `emitted` of it has gone to the client (the rest may be a stop's beginning)."""
     emitted: int = 0
+    admitted: int = 0
+    """When its job got the sequence (a counter): prompts are prefilled oldest first."""
 
 
 class BatchEngine:
@@ -81,9 +83,14 @@ class BatchEngine:
         n_threads: int,
         step_tokens: int,
         exact: bool = True,
+        burst_prefill: str = "half",
     ) -> None:
         self.n_ctx = n_ctx
         self.exact = exact
+        self.burst_prefill = burst_prefill
+        """`half`: of several prompts waiting at once, a step prefills the oldest half (see `_step`); `all`:
+        as many as the step's budget holds."""
+        self._admissions = 0
         """Temperature 0 gives the same tokens batched as alone (see `_step`); off: mix everything in one call."""
         self.slots = slots
         self.step_tokens = max(step_tokens, slots)
@@ -214,6 +221,8 @@ class BatchEngine:
             self.prefix_tokens_reused += max(shared, 0)
             if job.start is not None:
                 job.start()
+            self._admissions += 1
+            slot.admitted = self._admissions
             slot.resident = job.tokens[: max(shared, 0)]
             slot.job, slot.fed = job, max(shared, 0)
             slot.pending, slot.text, slot.emitted = b"", "", 0
@@ -256,9 +265,9 @@ class BatchEngine:
         # the same logits whether its prefix was cached or not, and a seed gives the same answer.
         finals: list[tuple[int, int, _Slot, bool]] = []
         budget = self.step_tokens if self.exact else self.step_tokens - len(decode)
-        for slot in self._slots:
+        for slot in self._prefilling():
             job = slot.job
-            if job is None or slot.fed >= len(job.tokens) or budget <= 0:
+            if job is None or budget <= 0:
                 continue
             last = len(job.tokens) - 1
             if not self.exact and slot.fed == last:
@@ -288,6 +297,20 @@ class BatchEngine:
         for call in calls:
             if call:
                 self._decode(call)
+
+    def _prefilling(self) -> list[_Slot]:
+        """The sequences whose prompts this step may prefill, oldest first.
+
+        Not exact, with `burst_prefill: half`: of several prompts waiting at once, only the oldest half
+        (at least one). Prefill is compute-bound here, so a burst of eight short prompts in one step gives
+        every one its first token only when all eight are done (2.5 s on two cores); half of them per step
+        gives the first four theirs after half that work, then the next two a step later, and so on. A
+        long prompt is still fed in chunks across steps, oldest first."""
+        waiting = [s for s in self._slots if s.job is not None and s.fed < len(s.job.tokens)]
+        if self.exact:
+            return waiting
+        waiting.sort(key=lambda s: s.admitted)
+        return waiting[: (len(waiting) + 1) // 2] if self.burst_prefill == "half" else waiting
 
     def _decode(self, rows: list[tuple[int, int, _Slot, bool]]) -> None:
         batch = self._batch

@@ -124,7 +124,9 @@ class LlamaCppBackend:
         )
         if self.sequences > 1:
             instances: list[Llama] = []
-            self._engine = BatchEngine(path, spec.n_ctx, self.sequences, threads, spec.step_tokens, spec.exact_batching)
+            self._engine = BatchEngine(
+                path, spec.n_ctx, self.sequences, threads, spec.step_tokens, spec.exact_batching, spec.burst_prefill
+            )
             self._batched = BatchedRequests(self._engine, self._tokenizer, spec.max_queue_wait_s)
         else:
             instances = [

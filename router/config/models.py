@@ -131,6 +131,12 @@ class LlamaCppModel(_ModelSpec):
         description="With `parallel` > 1: tokens one decode step may take (every generating request's next "
         "token, then chunks of waiting prompts), so a long prompt cannot stall the others' next token.",
     )
+    burst_prefill: Literal["half", "all"] = Field(
+        "half",
+        description="With `parallel` > 1 and several prompts waiting at once: `half` prefills the oldest half "
+        "in a step (their first tokens come after half the work, the rest a step or more later); `all` "
+        "prefills as many as `step_tokens` holds (every first token after all of them).",
+    )
     max_queue: int = Field(32, ge=0, description="Requests that may wait for a free instance before 503.")
     max_queue_wait_s: float = Field(
         30.0, gt=0, description="A request that waited this long for an instance is handed to the fallback."

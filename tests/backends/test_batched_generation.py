@@ -148,3 +148,25 @@ async def test_a_seed_gives_the_same_sampled_answer_whether_the_prompt_was_cache
         await backend.close()
     assert answers[0] == answers[1] == answers[2] and len(answers[0]) > 20
     assert other_seed.content != answers[0]  # the seed is what fixes the sample
+
+
+def test_a_burst_of_prompts_is_prefilled_oldest_half_first() -> None:
+    """The scheduling rule alone (no model): of several prompts waiting at once, a step prefills the oldest
+    half (at least one), so their first tokens come after half the work; `all` and exact batching take
+    every waiting prompt the budget holds, as before. Its effect on first tokens is in bench.team_load."""
+    from router.backends.llama_batch import BatchEngine, Generation, _Slot
+    from router.backends.llama_sampling import Sampling
+
+    def engine(mode: str, exact: bool = False) -> BatchEngine:
+        e = BatchEngine.__new__(BatchEngine)
+        e.exact, e.burst_prefill = exact, mode
+        e._slots = [_Slot(i) for i in range(6)]
+        for slot, admitted in zip(e._slots, (5, 2, 4, 1, 3), strict=False):  # slot 5 stays free
+            slot.job = Generation([1] * 10, 8, Sampling(), [], lambda _: None, lambda *_: None)
+            slot.admitted = admitted
+        e._slots[1].fed = 10  # admitted second, prompt already in the cache: decoding, not waiting
+        return e
+
+    assert [s.admitted for s in engine("half")._prefilling()] == [1, 3]  # 4 waiting: the oldest 2
+    assert [s.admitted for s in engine("all")._prefilling()] == [1, 3, 4, 5]
+    assert [s.admitted for s in engine("half", exact=True)._prefilling()] == [5, 4, 1, 3]  # slot order, all
