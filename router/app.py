@@ -32,7 +32,7 @@ from router.backends.model_files import model_gguf_path
 from router.cache import MemoryCacheStore, RedisCacheStore, ResponseCache
 from router.cache.stores import CacheStore
 from router.classify.embedding_service import EmbeddingService
-from router.classify.head import head_for_local
+from router.classify.head import head_for_local, strong_head
 from router.classify.scorer import EscalationScorer
 from router.components import Components
 from router.config import DEFAULT_POLICY_FILE, GatewayConfig, LlamaCppModel, Settings, load_gateway_config
@@ -191,8 +191,8 @@ def build_components(settings: Settings, *, dry_run: bool = False) -> Components
     quality, shadow = build_quality(config, judgements, ledger, executor, metrics, backends)
     router = Router(config, policy, unavailable=lambda name: backends[name].unavailable_reason())
     sessions = build_sessions(config, redis)
-    decider = Decider(router, limiter, sessions, embeddings, EscalationScorer(embeddings, head_for_local(config)),
-                      config.classifier.input)  # fmt: skip
+    scorer = EscalationScorer(embeddings, head_for_local(config), strong_head(config))
+    decider = Decider(router, limiter, sessions, embeddings, scorer, config.classifier.input)
     recorder = RequestRecorder(ledger, observers_for(metrics, limiter, sessions, shadow))
     pipeline = Pipeline(decider, executor, tokens, config.server.request_timeout_s, recorder, cache)
     monitor = None

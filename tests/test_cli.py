@@ -94,6 +94,18 @@ def test_explain_says_which_head_scores_and_a_config_can_name_a_fitted_one(tmp_p
     chosen = router("route", "--config", str(config), "What is the capital of France?")
     assert chosen.returncode == 0, chosen.stderr
     assert "head:    for-qwen.npz" in chosen.stdout
+    # The strong model's chance can be a head of one's own too (e.g. fitted to one's cloud model's outcomes).
+    from router.classify.head import STRONG_CHANCE_HEAD
+
+    mine = tmp_path / "my-cloud-chance.npz"
+    shutil.copy(STRONG_CHANCE_HEAD, mine)
+    config.write_text(f"classifier:\n  strong_chance: {mine}\n")
+    own = router("route", "--explain", "--config", str(config), "What is the capital of France?")
+    assert own.returncode == 0, own.stderr
+    assert "(from my-cloud-chance.npz)" in own.stdout
+    config.write_text(f"classifier:\n  strong_chance: {tmp_path / 'missing.npz'}\n")
+    missing = router("route", "--config", str(config), "What is the capital of France?")
+    assert missing.returncode == 2 and "classifier.strong_chance" in missing.stderr
 
 
 def test_serve_refuses_a_network_address_without_keys_and_says_how_to_go_on() -> None:

@@ -14,6 +14,7 @@ import numpy as np
 
 from router.classify.features import feature_matrix
 from router.config import GatewayConfig, LlamaCppModel
+from router.errors import ConfigError
 
 SHIPPED_HEAD = Path(__file__).with_name("head.npz")
 STRONG_CHANCE_HEAD = Path(__file__).with_name("strong_chance.npz")
@@ -129,3 +130,13 @@ def head_for_local(config: GatewayConfig) -> Path:
     local = config.models[config.routes.local]
     package = local.package if isinstance(local, LlamaCppModel) and local.model_path is None else None
     return config.classifier.head_for(config.routes.local) or packaged_head_for(package) or SHIPPED_HEAD
+
+
+def strong_head(config: GatewayConfig) -> Path:
+    """P(strong model right) for the cascade's `expected_gain`: the configured head, else the shipped one."""
+    configured = config.classifier.strong_chance
+    if configured is not None and not configured.is_file():
+        raise ConfigError(
+            f"classifier.strong_chance: {configured} is not a file (make one with `router train --strong-chance`)"
+        )
+    return configured or STRONG_CHANCE_HEAD

@@ -137,6 +137,12 @@ class ClassifierConfig(_Strict):
         "`routes.local` wins over `head`; a local model with none falls back to `head`, then the general head.",
     )
 
+    strong_chance: Path | None = Field(
+        None,
+        description="A head of P(the strong model answers right) from `router train --strong-chance`, for the "
+        "cascade's `expected_gain` (e.g. fitted to your cloud model's outcomes); unset: the shipped one "
+        "(GPT-4's recorded outcomes on MMLU and GSM8K).",
+    )
     input: Literal["last_user", "conversation"] = Field(
         "last_user",
         description="What the head reads: the last user message, or the conversation (the recent user and "
