@@ -55,6 +55,22 @@ def test_an_unsure_local_answer_goes_to_the_cloud(gateway: Gateway) -> None:
 
 
 @pytest.mark.parametrize(("prompt", "verdict", "route"), [(SURE, "kept", "local"), (UNSURE, "escalated", "cloud")])
+def test_the_expected_gain_cascade_weighs_the_served_prompts_strong_chance(
+    gateway: Gateway, prompt: str, verdict: str, route: str
+) -> None:
+    """Through `router serve`: the scorer gives the request its strong chance (the shipped head), and the
+    cascade escalates where that chance minus the first tokens' probability is over 0.3."""
+    client = openai.OpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=120)
+    gain = {**HEADERS, "x-test": "gain-cascade"}
+    raw = client.completions.with_raw_response.create(
+        model="auto", prompt=prompt, max_tokens=12, temperature=0, extra_headers=gain
+    )
+    assert raw.headers["x-router-cascade"] == verdict and raw.headers["x-router-route"] == route
+    judged = float(raw.headers["x-router-confidence"])  # the expected gain judged
+    assert -1.0 < judged < 1.0 and (judged > 0.3) == (verdict == "escalated")
+
+
+@pytest.mark.parametrize(("prompt", "verdict", "route"), [(SURE, "kept", "local"), (UNSURE, "escalated", "cloud")])
 def test_a_streamed_cascade_decides_before_the_first_byte(
     gateway: Gateway, prompt: str, verdict: str, route: str
 ) -> None:
