@@ -94,13 +94,14 @@ def simulate_policy(rows: list[dict], policy_file: Path) -> str:
     escalated by the cascade after it, or kept; and the share right if the cloud answers right."""
     import asyncio
 
+    from router.cascade_rule import Confidence
     from router.classify.embedding_service import EmbeddingService
     from router.classify.scorer import EscalationScorer
     from router.config import GatewayConfig
     from router.policy import load_policy
     from router.policy.facts import Facts
     from router.routing import Router
-    from router.types import Confidence, Findings, RequestContext
+    from router.types import Findings, RequestContext
 
     router = Router(GatewayConfig(), load_policy(policy_file))
     scorer = EscalationScorer(EmbeddingService())

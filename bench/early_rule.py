@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.cascade import auroc, auroc_interval
-from router.classify.labels import early_metrics
+from router.classify.labelled_set import early_metrics
 
 METRICS = ("mean_logprob", "min_logprob", "mean_entropy")
 

@@ -26,10 +26,11 @@ from typing import TypeVar
 
 from router import tracing
 from router.backends.confidence import EarlyCheck
+from router.cascade_rule import Confidence
 from router.errors import RouterError
 from router.resilience import Executor
 from router.routing import Router
-from router.types import Completion, Confidence, Decision, RequestContext, Served, StreamDelta
+from router.types import Completion, Decision, RequestContext, Served, StreamDelta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

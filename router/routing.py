@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from router.capabilities import model_capabilities, required_capabilities
+from router.cascade_rule import CascadeSettings
 from router.config import GatewayConfig, LiteLLMModel, LlamaCppModel, OpenAICompatibleModel
 from router.errors import ModelNotFound
 from router.policy import PolicyEngine, PolicyMatch
@@ -25,7 +26,6 @@ from router.policy.schema import CacheAction, Rule
 from router.types import (
     NO_CACHE,
     CacheSettings,
-    CascadeSettings,
     Decision,
     Denial,
     Findings,

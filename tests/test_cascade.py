@@ -11,19 +11,11 @@ import pytest
 
 from router.backends.confidence import ConfidenceMeter
 from router.cascade import CascadingExecutor
+from router.cascade_rule import STRONG_CHANCE_UNKNOWN, CascadeSettings, Confidence
 from router.errors import UpstreamUnavailable
 from router.policy import parse_policy
 from router.policy.facts import Facts
-from router.types import (
-    STRONG_CHANCE_UNKNOWN,
-    CascadeSettings,
-    Completion,
-    Confidence,
-    Decision,
-    RequestContext,
-    Served,
-    Usage,
-)
+from router.types import Completion, Decision, RequestContext, Served, Usage
 from tests.conftest import Gateway
 
 SURE = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"  # mean log-probability about -0.03 on the default model

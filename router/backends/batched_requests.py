@@ -12,8 +12,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from router.backends.batch_sequences import Generation
 from router.backends.confidence import ConfidenceMeter
-from router.backends.llama_batch import BatchEngine, Generation
+from router.backends.llama_batch import BatchEngine
 from router.backends.llama_sampling import Sampling
 from router.backends.local_logprobs import Entry, aligned_entries
 from router.errors import Overloaded, UpstreamUnavailable

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from router.types import Confidence
+from router.cascade_rule import Confidence
 
 FIRST_TOKENS_KEPT = 64
 """How many of an answer's first tokens' statistics a `Confidence` carries."""

@@ -23,55 +23,17 @@ import ctypes
 import logging
 import queue
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from router.backends.confidence import ConfidenceMeter
+from router.backends.batch_sequences import Generation, Slot
 from router.backends.llama_sampling import Sampling, sampler_chain
 
 log = logging.getLogger(__name__)
 EXACT_ROWS = 4
 """Rows per decode call in exact mode: llama.cpp's CPU matmul computes up to this many rows each as alone."""
-
-
-@dataclass(slots=True)
-class Generation:
-    """One request's sequence: what it asks for, and the callbacks that take its results (engine thread)."""
-
-    tokens: list[int]
-    max_tokens: int
-    sampling: Sampling
-    stops: list[str]
-    emit: Callable[[str], None]
-    finish: Callable[[str, int], None]
-    """(finish reason: stop | length | cancelled | error, completion tokens), called once."""
-    cancel: threading.Event = field(default_factory=threading.Event)
-    meter: ConfidenceMeter | None = None
-    start: Callable[[], None] | None = None
-    """Called when the job gets a sequence (it stops waiting)."""
-    generated: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _Slot:
-    seq: int
-    resident: list[int] = field(default_factory=list)
-    """Tokens whose KV cells this sequence holds (positions 0..len-1): its prompt and what it generated,
-    as far as a decode has computed them (a token just sampled is not yet among them)."""
-    job: Generation | None = None
-    fed: int = 0
-    """How many of the job's prompt tokens are in the cache."""
-    sampler: Any = None
-    pending: bytes = b""
-    text: str = ""
-    """Text decoded so far; `emitted` of it has gone to the client (the rest may be a stop's beginning)."""
-    emitted: int = 0
-    admitted: int = 0
-    """When its job got the sequence (a counter): prompts are prefilled oldest first."""
 
 
 class BatchEngine:
@@ -101,7 +63,7 @@ class BatchEngine:
         self.decode_steps = 0
         self.prefix_tokens_reused = 0
         self._load(model_path, n_threads)
-        self._slots = [_Slot(i) for i in range(slots)]
+        self._slots = [Slot(i) for i in range(slots)]
         self._thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
         self._thread.start()
 
@@ -234,8 +196,8 @@ class BatchEngine:
             return True
         return False
 
-    def _best_prefix(self, tokens: list[int]) -> tuple[_Slot | None, int]:
-        best: tuple[_Slot | None, int] = (None, 0)
+    def _best_prefix(self, tokens: list[int]) -> tuple[Slot | None, int]:
+        best: tuple[Slot | None, int] = (None, 0)
         for slot in self._slots:
             n = _common_prefix(slot.resident, tokens)  # cells a finished decode computed: safe to copy
             if n > best[1] or (n == best[1] and n > 0 and slot.job is None):
@@ -253,17 +215,17 @@ class BatchEngine:
                 self._end(slot, "cancelled")
         self._admit()
         # (token, position, slot, whether its logits sample the slot's next token) per row of a decode call.
-        decode: list[tuple[int, int, _Slot, bool]] = []
+        decode: list[tuple[int, int, Slot, bool]] = []
         for slot in self._slots:  # everyone's next token first: a long prompt must not stall them
             if slot.job is not None and slot.fed >= len(slot.job.tokens):
                 token = slot.job.generated[-1]
                 decode.append((token, len(slot.resident), slot, True))
                 slot.resident.append(token)
-        prefill: list[list[tuple[int, int, _Slot, bool]]] = []
+        prefill: list[list[tuple[int, int, Slot, bool]]] = []
         # Not exact: a prompt's last token (whose logits pick the first answer token) is decoded in a call of
         # its own, as it is when the rest of the prompt is found in the cache. So the same prompt starts from
         # the same logits whether its prefix was cached or not, and a seed gives the same answer.
-        finals: list[tuple[int, int, _Slot, bool]] = []
+        finals: list[tuple[int, int, Slot, bool]] = []
         budget = self.step_tokens if self.exact else self.step_tokens - len(decode)
         for slot in self._prefilling():
             job = slot.job
@@ -298,7 +260,7 @@ class BatchEngine:
             if call:
                 self._decode(call)
 
-    def _prefilling(self) -> list[_Slot]:
+    def _prefilling(self) -> list[Slot]:
         """The sequences whose prompts this step may prefill, oldest first.
 
         Not exact, with `burst_prefill: half`: of several prompts waiting at once, only the oldest half
@@ -312,7 +274,7 @@ class BatchEngine:
         waiting.sort(key=lambda s: s.admitted)
         return waiting[: (len(waiting) + 1) // 2] if self.burst_prefill == "half" else waiting
 
-    def _decode(self, rows: list[tuple[int, int, _Slot, bool]]) -> None:
+    def _decode(self, rows: list[tuple[int, int, Slot, bool]]) -> None:
         batch = self._batch
         for n, (token, pos, slot, logits) in enumerate(rows):
             batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, pos, 1
@@ -326,7 +288,7 @@ class BatchEngine:
             if logits:
                 self._sample(slot, n)
 
-    def _sample(self, slot: _Slot, row: int) -> None:
+    def _sample(self, slot: Slot, row: int) -> None:
         ll, job = self._ll, slot.job
         assert job is not None
         if job.meter is not None:
@@ -348,7 +310,7 @@ class BatchEngine:
             self._flush(slot, final=True)
             self._end(slot, "length")
 
-    def _flush(self, slot: _Slot, final: bool = False) -> bool:
+    def _flush(self, slot: Slot, final: bool = False) -> bool:
         """Decode what is whole of the pending bytes, emit what cannot be a stop's start; True at a stop."""
         job = slot.job
         assert job is not None
@@ -369,13 +331,13 @@ class BatchEngine:
         self._emit(slot, len(slot.text) - held)
         return False
 
-    def _emit(self, slot: _Slot, upto: int) -> None:
+    def _emit(self, slot: Slot, upto: int) -> None:
         if upto > slot.emitted:
             assert slot.job is not None
             slot.job.emit(slot.text[slot.emitted : upto])
             slot.emitted = upto
 
-    def _end(self, slot: _Slot, reason: str, counted: int | None = None) -> None:
+    def _end(self, slot: Slot, reason: str, counted: int | None = None) -> None:
         job = slot.job
         assert job is not None
         slot.job = None

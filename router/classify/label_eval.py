@@ -30,7 +30,7 @@ from router.classify.data import Dataset
 from router.classify.embedding_service import TextEmbedder
 from router.classify.evaluation import Curve, bootstrap, curve, random_curve, summary
 from router.classify.head import Head
-from router.classify.labels import EARLY_METRICS, LabelledSet
+from router.classify.labelled_set import EARLY_METRICS, LabelledSet
 from router.classify.report import mf_scorer
 from router.classify.train import (
     CANDIDATES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.types import LOW_IS_UNSURE, STRONG_CHANCE_UNKNOWN
+from router.cascade_rule import LOW_IS_UNSURE, STRONG_CHANCE_UNKNOWN
 
 
 def decision_lines(result: dict[str, Any]) -> list[str]:

@@ -160,7 +160,7 @@ def _calibrate_cascade_on_labels(
     import numpy as np
 
     from router.classify.head import STRONG_CHANCE_HEAD, Head
-    from router.classify.labels import CASCADE_METRICS
+    from router.classify.labelled_set import CASCADE_METRICS
 
     if metric not in (*CASCADE_METRICS, "expected_gain"):
         _fail(ConfigError(f"unknown cascade metric `{metric}`: use one of {', '.join(CASCADE_METRICS)}, expected_gain"))

@@ -56,7 +56,8 @@ TasksOpt = Annotated[
 def _labelled(labels: list[Path], tasks: list[Path] | None, early_tokens: int = 16):  # -> LabelledSet
     """The labels as a routing set, without the domains whose strong-model outcomes are a grading error
     (scored against them, a router that sends those prompts up would look wrong for being right)."""
-    from router.classify.labels import attach_prompts, labelled_set, read_labels
+    from router.classify.labelled_set import labelled_set
+    from router.classify.labels import attach_prompts, read_labels
     from router.classify.train import EXCLUDED_DOMAINS
 
     labelled = labelled_set(attach_prompts(read_labels(labels), tasks or []), early_tokens=early_tokens)

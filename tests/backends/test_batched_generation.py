@@ -154,13 +154,14 @@ def test_a_burst_of_prompts_is_prefilled_oldest_half_first() -> None:
     """The scheduling rule alone (no model): of several prompts waiting at once, a step prefills the oldest
     half (at least one), so their first tokens come after half the work; `all` and exact batching take
     every waiting prompt the budget holds, as before. Its effect on first tokens is in bench.team_load."""
-    from router.backends.llama_batch import BatchEngine, Generation, _Slot
+    from router.backends.batch_sequences import Generation, Slot
+    from router.backends.llama_batch import BatchEngine
     from router.backends.llama_sampling import Sampling
 
     def engine(mode: str, exact: bool = False) -> BatchEngine:
         e = BatchEngine.__new__(BatchEngine)
         e.exact, e.burst_prefill = exact, mode
-        e._slots = [_Slot(i) for i in range(6)]
+        e._slots = [Slot(i) for i in range(6)]
         for slot, admitted in zip(e._slots, (5, 2, 4, 1, 3), strict=False):  # slot 5 stays free
             slot.job = Generation([1] * 10, 8, Sampling(), [], lambda _: None, lambda *_: None)
             slot.admitted = admitted
