@@ -111,10 +111,7 @@ class Router:
         if score is None or threshold is None:
             return "local", "classifier-unavailable", {}
         target = "cloud" if score >= threshold else "local"
-        scores = {"escalation": score, "threshold": threshold}
-        if "strong_chance" in found.scores:  # an expected-gain head's strong half, for the cascade
-            scores["strong_chance"] = found.scores["strong_chance"]
-        return target, "classifier" if reason == "default" else reason, scores
+        return target, "classifier" if reason == "default" else reason, {"escalation": score, "threshold": threshold}
 
     def _chain(
         self, targets: str | list[str], pinned: bool, api: str | None = None

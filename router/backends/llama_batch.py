@@ -49,11 +49,11 @@ class BatchEngine:
     ) -> None:
         self.n_ctx = n_ctx
         self.exact = exact
-        self.burst_prefill = burst_prefill
-        """`half`: of several prompts waiting at once, a step prefills the oldest half (see `_step`); `all`:
-        as many as the step's budget holds."""
-        self._admissions = 0
         """Temperature 0 gives the same tokens batched as alone (see `_step`); off: mix everything in one call."""
+        self.burst_prefill = burst_prefill
+        """`half`: of several prompts waiting at once, a step prefills the oldest half (see `_prefilling`);
+        `all`: as many as the step's budget holds."""
+        self._admissions = 0
         self.slots = slots
         self.step_tokens = max(step_tokens, slots)
         self._inbox: queue.Queue[Generation | None] = queue.Queue()
@@ -261,9 +261,8 @@ class BatchEngine:
                 self._decode(call)
 
     def _prefilling(self) -> list[Slot]:
-        """The sequences whose prompts this step may prefill, oldest first.
-
-        Not exact, with `burst_prefill: half`: of several prompts waiting at once, only the oldest half
+        """The sequences whose prompts this step may prefill: in exact mode all, in slot order; else oldest
+        first and, with `burst_prefill: half`: of several prompts waiting at once, only the oldest half
         (at least one). Prefill is compute-bound here, so a burst of eight short prompts in one step gives
         every one its first token only when all eight are done (2.5 s on two cores); half of them per step
         gives the first four theirs after half that work, then the next two a step later, and so on. A

@@ -120,6 +120,14 @@ class Head:
             return cls(meta["kind"], layers, data["feature_mean"], data["feature_std"], meta["use_features"], meta)
 
 
+def strong_chances(head: Head, strong: Head | None, embeddings: np.ndarray, texts: list[str]) -> np.ndarray | None:
+    """P(the strong model answers right) per text: an expected-gain head's own strong half, else the
+    strong-chance head's; None when there is neither."""
+    if head.kind == "expected-gain":
+        return head.chances(embeddings, texts)[0]
+    return None if strong is None else strong.score(embeddings, texts)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 

@@ -60,25 +60,32 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def _filled(values: np.ndarray) -> np.ndarray:
+    """A metric with its missing values (NaN) set to its mean: they rank in the middle."""
+    return np.nan_to_num(values, nan=float(np.nanmean(values)) if np.isfinite(values).any() else 0.0)
+
+
+def _logistic_out_of_fold(columns: list[np.ndarray], y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+    """P(y) per row from a logistic regression over the standardised columns, fitted without the row's
+    fold; a fold whose other folds hold one class only gets the overall rate."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.column_stack(columns)
+    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
+    chance = np.full(len(y), float(y.mean()))
+    for k in np.unique(fold):
+        held = fold == k
+        if len(set(y[~held].tolist())) == 2:
+            chance[held] = LogisticRegression(C=1.0, max_iter=1000).fit(x[~held], y[~held]).predict_proba(x[held])[:, 1]
+    return chance
+
+
 def _combined(
     head_scores: np.ndarray, confidence: dict[str, np.ndarray], data: Dataset, fold: np.ndarray
 ) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-
-    columns = [_logit(head_scores)]
-    for values in confidence.values():
-        columns.append(np.nan_to_num(values, nan=float(np.nanmean(values)) if np.isfinite(values).any() else 0.0))
-    x = np.column_stack(columns)
-    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
-    y = data.needs_strong
-    scores = np.zeros(len(data))
-    for k in np.unique(fold):
-        held = fold == k
-        if len(set(y[~held])) < 2:
-            continue
-        model = LogisticRegression(C=1.0, max_iter=1000).fit(x[~held], y[~held])
-        scores[held] = model.decision_function(x[held])
-    return scores
+    """The head's score and the confidence metrics combined: P(local wrong and strong right), out of fold."""
+    columns = [_logit(head_scores), *(_filled(v) for v in confidence.values())]
+    return _logistic_out_of_fold(columns, data.needs_strong, fold)
 
 
 def _early_rules(labelled: LabelledSet, fitted: np.ndarray, data: Dataset, fold: np.ndarray) -> dict[str, np.ndarray]:
@@ -118,21 +125,10 @@ def expected_gain_out_of_fold(
 
 
 def local_chance_from_confidence(confidence: dict[str, np.ndarray], data: Dataset, fold: np.ndarray) -> np.ndarray:
-    """P(local right) given the local answer's confidence metrics alone: a logistic model fitted out of
-    fold (what the cascade knows once the local model has answered). The prompt-only local half is left
-    out on purpose: what it knows (the domain is hard) also says the strong model may fail."""
-    from sklearn.linear_model import LogisticRegression
-
-    columns = [np.nan_to_num(v, nan=float(np.nanmean(v)) if np.isfinite(v).any() else 0.0) for v in confidence.values()]
-    x = np.column_stack(columns)
-    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
-    y = data.weak >= 0.5
-    chance = np.full(len(data), float(y.mean()))
-    for k in np.unique(fold):
-        held = fold == k
-        if len(set(y[~held].tolist())) == 2:
-            chance[held] = LogisticRegression(C=1.0, max_iter=1000).fit(x[~held], y[~held]).predict_proba(x[held])[:, 1]
-    return chance
+    """P(local right) given the local answer's confidence metrics alone, fitted out of fold (what the
+    cascade knows once the local model has answered). The prompt-only local half is left out on purpose:
+    what it knows (the domain is hard) also says the strong model may fail."""
+    return _logistic_out_of_fold([_filled(v) for v in confidence.values()], (data.weak >= 0.5).astype(int), fold)
 
 
 def out_of_fold_with_prior(

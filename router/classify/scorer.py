@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from router.classify.embedding_service import EmbeddingService
-from router.classify.head import SHIPPED_HEAD, STRONG_CHANCE_HEAD, Head
+from router.classify.head import SHIPPED_HEAD, STRONG_CHANCE_HEAD, Head, strong_chances
 
 
 class EscalationScorer:
@@ -64,9 +64,7 @@ class EscalationScorer:
         if vector is None:
             return None
         scores = {"escalation": self.score_vectors(vector[None, :], [text])[0]}
-        if self._head.kind == "expected-gain":
-            strong, _ = self._head.chances(vector[None, :], [text])
+        strong = strong_chances(self._head, self._strong, vector[None, :], [text])
+        if strong is not None:
             scores["strong_chance"] = float(strong[0])
-        elif self._strong is not None:
-            scores["strong_chance"] = float(self._strong.score(vector[None, :], [text])[0])
         return scores

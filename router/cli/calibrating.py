@@ -159,7 +159,7 @@ def _calibrate_cascade_on_labels(
     P(strong right) minus the answer's probability."""
     import numpy as np
 
-    from router.classify.head import STRONG_CHANCE_HEAD, Head
+    from router.classify.head import STRONG_CHANCE_HEAD, Head, strong_chances
     from router.classify.labelled_set import CASCADE_METRICS
 
     if metric not in (*CASCADE_METRICS, "expected_gain"):
@@ -169,15 +169,13 @@ def _calibrate_cascade_on_labels(
     except ConfigError as error:
         _fail(error)
     if metric == "expected_gain":
-        scorer = Head.load(head)
+        given = Head.load(head)
+        # A strong-chance head given with --head is the strong half; else the shipped one, as the gateway uses.
+        alone = given.meta.get("target") == "strong model right"
         prompts = labelled.data.prompts
-        vectors = _embedder(config).embed(prompts)
-        if scorer.kind == "expected-gain":
-            strong, _ = scorer.chances(vectors, prompts)
-        elif scorer.meta.get("target") == "strong model right":  # a strong-chance head given with --head
-            strong = scorer.score(vectors, prompts)
-        else:  # the shipped strong-chance head, as the gateway would use
-            strong = Head.load(STRONG_CHANCE_HEAD).score(vectors, prompts)
+        strong = strong_chances(given, given if alone else Head.load(STRONG_CHANCE_HEAD),
+                                _embedder(config).embed(prompts), prompts)  # fmt: skip
+        assert strong is not None
         found, judged = _on_labels(labelled, strong - np.exp(labelled.early["mean_top_logprob"]), target, confidence)
         threshold = found.threshold  # escalate above
     else:  # early metrics are "higher = surer"
