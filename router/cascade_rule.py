@@ -20,8 +20,9 @@ class CascadeSettings:
     """Judge the answer's first this many tokens (stop the local model there on escalation, stream the
     rest live on keep); None: judge the whole answer, holding a stream back until it is complete."""
     strong_chance: float | None = None
-    """For `expected_gain`: this request's P(strong model right), from an expected-gain head (None: the
-    head has no strong half, and `STRONG_CHANCE_UNKNOWN` stands in)."""
+    """For `expected_gain`: this request's P(strong model right), from the strong-chance head (or an
+    expected-gain head's strong half); None when the classifier gave none, and `STRONG_CHANCE_UNKNOWN`
+    stands in."""
 
     def measure(self, confidence: Confidence) -> float:
         """The metric's value for this answer (what the threshold is compared with)."""
