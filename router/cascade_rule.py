@@ -13,8 +13,10 @@ class CascadeSettings:
 
     metric: str
     """`mean_logprob`, `mean_top_logprob` or `min_logprob` (escalate below the threshold), `mean_entropy`
-    (escalate above it), or `expected_gain` (escalate above it): the head's P(strong model right) minus
-    the local answer's own probability (exp of its `mean_top_logprob`)."""
+    (escalate above it), `expected_gain` (escalate above it): the head's P(strong model right) minus the
+    local answer's own probability (exp of its `mean_top_logprob`), or `prompt_gain` (escalate above it):
+    P(strong model right) minus P(local model right) as the local model's reading of the prompt gives
+    them, before it writes a token (`expected_gain` stands in where the local model has no state probe)."""
     threshold: float
     decide_after_tokens: int | None = None
     """Judge the answer's first this many tokens (stop the local model there on escalation, stream the
@@ -26,7 +28,9 @@ class CascadeSettings:
 
     def measure(self, confidence: Confidence) -> float:
         """The metric's value for this answer (what the threshold is compared with)."""
-        if self.metric == "expected_gain":
+        if self.metric == "prompt_gain" and confidence.prompt is not None:
+            return confidence.prompt.gain
+        if self.metric in ("expected_gain", "prompt_gain"):
             chance = STRONG_CHANCE_UNKNOWN if self.strong_chance is None else self.strong_chance
             return chance - math.exp(confidence.value("mean_top_logprob"))
         return confidence.value(self.metric)
@@ -37,9 +41,27 @@ class CascadeSettings:
 
 
 LOW_IS_UNSURE = ("mean_logprob", "mean_top_logprob", "min_logprob")
-"""Cascade metrics that escalate below their threshold; the others (`mean_entropy`, `expected_gain`) above."""
+"""Cascade metrics that escalate below their threshold; the others (`mean_entropy`, the gains) above."""
+GAIN_METRICS = ("expected_gain", "prompt_gain")
+"""Cascade metrics that weigh P(strong model right) against the local model's chance: the classifier's
+strong-chance head is loaded for them (`prompt_gain` falls back to `expected_gain` without a state probe)."""
 STRONG_CHANCE_UNKNOWN = 0.8
 """P(strong model right) where the head gives none: GPT-4's rate on the shared MMLU domains (0.81)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptChances:
+    """The local model's reading of one prompt, before it writes a token (`classify/prompt_state.py`)."""
+
+    strong: float
+    """P(the strong model answers it right)."""
+    local: float
+    """P(the local model answers it right)."""
+
+    @property
+    def gain(self) -> float:
+        """The expected gain in rightness of asking the strong model instead."""
+        return self.strong - self.local
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +81,8 @@ class Confidence:
     first_tokens: tuple[tuple[float, float], ...] = ()
     """(log-probability, entropy) of the answer's first tokens (up to `backends.confidence.FIRST_TOKENS_KEPT`): what an
     early cascade rule is fitted and reported on (`router label` records them)."""
+    prompt: PromptChances | None = None
+    """What the local model's state probe read in the prompt (None: its model has no probe)."""
 
     def value(self, metric: str) -> float:
         value = getattr(self, metric)

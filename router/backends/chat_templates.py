@@ -99,3 +99,16 @@ def gguf_template_renderer(metadata: Mapping[str, str], eos: str, bos: str) -> C
         return ChatPrompt(result.prompt, tuple(s for s in (*stop, eos) if s))
 
     return render
+
+
+def renderer_for(vocab: Any, chat_format: str) -> Callable[..., ChatPrompt]:
+    """How a model renders chats: its GGUF's own template (`gguf`, read from `vocab`, a llama.cpp model or
+    vocabulary) or one of `FORMATS`."""
+    if chat_format == "gguf":
+        # special=True: without it llama.cpp renders control tokens such as <|im_end|> as ''.
+        eos = vocab.detokenize([vocab.token_eos()], special=True).decode("utf-8", "ignore")
+        bos = vocab.detokenize([vocab.token_bos()], special=True).decode("utf-8", "ignore")
+        return gguf_template_renderer(vocab.metadata, eos, bos)
+    if chat_format in FORMATS:
+        return FORMATS[chat_format]
+    raise ValueError(f"unknown chat_format `{chat_format}`; expected one of {[*FORMATS, 'gguf']}")

@@ -16,10 +16,14 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from router.cascade_rule import Confidence
+from router.cascade_rule import Confidence, PromptChances
+
+if TYPE_CHECKING:
+    from router.classify.prompt_state import StateProbe
 
 FIRST_TOKENS_KEPT = 64
 """How many of an answer's first tokens' statistics a `Confidence` carries."""
@@ -83,7 +87,13 @@ class ConfidenceMeter:
     it knows them.
     """
 
-    def __init__(self, keep_tokens: bool = False, top_logprobs: int = 0, early: EarlyCheck | None = None) -> None:
+    def __init__(
+        self, keep_tokens: bool = False, top_logprobs: int = 0, early: EarlyCheck | None = None,
+        probe: StateProbe | None = None,
+    ) -> None:  # fmt: skip
+        self._probe = probe
+        self._prompt: PromptChances | None = None
+        """What `probe` read in the first step's logits (the model's state at the end of the prompt)."""
         self._previous: np.ndarray | None = None
         self._previous_log_z = 0.0
         self._logprobs: list[float] = []
@@ -144,7 +154,18 @@ class ConfidenceMeter:
         self._entropies.append(log_z - float(weights @ current) / total)
         self._tops.append(top - log_z)
         self._previous, self._previous_log_z = current, log_z
+        if len(self._entropies) == 1:
+            self._read_prompt(current)
         return logits
+
+    def _read_prompt(self, first: np.ndarray) -> None:
+        """At the first step, before any token: the probe's chances, and a check set to decide after 0
+        tokens decides now (on them, or on the first distribution where the model has no probe)."""
+        if self._probe is not None and self._probe.n_vocab == len(first):
+            self._prompt = self._probe.chances(first)
+        early = self._early
+        if early is not None and early.after_tokens == 0 and not early.decided:
+            early.judge(self.result(1), midway=True)  # type: ignore[arg-type]
 
     def result(self, first: int | None = None) -> Confidence | None:
         """The confidence of the answer so far, or of its `first` tokens only."""
@@ -161,4 +182,5 @@ class ConfidenceMeter:
             tokens=len(self._logprobs[:first]),
             mean_top_logprob=sum(tops) / len(tops),
             first_tokens=tuple(zip(self._logprobs[:kept], self._entropies[:kept], strict=False)),
+            prompt=self._prompt,
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from router.backends.batched_requests import BatchedRequests
-from router.backends.chat_templates import FORMATS, ChatPrompt, gguf_template_renderer
+from router.backends.chat_templates import ChatPrompt, renderer_for
 from router.backends.confidence import ConfidenceMeter, EarlyCheck
 from router.backends.llama_batch import BatchEngine
 from router.backends.llama_sizing import auto_sequences
@@ -31,8 +31,10 @@ from router.backends.local_tools import (
     with_tool_calls,
 )
 from router.backends.model_files import model_gguf_path, packaged_model
+from router.classify.head import packaged_state_probe_for
+from router.classify.prompt_state import StateProbe
 from router.config import LlamaCppModel
-from router.errors import Overloaded, UpstreamUnavailable
+from router.errors import ConfigError, Overloaded, UpstreamUnavailable
 from router.tokens import count_with, load_vocab
 from router.types import Completion, RequestContext, StreamDelta, Usage
 
@@ -84,6 +86,9 @@ class LlamaCppBackend:
         self._stats_lock = threading.Lock()
         self.model_path: Path | None = spec.model_path
         self._system_prompt: str | None = None
+        self.state_probe: StateProbe | None = None
+        """What the cascade's `prompt_gain` reads in the first step's logits (`state_probe` in the config)."""
+        self.state_probe_path: Path | None = None
         self._engine: BatchEngine | None = None
         self._batched: BatchedRequests | None = None
         """With `parallel` > 1: the one context that decodes every request's sequence together."""
@@ -115,6 +120,7 @@ class LlamaCppBackend:
         )
         if not path.exists():
             raise FileNotFoundError(f"model file {path} does not exist")
+        self._load_state_probe(None if spec.model_path else spec.package)
         threads = self._spec.n_threads or max(1, (os.cpu_count() or 1) // self._spec.instances)
         # Tokenizing for counts and context checks must not wait for a busy generation context,
         # so a vocabulary-only instance (no weights in use, a few MB) serves it.
@@ -139,22 +145,24 @@ class LlamaCppBackend:
                 )
                 for _ in range(self._spec.instances)
             ]
-        first = self._tokenizer
-        if chat_format == "gguf":
-            # special=True: without it llama.cpp renders control tokens such as <|im_end|> as ''.
-            eos = first.detokenize([first.token_eos()], special=True).decode("utf-8", "ignore")
-            bos = first.detokenize([first.token_bos()], special=True).decode("utf-8", "ignore")
-            self._render = gguf_template_renderer(first.metadata, eos, bos)
-        elif chat_format in FORMATS:
-            self._render = FORMATS[chat_format]
-        else:
-            raise ValueError(f"unknown chat_format `{chat_format}`; expected one of {[*FORMATS, 'gguf']}")
+        self._render = renderer_for(self._tokenizer, chat_format)
         pool: asyncio.Queue[Llama] = asyncio.Queue()
         for llama in instances:
             pool.put_nowait(llama)
         self._pool = pool
         how = f"{self.sequences} sequences batched" if self._engine else f"{len(instances)} instance(s)"
         log.info("local model %s loaded from %s (%s)", self.name, path, how)
+
+    def _load_state_probe(self, package: str | None) -> None:
+        configured = self._spec.state_probe
+        if configured == "none":
+            return
+        path = configured if isinstance(configured, Path) else packaged_state_probe_for(package)
+        if path is None:
+            return
+        if not path.is_file():
+            raise ConfigError(f"state_probe: {path} is not a file (make one with `router train --prompt-state`)")
+        self.state_probe, self.state_probe_path = StateProbe.load(path), path
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -184,6 +192,10 @@ class LlamaCppBackend:
             "served": self._served,
             "cancelled": self._cancelled,
             "abandoned_tokens": self._abandoned_tokens + (self._batched.abandoned_tokens if self._batched else 0),
+            # What the cascade's `prompt_gain` reads in the prompt: the probe's file and what it was fitted on.
+            "state_probe": None
+            if self.state_probe_path is None or self.state_probe is None
+            else {"file": self.state_probe_path.name, **_probe_summary(self.state_probe.meta)},
             **(
                 {"decode_steps": self._engine.decode_steps, "prefix_tokens_reused": self._engine.prefix_tokens_reused}
                 if self._engine is not None
@@ -300,7 +312,7 @@ class LlamaCppBackend:
         llama = await self._acquire()
         parts: list[str] = []
         cancel = threading.Event()
-        meter = meter_for(ctx, confidence, cancel)
+        meter = meter_for(ctx, confidence, cancel, self.state_probe)
         future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel, meter)
         try:
             finish, usage, entries = await asyncio.shield(future)
@@ -340,7 +352,7 @@ class LlamaCppBackend:
         def emit(delta: StreamDelta) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
-        meter = meter_for(ctx, confidence, cancel)
+        meter = meter_for(ctx, confidence, cancel, self.state_probe)
         future = self._start_generation(ctx, max_tokens, llama, emit, cancel, meter)
         future.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:
@@ -359,3 +371,7 @@ class LlamaCppBackend:
                 cancel.set()
                 self._cancelled += 1
                 log.info("local generation on %s cancelled: the client went away", self.name)
+
+
+def _probe_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    return {key: meta[key] for key in ("labels", "domains", "heldout_auroc") if key in meta}

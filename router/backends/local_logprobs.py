@@ -9,10 +9,13 @@ a token no callback follows) is read from the last distribution it saw.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router.backends.confidence import ConfidenceMeter, EarlyCheck, TokenLogprob
 from router.types import RequestContext
+
+if TYPE_CHECKING:
+    from router.classify.prompt_state import StateProbe
 
 Entry = tuple[bytes, float, tuple[tuple[bytes, float], ...]]
 """(token bytes, log-probability, (alternative bytes, log-probability)...)"""
@@ -83,16 +86,20 @@ def requested(kind: str, passthrough: Any) -> tuple[bool, int]:
     return bool(value), int(passthrough.get("top_logprobs") or 0)
 
 
-def meter_for(ctx: RequestContext, confidence: bool | EarlyCheck, cancel: threading.Event) -> ConfidenceMeter | None:
+def meter_for(
+    ctx: RequestContext, confidence: bool | EarlyCheck, cancel: threading.Event, probe: StateProbe | None = None
+) -> ConfidenceMeter | None:
     """A meter when the cascade needs the confidence or the client asked for log-probabilities; an early
-    check is bound to the generation's `cancel`, so an escalation stops the generation there."""
+    check is bound to the generation's `cancel`, so an escalation stops the generation there. With the
+    model's state `probe`, the cascade's confidence carries what it read in the prompt."""
     wants, top = requested(ctx.kind, ctx.passthrough)
     if not (wants or confidence):
         return None
     early = confidence if isinstance(confidence, EarlyCheck) else None
     if early is not None:
         early.bind(cancel)
-    return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20), early=early)
+    probe = probe if confidence else None  # what the prompt said matters only to the cascade
+    return ConfidenceMeter(keep_tokens=wants, top_logprobs=min(top, 20), early=early, probe=probe)
 
 
 def formatted_logprobs(ctx: RequestContext, entries: list[Entry] | None) -> dict[str, Any] | None:

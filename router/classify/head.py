@@ -34,6 +34,14 @@ def packaged_head_for(package: str | None) -> Path | None:
     return path if path.exists() else None
 
 
+def packaged_state_probe_for(package: str | None) -> Path | None:
+    """The prompt-state probe shipped for a packaged local model, if it has one (`<package>.state.npz`)."""
+    if package is None:
+        return None
+    path = FITTED_HEADS_DIR / f"{package}.state.npz"
+    return path if path.exists() else None
+
+
 @dataclass(frozen=True)
 class Head:
     """A logistic regression, a ridge regression or a one-hidden-layer MLP over [embedding, standardised

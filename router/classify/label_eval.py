@@ -158,6 +158,24 @@ def out_of_fold_with_prior(
     return scores
 
 
+PROMPT_GAIN = "the local model's reading of the prompt: P(strong right) - P(local right) (state probe, no token)"
+
+
+def state_probe_routers(states: np.ndarray, labelled: LabelledSet, fold: np.ndarray) -> dict[str, np.ndarray]:
+    """The cascade's `prompt_gain` and its parts, each probe fitted without the label's fold."""
+    from router.classify.prompt_state import STATE_PROBE_C, probe_out_of_fold
+
+    data = labelled.data
+    strong = probe_out_of_fold(states, (data.strong >= 0.5).astype(int), fold, STATE_PROBE_C["strong"])
+    local = probe_out_of_fold(states, (data.weak >= 0.5).astype(int), fold, STATE_PROBE_C["local"])
+    own = np.exp(np.nan_to_num(labelled.confidence["mean_logprob"], nan=float(np.log(max(data.weak.mean(), 1e-6)))))
+    return {
+        PROMPT_GAIN: strong - local,
+        "state probe's P(strong right) - the local answer's own probability": strong - own,
+        "state probe's P(local right) alone (low first)": -local,
+    }
+
+
 def domain_oracles(labelled: LabelledSet) -> dict[str, np.ndarray]:
     """Upper bounds, not routers: scores that know each group's true outcomes on these very labels. What
     routing by the domain alone could reach, however well a head learned to recognise domains."""
@@ -185,8 +203,10 @@ def evaluate_labels(
     reps: int = 1000,
     prior: Dataset | None = None,
     shipped: dict[str, Head] | None = None,
+    states: np.ndarray | None = None,
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Curve]]]:
-    """Every router scored on the labels out of fold; `shipped` heads (fitted on other data) as they are."""
+    """Every router scored on the labels out of fold; `shipped` heads (fitted on other data) as they are;
+    with the local model's `states` (one row per label), its state probe's routers too."""
     data = labelled.data
     emb = cached_embeddings(embedder, data.prompts, cache_dir)
     fold = selection_folds(data.groups, folds)
@@ -200,6 +220,8 @@ def evaluate_labels(
         prior_emb = cached_embeddings(embedder, prior.prompts, cache_dir)
         strong, local = expected_gain_out_of_fold(emb, data, fold, (prior_emb, prior), c=EXPECTED_GAIN_C)
         scores["expected gain, strong half fitted to the recorded outcomes too"] = strong - local
+    if states is not None:
+        scores |= state_probe_routers(states, labelled, fold)
     scores["that P(strong right) - P(local right | its confidence)"] = strong - local_chance_from_confidence(
         labelled.confidence, data, fold
     )
@@ -250,13 +272,15 @@ def evaluate_labels(
 
 
 BY_FOLD = (
+    PROMPT_GAIN,
     "that P(strong right) - the local answer's own probability",
     "cascade confidence alone (mean_logprob)",
     "expected gain, fitted to the labels (P(strong right) - P(local right))",
     "similarity-weighted (RouteLLM SW)",
     "prompt-length",
 )
-"""The routers reported per held-out fold as well: the shipped cascade rule, its parts and two baselines."""
+"""The routers reported per held-out fold as well (those scored): the cascade rules, their parts and two
+baselines."""
 
 
 def by_fold(

@@ -23,6 +23,8 @@ class LabelledSet:
     """The same metrics over the answer's first `early_tokens` tokens only (what an early-deciding cascade
     judges); NaN where the labels carry no first-token statistics."""
     early_tokens: int = 0
+    ids: list[str] = field(default_factory=list)
+    """Each prompt's label id, in the data's order."""
 
     def without_groups(self, groups: Iterable[str]) -> LabelledSet:
         """The same labels without those of `groups` (domains whose strong-model outcomes are unusable)."""
@@ -38,6 +40,7 @@ class LabelledSet:
             self.local_model,
             {k: v[keep] for k, v in self.early.items()},
             self.early_tokens,
+            [i for i, kept in zip(self.ids, keep, strict=False) if kept],
         )
 
 
@@ -95,4 +98,4 @@ def labelled_set(records: list[dict[str, Any]], name: str = "labels", early_toke
     confidence = {k: np.array([metric(r, k) for r in usable]) for k in EARLY_METRICS}
     early_rows = [early_metrics(r.get("confidence"), early_tokens) for r in usable]
     early = {k: np.array([row[k] for row in early_rows]) for k in CASCADE_METRICS}
-    return LabelledSet(dataset, confidence, models[0], early, early_tokens)
+    return LabelledSet(dataset, confidence, models[0], early, early_tokens, [str(r["id"]) for r in usable])

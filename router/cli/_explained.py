@@ -31,12 +31,23 @@ def decision_lines(result: dict[str, Any]) -> list[str]:
         )
     if cascade := result.get("cascade"):
         side = "below" if cascade["metric"] in LOW_IS_UNSURE else "above"
+        after = cascade.get("decide_after_tokens")
         when = (
-            f"on its first {cascade['decide_after_tokens']} tokens (streams on live if kept)"
-            if cascade.get("decide_after_tokens")
+            "once the local model has read the prompt, before its first token"
+            if after == 0
+            else f"on its first {after} tokens (streams on live if kept)"
+            if after
             else "on the whole answer (a stream waits for it)"
         )
         what = cascade["metric"]
+        if what == "prompt_gain":
+            what = (
+                "P(strong right) - P(local right), as the local model's state at the end of the prompt gives "
+                "them (its state probe; without one, the expected gain below),"
+            )
+            lines.append(f"cascade: to the cloud if {what} {side} {cascade['threshold']:g}, {when}")
+            what = "expected_gain"
+            side, when = "above", "where the local model has no state probe"
         if what == "expected_gain":
             chance = cascade.get("strong_chance")
             said = "unknown, taken as" if chance is None else f"from {head['strong_chance']}" if head else "given"

@@ -55,6 +55,13 @@ def calibrate(
             "(P(strong right) from the shipped strong-chance head, or --head: a strong-chance or expected-gain one)."
         ),
     ] = "mean_logprob",
+    states: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --cascade-metric prompt_gain: the folder of the labelled prompts' states (`router "
+            "states`); each label is scored by a state probe fitted without its domain."
+        ),
+    ] = None,
 ) -> None:
     """Print the `route: auto` threshold that sends the target share of the sample to the cloud, or (with
     --quality-target) the one that keeps a quality target at the least cloud share of judged traffic, or of
@@ -63,6 +70,9 @@ def calibrate(
     import numpy as np
 
     if quality_target is not None and labels and cascade_tokens is not None:
+        if cascade_metric == "prompt_gain":
+            _calibrate_prompt_gain(labels, tasks, quality_target, confidence, cascade_tokens, states)
+            return
         _calibrate_cascade_on_labels(
             labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, _head_path(config, head), config
         )
@@ -188,6 +198,36 @@ def _calibrate_cascade_on_labels(
         f"with {100 * found.cloud_share:.1f}% escalated"
     )
     typer.echo(f"policy:\n    cascade: {{metric: {metric}, threshold: {threshold:.4f}, decide_after_tokens: {tokens}}}")
+
+
+def _calibrate_prompt_gain(
+    labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, states: Path | None
+) -> None:
+    """The `prompt_gain` threshold on labelled prompts, each scored by state probes that never saw its domain
+    (domain-grouped folds): a calibration on held-out values, not on what the probes were fitted to."""
+    from router.backends.prompt_states import read_states
+    from router.classify.label_eval import PROMPT_GAIN, state_probe_routers
+    from router.classify.train import selection_folds
+
+    if states is None:
+        _fail(ConfigError("--cascade-metric prompt_gain needs --states (the labelled prompts' states)"))
+    found_states = read_states(states)
+    try:
+        labelled = _labelled(labels, tasks, early_tokens=tokens, states=found_states)
+    except ConfigError as error:
+        _fail(error)
+    import numpy as np
+
+    rows = np.stack([found_states[i] for i in labelled.ids])
+    gain = state_probe_routers(rows, labelled, selection_folds(labelled.data.groups, 8))[PROMPT_GAIN]
+    found, judged = _on_labels(labelled, gain, target, confidence)
+    typer.echo(
+        f"{judged} labelled prompts of {labelled.local_model} with a state: prompt_gain (out of fold) at "
+        f"{found.threshold:.4f} keeps quality retained {found.quality:.3f} (at least {found.quality_low:.3f} with "
+        f"{100 * confidence:.0f}% confidence) with {100 * found.cloud_share:.1f}% escalated"
+    )
+    rule = f"{{metric: prompt_gain, threshold: {found.threshold:.4f}, decide_after_tokens: {tokens}}}"
+    typer.echo(f"policy:\n    cascade: {rule}")
 
 
 def _calibrate_for_quality(config: Path | None, target: float, rule: str, window: str, confidence: float) -> None:

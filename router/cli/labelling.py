@@ -119,3 +119,46 @@ def _label_tasks(data: list[Path], protocol: str, sample: int | None, per_group:
             found = stratified(found, per_group, seed)
         tasks += found
     return tasks
+
+
+@app.command()
+def states(
+    labels: Annotated[
+        list[Path], typer.Option("--labels", help="Labels files: the prompts whose states are collected.")
+    ],
+    tasks: Annotated[
+        list[Path], typer.Option("--tasks", help="Where the labels' prompts are (the data `router label` read).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder of states; appended to, resumable.")],
+    model: Annotated[str | None, typer.Option(help="A configured llama-cpp model (default: routes.local).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """The local model's last hidden state after reading each labelled prompt, rendered as the gateway
+    serves it (prefill only): what `router train --prompt-state` fits the cascade's state probe on."""
+    from router.backends.model_files import model_gguf_path, packaged_model
+    from router.backends.prompt_states import StateReader, collect_states, served_messages
+    from router.classify.labels import attach_prompts, read_labels
+    from router.config import LlamaCppModel
+
+    settings = _settings(config, None)
+    try:
+        gateway = load_gateway_config(settings.config)
+        records = attach_prompts(read_labels(labels), tasks)
+    except ConfigError as error:
+        _fail(error)
+    name = model or gateway.routes.local
+    spec = gateway.models.get(name)
+    if not isinstance(spec, LlamaCppModel):
+        _fail(ConfigError(f"`{name}` is not an in-process (llama-cpp) model: only those have states to read"))
+    packaged = None if spec.model_path else packaged_model(spec.package)
+    system = spec.system_prompt if spec.system_prompt is not None else packaged.system_prompt if packaged else None
+    chat_format = spec.chat_format or (packaged.chat_format if packaged else "gguf")
+    reader = StateReader(model_gguf_path(spec.model_path, spec.package, settings.model_dir), chat_format, spec.n_ctx)
+    by_group: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_group.setdefault(str(record["group"]), []).append(record)
+    # Group by group in turn, so that an interrupted run has states of every domain alike.
+    rounds = max((len(group) for group in by_group.values()), default=0)
+    order = [group[i] for i in range(rounds) for group in by_group.values() if i < len(group)]
+    added = collect_states(reader, ((r["id"], served_messages(r["prompt"], system)) for r in order), out)
+    typer.echo(f"{added} new states in {out} ({len(records)} labelled prompts)")

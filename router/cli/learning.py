@@ -53,15 +53,20 @@ TasksOpt = Annotated[
 ]
 
 
-def _labelled(labels: list[Path], tasks: list[Path] | None, early_tokens: int = 16):  # -> LabelledSet
+def _labelled(
+    labels: list[Path], tasks: list[Path] | None, early_tokens: int = 16, states: dict[str, Any] | None = None
+):  # -> LabelledSet
     """The labels as a routing set, without the domains whose strong-model outcomes are a grading error
-    (scored against them, a router that sends those prompts up would look wrong for being right)."""
+    (scored against them, a router that sends those prompts up would look wrong for being right); with
+    `states` (by id), only the labels that have one, so that every router is scored on the same prompts."""
     from router.classify.labelled_set import labelled_set
     from router.classify.labels import attach_prompts, read_labels
     from router.classify.train import EXCLUDED_DOMAINS
 
-    labelled = labelled_set(attach_prompts(read_labels(labels), tasks or []), early_tokens=early_tokens)
-    return labelled.without_groups(EXCLUDED_DOMAINS)
+    records = attach_prompts(read_labels(labels), tasks or [])
+    if states is not None:
+        records = [r for r in records if r["id"] in states]
+    return labelled_set(records, early_tokens=early_tokens).without_groups(EXCLUDED_DOMAINS)
 
 
 @app.command()
@@ -102,6 +107,14 @@ def train(
         ),
     ] = False,
     window: Annotated[str, typer.Option(help="With --from-traffic: judgements of this window (7d, 30d...).")] = "30d",
+    prompt_state: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompt-state",
+            help="Fit the local model's state probe instead, on --labels and this folder of their states "
+            "(`router states`); the cascade's `prompt_gain` reads it (ships as heads/<package>.state.npz).",
+        ),
+    ] = None,
 ) -> None:
     """Train the escalation head, choosing its family by domain-grouped cross-validation.
 
@@ -120,6 +133,9 @@ def train(
     from router.classify.train import train as train_head
 
     logging.basicConfig(level="INFO", format="%(message)s")
+    if prompt_state is not None:
+        _train_state_probe(prompt_state, labels, tasks, out, config)
+        return
     if mmlu is None and not labels and not from_traffic:
         _fail(ConfigError("give --mmlu (recorded outcomes), --labels (your local model's labels), --from-traffic"))
     try:
@@ -184,6 +200,36 @@ def train(
     typer.echo(f"wrote {out}")
 
 
+def _train_state_probe(
+    folder: Path, labels: list[Path] | None, tasks: list[Path] | None, out: Path, config: Path | None
+) -> None:
+    from router.backends.model_files import model_gguf_path
+    from router.backends.prompt_states import read_states
+    from router.classify.labels import attach_prompts, read_labels
+    from router.classify.prompt_state import output_matrix, train_state_probe
+    from router.config import LlamaCppModel
+
+    settings = _settings(config, None)
+    try:
+        if not labels:
+            raise ConfigError("--prompt-state needs --labels: the outcomes the probe learns")
+        gateway = load_gateway_config(settings.config)
+        spec = gateway.models[gateway.routes.local]
+        if not isinstance(spec, LlamaCppModel):
+            raise ConfigError("the local model is not in-process (llama-cpp): it has no state to probe")
+        records = attach_prompts(read_labels(labels), tasks or [])
+        gguf = model_gguf_path(spec.model_path, spec.package, settings.model_dir)
+        probe, aurocs = train_state_probe(records, read_states(folder), output_matrix(gguf))
+    except ConfigError as error:
+        _fail(error)
+    probe.save(out)
+    typer.echo(
+        f"state probe on {probe.meta['labels']} labels of {probe.meta['domains']} domains; AUROC on whole domains "
+        f"held out: strong right {aurocs['strong']:.3f}, local right {aurocs['local']:.3f}"
+    )
+    typer.echo(f"wrote {out}")
+
+
 def _training_data(
     mmlu: Path | None, labels: list[Path] | None, tasks: list[Path] | None, from_traffic: bool, window: str,
     config: Path | None,
@@ -230,6 +276,13 @@ def evaluate(
     weak: Annotated[str | None, typer.Option(help="Weak model's column in outcome CSVs.")] = None,
     strong: Annotated[str | None, typer.Option(help="Strong model's column in outcome CSVs.")] = None,
     head: Annotated[Path | None, typer.Option(help="The head to evaluate (default: the shipped one).")] = None,
+    states: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --labels: a folder of the local model's states (`router states`): its state probe is "
+            "scored too, and every router on the labels that have a state."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder for eval.json and eval.png.")] = Path("eval-out"),
     cache_dir: EmbeddingCache = None,
     config: ConfigOpt = None,
@@ -245,13 +298,18 @@ def evaluate(
     from router.classify.report import table, write_outputs
 
     if labels:
+        import numpy as np
+
+        from router.backends.prompt_states import read_states
         from router.classify.label_eval import evaluate_labels
         from router.classify.train import training_split
 
+        found = read_states(states) if states is not None else None
         try:
-            labelled = _labelled(labels, tasks)
+            labelled = _labelled(labels, tasks, states=found)
         except ConfigError as error:
             _fail(error)
+        rows = None if found is None else np.stack([found[i] for i in labelled.ids])
         general = Head.load(SHIPPED_HEAD)
         family = Head.load(head).meta.get("chosen", "logreg(C=0.1)") if head else general.meta.get("chosen", "")
         prior = training_split(read_mmlu(mmlu), hold_out=False)[0] if mmlu is not None else None
@@ -264,7 +322,7 @@ def evaluate(
             shipped[f"head shipped for the default model ({trained_on})"] = Head.load(packaged)
         results, curves = evaluate_labels(
             labelled, general, _embedder(config), _embedding_cache(cache_dir), family or "logreg(C=0.1)", prior=prior,
-            shipped=shipped,
+            shipped=shipped, states=rows,
         )  # fmt: skip
     else:
         if mmlu is None:

@@ -112,6 +112,12 @@ class LlamaCppModel(_ModelSpec):
         description="Put before every chat that has no system message of its own; unset means the packaged "
         "model's tuned prompt (none for a file of your own). An empty string turns it off.",
     )
+    state_probe: Path | Literal["none"] | None = Field(
+        None,
+        description="A prompt-state probe for this model (`router train --prompt-state`): what the cascade's "
+        "`prompt_gain` reads in the model's state at the end of the prompt. Unset: the one shipped for the "
+        "`package` model, if any (none for a file of your own); `none`: no probe.",
+    )
     n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads per instance; unset means all cores.")
     n_batch: int = Field(512, ge=1)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from router.cascade_rule import GAIN_METRICS
 from router.policy.cases import PolicyCase
 from router.policy.conditions import (  # re-exported: what a policy may say, in one import
     CONDITION_KEYS,
@@ -62,28 +63,35 @@ class CacheAction(_Strict):
 class CascadeAction(_Strict):
     """Let the local model answer first; send the request on to the cloud when it was not sure."""
 
-    metric: Literal["mean_logprob", "mean_top_logprob", "min_logprob", "mean_entropy", "expected_gain"] = Field(
+    metric: Literal[
+        "mean_logprob", "mean_top_logprob", "min_logprob", "mean_entropy", "expected_gain", "prompt_gain"
+    ] = Field(
         "mean_logprob",
         description="`mean_logprob` / `min_logprob`: log-probability of the sampled tokens (escalate below the "
         "threshold); `mean_top_logprob`: of the likeliest token at each step, whichever was sampled (the same "
         "as `mean_logprob` at temperature 0, and not lowered by sampling); `mean_entropy`: of the next-token "
         "distributions, in nats (escalate above it); `expected_gain`: the classifier's P(strong model right) "
         "minus the local answer's own probability (exp of `mean_top_logprob`), what sending it up is expected "
-        "to gain (escalate above it; needs a head with a strong half, as shipped for the default model).",
+        "to gain (escalate above it; needs a head with a strong half, as shipped for the default model); "
+        "`prompt_gain`: P(strong model right) minus P(local model right) as the local model's own state at the "
+        "end of the prompt gives them (its state probe, shipped for the default model), so it can decide before "
+        "the first token (`decide_after_tokens: 0`); with a local model that has no probe, `expected_gain` "
+        "stands in.",
     )
     threshold: float = Field(description="Where the metric says `not sure`; `router route --explain` shows values.")
     decide_after_tokens: int | None = Field(
         None,
-        ge=1,
+        ge=0,
         le=256,
         description="Decide on the answer's first this many tokens: a kept answer then streams live, and an "
-        "escalated one stops the local model there. Unset: judge the whole answer (a stream is held back "
-        "until the local model has finished).",
+        "escalated one stops the local model there; 0: once the local model has read the prompt, before it "
+        "writes (for `prompt_gain`; other metrics then judge the first token's distribution). Unset: judge the "
+        "whole answer (a stream is held back until the local model has finished).",
     )
 
     @model_validator(mode="after")
     def _sensible_threshold(self) -> CascadeAction:
-        if self.metric == "expected_gain":
+        if self.metric in GAIN_METRICS:
             if not -1 <= self.threshold <= 1:
                 raise ValueError(f"an expected gain lies in -1..1; threshold {self.threshold} is outside it")
             return self
@@ -388,11 +396,11 @@ class Policy(PolicyFragment):
     @property
     def uses_classifier(self) -> bool:
         """True when any route is `auto`, any condition reads the score or any cascade weighs the head's strong
-        chance (`expected_gain`): the gateway then loads the classifier."""
+        chance (`expected_gain`, `prompt_gain`): the gateway then loads the classifier."""
         defaults = [self.default, *(t.default for t in self.tenants.values() if t.default is not None)]
         actions = [*defaults, *self.all_rules()]
         return (
             any(a.route == "auto" for a in actions)
             or any(rule.when.uses_classifier for rule in self.all_rules())
-            or any(a.cascade is not None and a.cascade.metric == "expected_gain" for a in actions)
+            or any(a.cascade is not None and a.cascade.metric in GAIN_METRICS for a in actions)
         )

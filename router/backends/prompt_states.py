@@ -1,0 +1,96 @@
+"""The in-process model's last hidden state at the end of each prompt, rendered exactly as the gateway
+serves it: what a prompt-state probe is fitted on (`router states`, `classify/prompt_state.py`).
+
+A batch job like labelling: states are appended in chunks of `CHUNK` to a folder, so an interrupted run
+loses at most one chunk and a rerun does only what is missing. The model runs in embedding mode (a
+context of its own beside the gateway's), one prompt at a time: prefill only, no answer is generated.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from router.backends.chat_templates import Messages, renderer_for
+
+CHUNK = 50
+"""States per file written."""
+
+
+def read_states(folder: Path) -> dict[str, np.ndarray]:
+    """Every state collected in `folder`, by prompt id."""
+    states: dict[str, np.ndarray] = {}
+    for path in sorted(folder.glob("states-*.npz")):
+        with np.load(path, allow_pickle=False) as chunk:
+            states.update(zip(chunk["ids"].tolist(), chunk["states"], strict=True))
+    return states
+
+
+def served_messages(prompt: str, system: str | None) -> Messages:
+    """A prompt as a client sends it: one user message, with the model's own system prompt if it has one."""
+    user = {"role": "user", "content": prompt}
+    return ({"role": "system", "content": system}, user) if system else (user,)
+
+
+class StateReader:
+    """The model in embedding mode: `state(messages)` is its last hidden state after reading the prompt."""
+
+    def __init__(self, model_path: Path, chat_format: str = "gguf", n_ctx: int = 2048, threads: int = 0) -> None:
+        import llama_cpp
+
+        from router.tokens import quiet_stderr
+
+        with quiet_stderr():
+            self._llama = llama_cpp.Llama(
+                str(model_path), n_ctx=n_ctx, n_threads=threads or None, n_batch=512, embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE, verbose=False,
+            )  # fmt: skip
+        self._render = renderer_for(self._llama, chat_format)
+        self.width = self._llama.n_embd()
+        self._n_ctx = n_ctx
+
+    def state(self, messages: Messages) -> np.ndarray:
+        return self.read(messages)[0]
+
+    def read(self, messages: Messages) -> tuple[np.ndarray, np.ndarray]:
+        """(the last hidden state, the logits the first answer token would be sampled from)."""
+        import llama_cpp
+
+        from router.tokens import quiet_stderr
+
+        text = self._render(messages).text
+        tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)[: self._n_ctx - 1]
+        self._llama.reset()  # each prompt alone: `eval` then drops every cached position
+        with quiet_stderr():  # llama.cpp says on every call that embedding mode outputs every token
+            self._llama.eval(tokens)
+        ctx = self._llama._ctx.ctx
+        state = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_ith(ctx, -1), shape=(self.width,))
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(self._llama.n_vocab(),))
+        return state.astype(np.float32), logits.astype(np.float32)
+
+
+def collect_states(
+    reader: Any, prompts: Iterable[tuple[str, Messages]], folder: Path, progress: TextIO = sys.stderr
+) -> int:
+    """The state of every (id, messages) not yet in `folder`, appended in chunks; returns how many were new."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = set(read_states(folder))
+    todo = [(pid, messages) for pid, messages in prompts if pid not in done]
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    started = time.monotonic()
+    for n, (pid, messages) in enumerate(todo, 1):
+        ids.append(pid)
+        rows.append(reader.state(messages))
+        if len(ids) == CHUNK or n == len(todo):
+            np.savez(folder / f"states-{time.time_ns()}.npz", ids=np.array(ids), states=np.stack(rows))
+            ids, rows = [], []
+            rate = n / max(1e-9, time.monotonic() - started)
+            progress.write(f"{n}/{len(todo)} states, {rate:.2f}/s, ETA {(len(todo) - n) / rate / 60:.0f} min\n")
+            progress.flush()
+    return len(todo)
