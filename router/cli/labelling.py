@@ -154,11 +154,14 @@ def states(
     system = spec.system_prompt if spec.system_prompt is not None else packaged.system_prompt if packaged else None
     chat_format = spec.chat_format or (packaged.chat_format if packaged else "gguf")
     reader = StateReader(model_gguf_path(spec.model_path, spec.package, settings.model_dir), chat_format, spec.n_ctx)
+    from router.classify.train import EXCLUDED_DOMAINS
+
     by_group: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        by_group.setdefault(str(record["group"]), []).append(record)
+    for record in records:  # not the domains training and eval leave out (their strong outcomes are unusable)
+        if record["group"] not in EXCLUDED_DOMAINS:
+            by_group.setdefault(str(record["group"]), []).append(record)
     # Group by group in turn, so that an interrupted run has states of every domain alike.
     rounds = max((len(group) for group in by_group.values()), default=0)
     order = [group[i] for i in range(rounds) for group in by_group.values() if i < len(group)]
     added = collect_states(reader, ((r["id"], served_messages(r["prompt"], system)) for r in order), out)
-    typer.echo(f"{added} new states in {out} ({len(records)} labelled prompts)")
+    typer.echo(f"{added} new states in {out} (of {len(order)} labelled prompts)")
