@@ -161,13 +161,20 @@ def out_of_fold_with_prior(
 PROMPT_GAIN = "the local model's reading of the prompt: P(strong right) - P(local right) (state probe, no token)"
 
 
-def state_probe_routers(states: np.ndarray, labelled: LabelledSet, fold: np.ndarray) -> dict[str, np.ndarray]:
-    """The cascade's `prompt_gain` and its parts, each probe fitted without the label's fold."""
+def state_probe_chances(states: np.ndarray, labelled: LabelledSet, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(P(strong right), P(local right)) per label from the state probes, each fitted without the label's fold."""
     from router.classify.prompt_state import STATE_PROBE_C, probe_out_of_fold
 
     data = labelled.data
     strong = probe_out_of_fold(states, (data.strong >= 0.5).astype(int), fold, STATE_PROBE_C["strong"])
     local = probe_out_of_fold(states, (data.weak >= 0.5).astype(int), fold, STATE_PROBE_C["local"])
+    return strong, local
+
+
+def state_probe_routers(states: np.ndarray, labelled: LabelledSet, fold: np.ndarray) -> dict[str, np.ndarray]:
+    """The cascade's `prompt_gain` and its parts, out of fold."""
+    data = labelled.data
+    strong, local = state_probe_chances(states, labelled, fold)
     own = np.exp(np.nan_to_num(labelled.confidence["mean_logprob"], nan=float(np.log(max(data.weak.mean(), 1e-6)))))
     return {
         PROMPT_GAIN: strong - local,

@@ -70,8 +70,8 @@ def calibrate(
     import numpy as np
 
     if quality_target is not None and labels and cascade_tokens is not None:
-        if cascade_metric == "prompt_gain":
-            _calibrate_prompt_gain(labels, tasks, quality_target, confidence, cascade_tokens, states)
+        if cascade_metric == "prompt_gain" or states is not None:
+            _calibrate_with_states(labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, states)
             return
         _calibrate_cascade_on_labels(
             labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, _head_path(config, head), config
@@ -200,15 +200,21 @@ def _calibrate_cascade_on_labels(
     typer.echo(f"policy:\n    cascade: {{metric: {metric}, threshold: {threshold:.4f}, decide_after_tokens: {tokens}}}")
 
 
-def _calibrate_prompt_gain(
-    labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, states: Path | None
-) -> None:
-    """The `prompt_gain` threshold on labelled prompts, each scored by state probes that never saw its domain
-    (domain-grouped folds): a calibration on held-out values, not on what the probes were fitted to."""
+def _calibrate_with_states(
+    labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, metric: str,
+    states: Path | None,
+) -> None:  # fmt: skip
+    """A gain's threshold on labelled prompts that have the local model's state, each scored by state probes
+    that never saw its domain (domain-grouped folds): `prompt_gain` (P(strong right) - P(local right), both
+    from the state), or `expected_gain` with the state's P(strong right) less the first tokens' probability."""
+    import numpy as np
+
     from router.backends.prompt_states import read_states
-    from router.classify.label_eval import PROMPT_GAIN, state_probe_routers
+    from router.classify.label_eval import state_probe_chances
     from router.classify.train import selection_folds
 
+    if metric not in ("prompt_gain", "expected_gain"):
+        _fail(ConfigError(f"--states calibrates prompt_gain or expected_gain, not `{metric}`"))
     if states is None:
         _fail(ConfigError("--cascade-metric prompt_gain needs --states (the labelled prompts' states)"))
     found_states = read_states(states)
@@ -216,17 +222,16 @@ def _calibrate_prompt_gain(
         labelled = _labelled(labels, tasks, early_tokens=tokens, states=found_states)
     except ConfigError as error:
         _fail(error)
-    import numpy as np
-
     rows = np.stack([found_states[i] for i in labelled.ids])
-    gain = state_probe_routers(rows, labelled, selection_folds(labelled.data.groups, 8))[PROMPT_GAIN]
+    strong, local = state_probe_chances(rows, labelled, selection_folds(labelled.data.groups, 8))
+    gain = strong - (local if metric == "prompt_gain" else np.exp(labelled.early["mean_top_logprob"]))
     found, judged = _on_labels(labelled, gain, target, confidence)
     typer.echo(
-        f"{judged} labelled prompts of {labelled.local_model} with a state: prompt_gain (out of fold) at "
-        f"{found.threshold:.4f} keeps quality retained {found.quality:.3f} (at least {found.quality_low:.3f} with "
-        f"{100 * confidence:.0f}% confidence) with {100 * found.cloud_share:.1f}% escalated"
+        f"{judged} labelled prompts of {labelled.local_model} with a state: {metric} (state probes out of fold) "
+        f"at {found.threshold:.4f} keeps quality retained {found.quality:.3f} (at least {found.quality_low:.3f} "
+        f"with {100 * confidence:.0f}% confidence) with {100 * found.cloud_share:.1f}% escalated"
     )
-    rule = f"{{metric: prompt_gain, threshold: {found.threshold:.4f}, decide_after_tokens: {tokens}}}"
+    rule = f"{{metric: {metric}, threshold: {found.threshold:.4f}, decide_after_tokens: {tokens}}}"
     typer.echo(f"policy:\n    cascade: {rule}")
 
 
