@@ -30,7 +30,7 @@ class CascadeSettings:
         """The metric's value for this answer (what the threshold is compared with)."""
         if self.metric == "prompt_gain" and confidence.prompt is not None:
             return confidence.prompt.gain
-        if self.metric in ("expected_gain", "prompt_gain"):
+        if self.metric in GAIN_METRICS:
             chance = STRONG_CHANCE_UNKNOWN if self.strong_chance is None else self.strong_chance
             return chance - math.exp(confidence.value("mean_top_logprob"))
         return confidence.value(self.metric)

@@ -111,13 +111,9 @@ class LlamaCppBackend:
         from llama_cpp import Llama
 
         spec = self._spec
-        packaged = None if spec.model_path else packaged_model(spec.package)
         path = model_gguf_path(spec.model_path, spec.package, self._model_dir)
         self.model_path = path
-        chat_format = spec.chat_format or (packaged.chat_format if packaged else "gguf")
-        self._system_prompt = (
-            spec.system_prompt if spec.system_prompt is not None else (packaged.system_prompt if packaged else None)
-        )
+        chat_format, self._system_prompt = prompt_settings(spec)
         if not path.exists():
             raise FileNotFoundError(f"model file {path} does not exist")
         self._load_state_probe(None if spec.model_path else spec.package)
@@ -375,3 +371,12 @@ class LlamaCppBackend:
 
 def _probe_summary(meta: dict[str, Any]) -> dict[str, Any]:
     return {key: meta[key] for key in ("labels", "domains", "heldout_auroc") if key in meta}
+
+
+def prompt_settings(spec: LlamaCppModel) -> tuple[str, str | None]:
+    """(chat format, system prompt) a local model's prompts are rendered with: the config's, else the
+    packaged model's own (for a file of your own: its GGUF template, no system prompt)."""
+    packaged = None if spec.model_path else packaged_model(spec.package)
+    chat_format = spec.chat_format or (packaged.chat_format if packaged else "gguf")
+    system = spec.system_prompt if spec.system_prompt is not None else (packaged.system_prompt if packaged else None)
+    return chat_format, system

@@ -28,18 +28,17 @@ file per packaged model id: `<package>.npz`."""
 
 def packaged_head_for(package: str | None) -> Path | None:
     """The head shipped for a packaged local model, if it has one: it was fitted to that model's mistakes."""
-    if package is None:
-        return None
-    path = FITTED_HEADS_DIR / f"{package}.npz"
-    return path if path.exists() else None
+    return _shipped_for(package, ".npz")
 
 
 def packaged_state_probe_for(package: str | None) -> Path | None:
     """The prompt-state probe shipped for a packaged local model, if it has one (`<package>.state.npz`)."""
-    if package is None:
-        return None
-    path = FITTED_HEADS_DIR / f"{package}.state.npz"
-    return path if path.exists() else None
+    return _shipped_for(package, ".state.npz")
+
+
+def _shipped_for(package: str | None, suffix: str) -> Path | None:
+    path = None if package is None else FITTED_HEADS_DIR / f"{package}{suffix}"
+    return path if path is not None and path.exists() else None
 
 
 @dataclass(frozen=True)

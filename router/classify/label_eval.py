@@ -158,6 +158,13 @@ def out_of_fold_with_prior(
     return scores
 
 
+def answer_probability(labelled: LabelledSet) -> np.ndarray:
+    """The local answer's own probability (exp of its mean log-probability); the local model's accuracy
+    where a label has no confidence recorded."""
+    fill = float(np.log(max(labelled.data.weak.mean(), 1e-6)))
+    return np.exp(np.nan_to_num(labelled.confidence["mean_logprob"], nan=fill))
+
+
 PROMPT_GAIN = "the local model's reading of the prompt: P(strong right) - P(local right) (state probe, no token)"
 
 
@@ -173,9 +180,8 @@ def state_probe_chances(states: np.ndarray, labelled: LabelledSet, fold: np.ndar
 
 def state_probe_routers(states: np.ndarray, labelled: LabelledSet, fold: np.ndarray) -> dict[str, np.ndarray]:
     """The cascade's `prompt_gain` and its parts, out of fold."""
-    data = labelled.data
     strong, local = state_probe_chances(states, labelled, fold)
-    own = np.exp(np.nan_to_num(labelled.confidence["mean_logprob"], nan=float(np.log(max(data.weak.mean(), 1e-6)))))
+    own = answer_probability(labelled)
     return {
         PROMPT_GAIN: strong - local,
         "state probe's P(strong right) - the local answer's own probability": strong - own,
@@ -190,7 +196,7 @@ def domain_oracles(labelled: LabelledSet) -> dict[str, np.ndarray]:
     groups = np.asarray(data.groups)
     gain = {g: float((data.strong - data.weak)[groups == g].mean()) for g in set(data.groups)}
     strong = {g: float(data.strong[groups == g].mean()) for g in set(data.groups)}
-    own = np.exp(np.nan_to_num(labelled.confidence["mean_logprob"], nan=float(np.log(max(data.weak.mean(), 1e-6)))))
+    own = answer_probability(labelled)
     return {
         "oracle (not a router): each domain's true mean gain": np.array([gain[g] for g in data.groups]),
         "oracle (not a router): each domain's true GPT-4 accuracy - the local answer's probability": np.array(
@@ -232,9 +238,7 @@ def evaluate_labels(
     scores["that P(strong right) - P(local right | its confidence)"] = strong - local_chance_from_confidence(
         labelled.confidence, data, fold
     )
-    scores["that P(strong right) - the local answer's own probability"] = strong - np.exp(
-        np.nan_to_num(labelled.confidence["mean_logprob"], nan=float(np.log(max(data.weak.mean(), 1e-6))))
-    )
+    scores["that P(strong right) - the local answer's own probability"] = strong - answer_probability(labelled)
     if prior is not None:
         both = out_of_fold_with_prior(_by_name(family), emb, data, fold, prior_emb, prior)
         scores[f"head fitted to {labelled.local_model} labels + Mixtral MMLU ({family})"] = both

@@ -135,7 +135,8 @@ def states(
 ) -> None:
     """The local model's last hidden state after reading each labelled prompt, rendered as the gateway
     serves it (prefill only): what `router train --prompt-state` fits the cascade's state probe on."""
-    from router.backends.model_files import model_gguf_path, packaged_model
+    from router.backends.llama_cpp import prompt_settings
+    from router.backends.model_files import model_gguf_path
     from router.backends.prompt_states import StateReader, collect_states, served_messages
     from router.classify.labels import attach_prompts, read_labels
     from router.config import LlamaCppModel
@@ -150,9 +151,7 @@ def states(
     spec = gateway.models.get(name)
     if not isinstance(spec, LlamaCppModel):
         _fail(ConfigError(f"`{name}` is not an in-process (llama-cpp) model: only those have states to read"))
-    packaged = None if spec.model_path else packaged_model(spec.package)
-    system = spec.system_prompt if spec.system_prompt is not None else packaged.system_prompt if packaged else None
-    chat_format = spec.chat_format or (packaged.chat_format if packaged else "gguf")
+    chat_format, system = prompt_settings(spec)
     reader = StateReader(model_gguf_path(spec.model_path, spec.package, settings.model_dir), chat_format, spec.n_ctx)
     from router.classify.train import EXCLUDED_DOMAINS
 
