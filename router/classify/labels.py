@@ -52,7 +52,13 @@ LETTER_SYSTEM = (
     "with no explanation."
 )
 """The `letter` protocol's system prompt: without it an instruction-tuned model reasons first."""
-SETTLED = re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*\(?\**\s*([A-D])\b", re.IGNORECASE)
+SETTLED = re.compile(r"(?:(?i:answer|option|choice)\s*(?i:is)?\s*:?[\s(*]*([A-D])\b)|\\boxed\{\s*([A-D])\s*\}")
+"""Where a reasoned answer settles: "the answer is B", "Answer: **C**", "the correct answer is:\\n\\nD. ..." or
+LaTeX's `\\boxed{B}`."""
+LONE_LETTER = re.compile(r"\b([A-D])\b(?!\s+[a-z])")
+"""A letter standing alone, not the article "A" starting a phrase ("A strong political union")."""
+OPTION = re.compile(r"^([A-D])\.\s*(.+?)\s*$", re.MULTILINE)
+"""An MMLU prompt's choices: `A. text` lines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,17 +115,34 @@ def last_number(text: str) -> float | None:
     return None
 
 
-def settled_letter(text: str, reasoned: bool) -> str | None:
+def settled_letter(text: str, reasoned: bool, prompt: str = "") -> str | None:
     """The choice an answer names: its first lone letter A-D; after reasoning, the one it settles on (the
-    last "answer is X", else the last lone letter)."""
-    if reasoned:
-        settled = SETTLED.findall(text)
-        if settled:
-            return settled[-1].upper()
-        letters = LETTER.findall(text)
-        return letters[-1] if letters else None
-    found = LETTER.search(text.upper().replace("ANSWER:", " "))
-    return found.group(1) if found else None
+    last "answer is X" or `\\boxed{X}`; else whichever comes last of a lone letter and a choice's own text,
+    as `prompt` gives the choices: "…declines most with age is **Implicit memory**.")."""
+    if not reasoned:
+        found = LETTER.search(text.upper().replace("ANSWER:", " "))
+        return found.group(1) if found else None
+    settled = SETTLED.findall(text)
+    if settled:
+        return next(letter for letter in settled[-1] if letter).upper()
+    named = [(m.end(), m.group(1)) for m in LONE_LETTER.finditer(text)] + _named_choices(text, prompt)
+    return max(named)[1] if named else None
+
+
+def _named_choices(text: str, prompt: str) -> list[tuple[int, str]]:
+    """(where its last mention ends, letter) of every choice whose text the answer repeats, whole words,
+    any case; choices of a single character or that are another choice's text within are too ambiguous."""
+    choices = {letter: body.rstrip(".").strip() for letter, body in OPTION.findall(prompt)}
+    lowered = " ".join(text.lower().split())
+    found = []
+    for letter, body in choices.items():
+        wanted = " ".join(body.lower().split())
+        if len(wanted) < 2 or any(wanted in other.lower() for key, other in choices.items() if key != letter):
+            continue
+        ends = [m.end() for m in re.finditer(rf"(?<!\w){re.escape(wanted)}(?!\w)", lowered)]
+        if ends:
+            found.append((ends[-1], letter))
+    return found
 
 
 def is_right(task: Task, answer: str) -> bool:
@@ -128,7 +151,8 @@ def is_right(task: Task, answer: str) -> bool:
         expected, got = last_number(str(task.truth)), last_number(text)
         return expected is not None and got is not None and abs(expected - got) < 1e-6
     if task.check in ("letter", "settled-letter"):
-        return settled_letter(text, task.check == "settled-letter") == str(task.truth).strip().upper()
+        named = settled_letter(text, task.check == "settled-letter", task.prompt)
+        return named == str(task.truth).strip().upper()
     lowered = text.lower()
     if any(re.search(phrase, lowered) for phrase in task.reject):
         return False
@@ -318,3 +342,29 @@ def done_ids(path: Path) -> set[str]:
         except (ValueError, KeyError, TypeError):
             continue  # a line torn by the interruption: labelled again
     return ids
+
+
+def regrade(path: Path, data: Iterable[Path]) -> tuple[int, int]:
+    """Check every stored answer in the labels file `path` again, with the checker as it is now, against the
+    data it was labelled on (each label asked by its recorded protocol); the file is rewritten whole, in
+    place. Returns (answers checked, verdicts changed). Labels without an answer (a file made to ship) and
+    labels whose id the data lacks are kept as they are."""
+    import os
+
+    records = read_labels([path])
+    protocols = {str(r.get("protocol") or "letter") for r in records}
+    sources = list(data)
+    tasks = {(p, t.id): t for p in protocols for source in sources for t in read_tasks(source, p)}
+    checked = changed = 0
+    for record in records:
+        task = tasks.get((str(record.get("protocol") or "letter"), record["id"]))
+        if task is None or record.get("answer") is None:
+            continue
+        checked += 1
+        right = is_right(task, str(record["answer"]))
+        changed += right != record["local_right"]
+        record["local_right"] = right
+    partial = path.with_name(path.name + ".regrading")
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    os.replace(partial, path)  # whole or not at all: an interrupted regrade leaves the file as it was
+    return checked, changed

@@ -50,10 +50,22 @@ def label(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Time a few prompts and say how long the whole run would take.")
     ] = False,
+    regrade: Annotated[
+        bool,
+        typer.Option(
+            "--regrade",
+            help="Check the answers stored in --out again with today's checker (no model is run; not while a "
+            "run appends to the file), and report what changed and the accuracy by group.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Run a configured model over checkable prompts and write what it got right, with its confidence."""
     import asyncio
+
+    if regrade:
+        _regrade(data, out)
+        return
 
     from router.backends import build_backend
     from router.classify.labeller import estimate, label_tasks
@@ -102,6 +114,23 @@ def label(
             await backend.close()
 
     asyncio.run(run())
+
+
+def _regrade(data: list[Path], out: Path) -> None:
+    from router.classify.labeller import RunSummary, accuracy_by_group
+    from router.classify.labels import read_labels
+    from router.classify.labels import regrade as check_again
+
+    if not out.exists():
+        _fail(ConfigError(f"{out}: no labels file to regrade"))
+    try:
+        checked, changed = check_again(out, data)
+        ids = {str(r["id"]) for r in read_labels([out])}
+    except ConfigError as error:
+        _fail(error)
+    typer.echo(f"{out}: {checked} stored answers checked again, {changed} verdicts changed; accuracy by group:")
+    for line in RunSummary(0, 0, 0, 0.0, accuracy_by_group(out, ids)).accuracy_lines():
+        typer.echo(line)
 
 
 def _label_tasks(data: list[Path], protocol: str, sample: int | None, per_group: int | None, seed: int) -> list[Any]:

@@ -99,12 +99,58 @@ def test_progress_reports_rate_and_time_left() -> None:
         ("Option A fails, B fails. Answer: **C**", True, "C"),
         ("We compare A and B; B holds.", True, "B"),
         ("I cannot tell.", True, None),
+        # Answers the default model gave to bare MMLU prompts (served as a client would send them).
+        ("Therefore, the correct answer is:\n\n**D. A strong political union**", True, "D"),
+        ("which cover all three options. Therefore, the correct answer is \\boxed{D}.", True, "D"),
+        ("The correct choice is \\(\\boxed{C}\\).", True, "C"),
+        ("A strong union, the answer is a matter of taste.", True, None),
+        ("The function that tends to decline the most with age is **Implicit memory**.", True, "B"),
+        ("Explicit memory holds up; working memory and implicit memory decline, implicit memory most.", True, "B"),
+        ("Not explicit memory: B. Implicit memory.", True, "B"),
     ],
 )
 def test_the_letter_an_answer_settles_on(answer: str, reasoned: bool, letter: str | None) -> None:
     from router.classify.labels import settled_letter
 
-    assert settled_letter(answer, reasoned) == letter
+    choices = "Which declines most with age?\nA. Explicit memory\nB. Implicit memory\nC. Working memory\nD. All alike"
+    assert settled_letter(answer, reasoned, choices) == letter
+
+
+def test_a_choice_whose_text_is_within_another_is_not_read_from_the_text() -> None:
+    """ "memory" is within "Implicit memory": naming it says nothing about which choice the answer took."""
+    from router.classify.labels import settled_letter
+
+    choices = "Q?\nA. memory\nB. Implicit memory\nC. x\nD. Culture lag"
+    assert settled_letter("It is about memory.", True, choices) is None
+    assert settled_letter("It is a culture lag.", True, choices) == "D"
+
+
+def test_stored_answers_are_checked_again_in_place(tmp_path: Path) -> None:
+    """`router label --regrade`: a better checker applies to the answers a long run already stored, without
+    running the model again; labels without an answer and unknown ids are kept as they were."""
+    import subprocess
+    import sys
+
+    (tmp_path / "algebra.csv").write_text(
+        'prompt,answer\n"Q1\nA. Subculture\nB. Microculture\nAnswer:",A\n"Q2\nA. x\nB. y\nAnswer:",B\n'
+    )
+    labels = tmp_path / "labels.jsonl"
+    rows = [
+        {"id": "algebra:0000", "group": "algebra", "local_model": "m", "local_right": True, "protocol": "reason",
+         "answer": "This is a microculture: a small group with its own customs.", "strong_right": True},
+        {"id": "algebra:0001", "group": "algebra", "local_model": "m", "local_right": False, "protocol": "reason",
+         "answer": "So the correct answer is:\n\n**B. y**", "strong_right": True},
+        {"id": "algebra:0001b", "group": "algebra", "local_model": "m", "local_right": True, "strong_right": True},
+    ]  # fmt: skip
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = subprocess.run(
+        [sys.executable, "-m", "router", "label", str(tmp_path / "algebra.csv"), "--out", str(labels), "--regrade"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 stored answers checked again, 2 verdicts changed" in done.stdout
+    assert "algebra" in done.stdout and "2/3" in done.stdout
+    assert [r["local_right"] for r in read_labels([labels])] == [False, True, True]
 
 
 def test_an_answer_key_beside_recorded_outcomes_is_joined_row_by_row(tmp_path: Path) -> None:
