@@ -239,6 +239,8 @@ def evaluate_labels(
         labelled.confidence, data, fold
     )
     scores["that P(strong right) - the local answer's own probability"] = strong - answer_probability(labelled)
+    if labelled.early:
+        scores[cascade_rule_name(labelled.early_tokens)] = strong - np.exp(_filled(labelled.early["mean_top_logprob"]))
     if prior is not None:
         both = out_of_fold_with_prior(_by_name(family), emb, data, fold, prior_emb, prior)
         scores[f"head fitted to {labelled.local_model} labels + Mixtral MMLU ({family})"] = both
@@ -279,7 +281,13 @@ def evaluate_labels(
             intervals = bootstrap(values, data.weak, data.strong, data.groups, reps)
         cis = {f"{key}_ci": [round(v, 4) for v in bounds] for key, bounds in intervals.items()}
         results[router] = {**summary(curves[router]), **cis}
-    return {name: results, **by_fold(scores, data, fold, reps)}, {name: curves}
+    per_fold = (*BY_FOLD, cascade_rule_name(labelled.early_tokens))
+    return {name: results, **by_fold(scores, data, fold, reps, per_fold)}, {name: curves}
+
+
+def cascade_rule_name(tokens: int) -> str:
+    """The row of the cascade's `expected_gain` as the gateway judges it: on the answer's first `tokens`."""
+    return f"that P(strong right) - its first {tokens} tokens' probability (the cascade's expected_gain)"
 
 
 BY_FOLD = (
@@ -290,12 +298,12 @@ BY_FOLD = (
     "similarity-weighted (RouteLLM SW)",
     "prompt-length",
 )
-"""The routers reported per held-out fold as well (those scored): the cascade rules, their parts and two
-baselines."""
+"""The routers reported per held-out fold as well (those scored, with the cascade's `expected_gain` on the
+first tokens): the cascade rules, their parts and two baselines."""
 
 
 def by_fold(
-    scores: dict[str, np.ndarray | None], data: Dataset, fold: np.ndarray, reps: int
+    scores: dict[str, np.ndarray | None], data: Dataset, fold: np.ndarray, reps: int, routers: tuple[str, ...] = BY_FOLD
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """APGR and CPT with intervals on each held-out fold alone (its domains named): whether a router's
     lead holds on every group of unseen domains or comes from a few. Folds of rows (fewer than three
@@ -309,7 +317,7 @@ def by_fold(
         if part.strong.mean() <= part.weak.mean():
             continue  # no gap to recover on this fold: PGR is undefined
         rows: dict[str, dict[str, Any]] = {}
-        for router in BY_FOLD:
+        for router in routers:
             values = scores.get(router)
             if values is None:
                 continue

@@ -283,6 +283,13 @@ def evaluate(
             "scored too, and every router on the labels that have a state."
         ),
     ] = None,
+    cascade_tokens: Annotated[
+        int,
+        typer.Option(
+            help="With --labels: the early cascade's rules judge the answer's first this many tokens (the "
+            "default policy decides after 3)."
+        ),
+    ] = 3,
     out: Annotated[Path, typer.Option(help="Folder for eval.json and eval.png.")] = Path("eval-out"),
     cache_dir: EmbeddingCache = None,
     config: ConfigOpt = None,
@@ -306,7 +313,7 @@ def evaluate(
 
         found = read_states(states) if states is not None else None
         try:
-            labelled = _labelled(labels, tasks, states=found)
+            labelled = _labelled(labels, tasks, early_tokens=cascade_tokens, states=found)
         except ConfigError as error:
             _fail(error)
         rows = None if found is None else np.stack([found[i] for i in labelled.ids])

@@ -92,15 +92,19 @@ def test_train_then_eval_on_the_labels(labels: Path, tmp_path: Path) -> None:
     assert (
         "general head as shipped (Mixtral vs GPT-4)" in by_router
         and "cascade confidence alone (mean_logprob)" in by_router
-        and "cascade confidence, first 16 tokens (mean_logprob)" in by_router  # the early rule beside it
-        and "that P(strong right) - the local answer's own probability" in by_router  # the shipped cascade rule
+        and "cascade confidence, first 3 tokens (mean_logprob)" in by_router  # the early rule beside it
+        and "that P(strong right) - the local answer's own probability" in by_router
+        and GATEWAY_RULE in by_router  # the shipped cascade rule, on the tokens the default policy judges
         and "oracle (not a router): each domain's true mean gain" in by_router
     )
     assert all(0 <= s["apgr"] <= 1 for s in by_router.values())
     # Each held-out fold of domains on its own too, for the routers that matter, beside random.
     folds = {name: table for name, table in report.items() if name.startswith("held-out fold")}
     for table in folds.values():
-        assert "random" in table and "cascade confidence alone (mean_logprob)" in table
+        assert "random" in table and "cascade confidence alone (mean_logprob)" in table and GATEWAY_RULE in table
+
+
+GATEWAY_RULE = "that P(strong right) - its first 3 tokens' probability (the cascade's expected_gain)"
 
 
 def test_calibrate_sets_the_early_cascades_threshold_on_labelled_answers(labels: Path) -> None:
