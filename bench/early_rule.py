@@ -2,6 +2,7 @@
 
     python -m bench.early_rule --labels router/classify/heads/qwen2.5-coder-1.5b-instruct.freeform.labels.jsonl \
         [--k 4 8 16 32] [--threshold mean_logprob:-0.45] [--group-of everyday-dev=everyday] [--match gsm8k:-0.085]
+        [--pooled]
 
 Reads labels written by `router label` (each with whether the local answer was right, its whole-answer
 confidence and its first tokens' log-probabilities and entropies) and prints, per group of labels and
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--threshold", action="append", default=[], help="metric:value, e.g. mean_logprob:-0.45")
     parser.add_argument("--group-of", action="append", default=[], help="old=new: pool a group into another")
+    parser.add_argument("--pooled", action="store_true", help="only the pooled rows (labels of many domains)")
     parser.add_argument(
         "--match",
         default=None,
@@ -120,6 +122,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = read(args.labels, dict(item.split("=", 1) for item in args.group_of))
     groups = {"pooled": rows} | {g: [r for r in rows if r["group"] == g] for g in sorted({r["group"] for r in rows})}
+    if args.pooled:
+        groups = {"pooled": rows}
     print("| group | right | k | whole answer mean_logprob | first-k mean_logprob | first-k min_logprob | "
           "first-k mean_entropy | first-k logistic (other groups) |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
