@@ -11,8 +11,10 @@ Tasks (a prompt whose answer can be checked):
 - MMLU-style CSVs with an `answer` column (A-D), asked by one of two protocols (recorded in each label as
   `protocol`): `letter` (the default, the usual zero-shot protocol: a system prompt asks for the letter
   only, and the first letter of the reply is read) or `reason` (the model answers in full, up to 512
-  tokens, and the letter it settles on is read: "the answer is B", "Answer: B", else the last lone
-  letter). A folder of such CSVs beside a `mmlu/` folder of RouteLLM's outcomes (as in
+  tokens, as a client asking in plain chat would get it, and the choice it settles on is read: "the
+  answer is B", "Answer: **B**", `\\boxed{B}`, else whichever comes last of a lone letter and a choice's
+  own text). `router label --regrade` checks the answers a file stores again when the checker improves.
+  A folder of such CSVs beside a `mmlu/` folder of RouteLLM's outcomes (as in
   `../shared/data/routing`) takes each prompt's recorded strong and weak outcomes from there, row by row;
 - JSON lines with `prompt` and `expect` (keywords, any one as a whole word) or `answer` (exact number
   or text), optional `reject`, `id`, `group`, `strong_right`.
