@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.cascade import auroc, auroc_interval
+from router.classify.data import json_lines
 from router.classify.labelled_set import early_metrics
 
 METRICS = ("mean_logprob", "min_logprob", "mean_entropy")
@@ -36,7 +37,7 @@ METRICS = ("mean_logprob", "min_logprob", "mean_entropy")
 def read(paths: list[Path], rename: dict[str, str]) -> list[dict]:
     rows = []
     for path in paths:
-        for line in path.read_text().splitlines():
+        for line in json_lines(path):
             record = json.loads(line) if line.strip() else None
             if record and record.get("confidence") and record["confidence"].get("first"):
                 record["group"] = rename.get(record["group"], record["group"])

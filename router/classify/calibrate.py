@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from router.classify.data import json_lines
+
 
 def read_prompts(path: Path) -> list[str]:
     """One prompt per line, or JSON lines with a `prompt` (or `text`) field."""
     prompts = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in json_lines(path):
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):

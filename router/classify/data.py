@@ -60,6 +60,12 @@ class Dataset:
         return ((self.weak < 0.5) & (self.strong >= 0.5)).astype(np.int64)
 
 
+def json_lines(path: Path) -> list[str]:
+    """A JSON-lines file's lines, split at "\\n" only: `str.splitlines` also splits at U+0085 and U+2028,
+    which MMLU prompts carry inside their JSON strings (a labels file with prompts would read as torn)."""
+    return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n")]
+
+
 def _truthy(value: str) -> float:
     return 1.0 if value.strip().lower() in ("true", "1", "1.0") else 0.0
 
@@ -80,7 +86,7 @@ def _contaminated(folder: Path) -> set[str]:
     if not path.exists():
         return set()
     out = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in json_lines(path):
         if line.strip():
             item = json.loads(line)
             out.add(item if isinstance(item, str) else item.get("eval_prompt", item.get("prompt", "")))
@@ -103,12 +109,12 @@ def read_gsm8k(folder: Path) -> Dataset:
 def read_mt_bench(folder: Path, weak: str = WEAK, strong: str = "gpt-4-1106-preview") -> Dataset:
     """First-turn questions; quality = the judge's mean score over both turns / 10."""
     questions = {}
-    for line in (folder / "question.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in json_lines(folder / "question.jsonl"):
         if line.strip():
             q = json.loads(line)
             questions[q["question_id"]] = q["turns"][0]
     scores: dict[tuple[int, str], list[float]] = defaultdict(list)
-    for line in (folder / "judgements.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in json_lines(folder / "judgements.jsonl"):
         if line.strip():
             j = json.loads(line)
             if j.get("score", -1) >= 0:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from router.backends.base import Backend
+from router.classify.data import json_lines
 from router.classify.labels import Label, Task, done_ids, is_right
 from router.errors import Overloaded, RouterError
 from router.types import RequestContext
@@ -183,7 +184,7 @@ def accuracy_by_group(path: Path, ids: set[str]) -> dict[str, tuple[int, int]]:
     import json
 
     counts: dict[str, list[int]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in json_lines(path):
         try:
             record = json.loads(line)
         except ValueError:

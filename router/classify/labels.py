@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.classify.data import STRONG, WEAK
+from router.classify.data import STRONG, WEAK, json_lines
 from router.errors import ConfigError
 
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -177,7 +177,7 @@ def _gsm8k(folder: Path) -> list[Task]:
     solutions = folder / "gpt3_6b_175b_solutions.jsonl"
     if not solutions.exists():
         raise ConfigError(f"{folder}: a GSM8K folder needs gpt3_6b_175b_solutions.jsonl (the ground truth)")
-    for line in solutions.read_text(encoding="utf-8").splitlines():
+    for line in json_lines(solutions):
         if line.strip():
             row = json.loads(line)
             truths[row["question"].strip()] = row["ground_truth"]
@@ -232,7 +232,7 @@ def _mmlu_csv(path: Path, protocol: str = "letter") -> list[Task]:
 
 def _jsonl(path: Path) -> list[Task]:
     tasks = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(json_lines(path), start=1):
         if not line.strip():
             continue
         try:
@@ -289,7 +289,7 @@ def read_labels(paths: Iterable[Path]) -> list[dict[str, Any]]:
     """Every record of the labels files, checked: a bad line is an error naming the file and the line."""
     records: list[dict[str, Any]] = []
     for path in paths:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(json_lines(path), start=1):
             if not line.strip():
                 continue
             try:
@@ -338,7 +338,7 @@ def done_ids(path: Path) -> set[str]:
     if not path.exists():
         return set()
     ids = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in json_lines(path):
         try:
             ids.add(json.loads(line)["id"])
         except (ValueError, KeyError, TypeError):

@@ -213,3 +213,18 @@ async def test_a_busy_model_is_waited_for_and_a_failing_one_asked_again() -> Non
     label = await label_one(backend, "m", task, pause)  # type: ignore[arg-type]
     assert label.local_right and label.extra == {"protocol": "letter"}
     assert backend.calls == 8 and pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_a_label_whose_prompt_holds_a_unicode_line_break_reads_as_one_line(tmp_path: Path) -> None:
+    """MMLU prompts carry U+0085 (an ellipsis in the source's old encoding) inside their JSON strings: the
+    file is split at newlines only, or the label reads as torn and a resumed run asks it again."""
+    from router.classify.labeller import accuracy_by_group
+
+    labels = tmp_path / "labels.jsonl"
+    record = {"id": "m:1", "group": "management", "prompt": "Functional structures help to create\x85\nA. x",
+              "local_model": "m", "local_right": True, "strong_right": True}  # fmt: skip
+    labels.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert "\x85" in labels.read_text(encoding="utf-8")
+    assert [r["prompt"] for r in read_labels([labels])] == [record["prompt"]]
+    assert done_ids(labels) == {"m:1"}
+    assert accuracy_by_group(labels, {"m:1"}) == {"management": (1, 1)}
