@@ -122,9 +122,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows = read(args.labels, dict(item.split("=", 1) for item in args.group_of))
-    groups = {"pooled": rows} | {g: [r for r in rows if r["group"] == g] for g in sorted({r["group"] for r in rows})}
-    if args.pooled:
-        groups = {"pooled": rows}
+    groups = {"pooled": rows}
+    if not args.pooled:
+        groups |= {g: [r for r in rows if r["group"] == g] for g in sorted({r["group"] for r in rows})}
     print("| group | right | k | whole answer mean_logprob | first-k mean_logprob | first-k min_logprob | "
           "first-k mean_entropy | first-k logistic (other groups) |")  # fmt: skip
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -179,8 +179,8 @@ async def label_tasks(
                       accuracy_by_group(out, {task.id for task in tasks}))  # fmt: skip
 
 
-def accuracy_by_group(path: Path, ids: set[str]) -> dict[str, tuple[int, int]]:
-    """(right, labelled) per group of the labels in `path` whose ids are among `ids`."""
+def accuracy_by_group(path: Path, ids: set[str] | None = None) -> dict[str, tuple[int, int]]:
+    """(right, labelled) per group of the labels in `path` whose ids are among `ids` (None: all of them)."""
     import json
 
     counts: dict[str, list[int]] = {}
@@ -189,7 +189,7 @@ def accuracy_by_group(path: Path, ids: set[str]) -> dict[str, tuple[int, int]]:
             record = json.loads(line)
         except ValueError:
             continue
-        if record.get("id") in ids:
+        if ids is None or record.get("id") in ids:
             entry = counts.setdefault(str(record["group"]), [0, 0])
             entry[0] += int(bool(record["local_right"]))
             entry[1] += 1

@@ -326,11 +326,14 @@ def attach_prompts(records: list[dict[str, Any]], tasks: Iterable[Path]) -> list
     return [r if r.get("prompt") else {**r, "prompt": prompts[r["id"]]} for r in records]
 
 
+def as_json_lines(records: Iterable[dict[str, Any]]) -> str:
+    """Label records as the text of a labels file, one JSON object a line."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
 def without_prompts(records: Iterable[dict[str, Any]]) -> str:
     """The labels as JSON lines without prompts and answers: what may ship beside a head."""
-    return "".join(
-        json.dumps({k: v for k, v in r.items() if k not in PROMPT_FIELDS}, ensure_ascii=False) + "\n" for r in records
-    )
+    return as_json_lines({k: v for k, v in r.items() if k not in PROMPT_FIELDS} for r in records)
 
 
 def done_ids(path: Path) -> set[str]:
@@ -367,6 +370,6 @@ def regrade(path: Path, data: Iterable[Path]) -> tuple[int, int]:
         changed += right != record["local_right"]
         record["local_right"] = right
     partial = path.with_name(path.name + ".regrading")
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    partial.write_text(as_json_lines(records), encoding="utf-8")
     os.replace(partial, path)  # whole or not at all: an interrupted regrade leaves the file as it was
     return checked, changed

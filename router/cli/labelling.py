@@ -118,18 +118,16 @@ def label(
 
 def _regrade(data: list[Path], out: Path) -> None:
     from router.classify.labeller import RunSummary, accuracy_by_group
-    from router.classify.labels import read_labels
     from router.classify.labels import regrade as check_again
 
     if not out.exists():
         _fail(ConfigError(f"{out}: no labels file to regrade"))
     try:
         checked, changed = check_again(out, data)
-        ids = {str(r["id"]) for r in read_labels([out])}
     except ConfigError as error:
         _fail(error)
     typer.echo(f"{out}: {checked} stored answers checked again, {changed} verdicts changed; accuracy by group:")
-    for line in RunSummary(0, 0, 0, 0.0, accuracy_by_group(out, ids)).accuracy_lines():
+    for line in RunSummary(0, 0, 0, 0.0, accuracy_by_group(out)).accuracy_lines():
         typer.echo(line)
 
 
