@@ -1,0 +1,124 @@
+"""Where a served answer to a multiple-choice question commits, and whether the model's doubt there
+says it is wrong.
+
+    python -m bench.decision_point --labels REASON-LABELS-WITH-ANSWERS --tasks ../shared/data/routing/mmlu-answers \
+        [--letter-labels router/classify/heads/qwen2.5-coder-1.5b-instruct.mmlu-letter.labels.jsonl] [--limit N]
+
+A client asking in plain chat gets "The correct answer is C. …" or "To determine …, … the answer is C."
+The early cascade judges the first tokens, which (on these answers) say nothing. This asks whether the
+model's doubt at the point where the answer first commits to a choice ("answer is X") would. For every
+label of `router label --protocol reason` that kept its answer (no `--without-prompts`), it runs the
+default model again on the prompt, rendered as served, plus the answer up to that letter, and prints:
+- how far into the answer the commitment comes (tokens; what an early rule would have to wait for);
+- AUROC for "the committed letter is right" (95% bootstrap interval) of that letter's probability, and
+  of its probability among the four letters only (formatting tokens such as "**" compete with the
+  letter in the raw one);
+- with `--letter-labels`, on the same prompts: AUROC of the letter protocol's first-token probability
+  (a system prompt asks for the letter only), the signal the shipped cascade threshold was fitted on.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from bench.cascade import auroc, auroc_interval
+from router.backends.chat_templates import renderer_for
+from router.backends.llama_cpp import prompt_settings
+from router.backends.model_files import model_gguf_path
+from router.backends.prompt_states import served_messages
+from router.classify.labels import SETTLED, read_labels, read_tasks
+from router.classify.train import EXCLUDED_DOMAINS
+from router.config import DEFAULT_LOCAL_MODEL, Settings, load_gateway_config
+
+
+def commitment(answer: str) -> tuple[int, str] | None:
+    """(where in the answer, which letter) the first "answer is X" names; None if it never commits so."""
+    found = next((m for m in SETTLED.finditer(answer) if m.group(1)), None)
+    return (found.start(1), found.group(1).upper()) if found else None
+
+
+class LetterReader:
+    """The default model as the embedded config serves it, reading a prompt plus the start of its answer."""
+
+    def __init__(self) -> None:
+        import llama_cpp
+
+        settings = Settings()
+        spec = load_gateway_config(settings.config).models[DEFAULT_LOCAL_MODEL]
+        path = model_gguf_path(spec.model_path, spec.package, settings.model_dir)
+        self._llama = llama_cpp.Llama(str(path), n_ctx=2048, n_batch=512, verbose=False)
+        chat_format, self._system = prompt_settings(spec)
+        self._render = renderer_for(self._llama, chat_format)
+
+    def letters(self, prompt: str, prefix: str) -> tuple[np.ndarray, int]:
+        """Log-probabilities of A-D as the next token after `prefix`, and the answer tokens before it."""
+        import llama_cpp
+
+        spaced = prefix.endswith(" ")  # " C" is one token: read it after "is", not after "is "
+        prefix = prefix[:-1] if spaced else prefix
+        rendered = self._render(served_messages(prompt, self._system)).text
+        tokens = self._llama.tokenize((rendered + prefix).encode(), add_bos=True, special=True)
+        self._llama.reset()
+        self._llama.eval(tokens)
+        vocab = self._llama.n_vocab()
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llama._ctx.ctx, -1), shape=(vocab,))
+        logits = logits.astype(np.float64)
+        logprobs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        ids = [self._llama.tokenize(f"{' ' if spaced else ''}{letter}".encode(), add_bos=False) for letter in "ABCD"]
+        answer_tokens = len(self._llama.tokenize(prefix.encode(), add_bos=False))
+        return logprobs[[i[0] for i in ids]], answer_tokens
+
+
+def _row(name: str, sure: list[float], right: list[bool]) -> str:
+    s, r = np.array(sure), np.array(right, bool)
+    low, high = auroc_interval(s, r)
+    return f"  {name:<62} {auroc(s, r):.3f} [{low:.3f}, {high:.3f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--labels", type=Path, required=True, help="`--protocol reason` labels with answers.")
+    parser.add_argument("--tasks", type=Path, required=True, help="The MMLU-style CSVs with `answer`.")
+    parser.add_argument("--letter-labels", type=Path, help="`--protocol letter` labels of the same prompts.")
+    parser.add_argument("--limit", type=int, default=None, help="At most this many labels.")
+    args = parser.parse_args()
+
+    tasks = {t.id: t for t in read_tasks(args.tasks, "reason")}
+    labels = [r for r in read_labels([args.labels]) if r.get("answer") and r["group"] not in EXCLUDED_DOMAINS]
+    letter = {r["id"]: r for r in read_labels([args.letter_labels])} if args.letter_labels else {}
+    reader, rows = LetterReader(), []
+    for record in labels[: args.limit]:
+        found = commitment(record["answer"])
+        if found is None:
+            continue
+        where, said = found
+        four, position = reader.letters(tasks[record["id"]].prompt, record["answer"][:where])
+        index = "ABCD".index(said)
+        rows.append((record["id"], said == tasks[record["id"]].truth, four[index],
+                     four[index] - np.log(np.exp(four).sum()), position))  # fmt: skip
+    positions = np.array([row[4] for row in rows])
+    right = [row[1] for row in rows]
+    print(
+        f'{len(labels)} served answers; {len(rows)} commit to a letter ("answer is X"), the committed letter right '
+        f"on {np.mean(right):.1%}; it comes after {np.median(positions):.0f} answer tokens (median), within 8 "
+        f"tokens on {np.mean(positions < 8):.0%}, within 64 on {np.mean(positions < 64):.0%}"
+    )
+    print(f"  {'AUROC, committed letter right vs wrong (95% CI)':<62} value")
+    print(_row("its probability", [row[2] for row in rows], right))
+    print(_row("its probability among the four letters", [row[3] for row in rows], right))
+    early = [row for row in rows if row[4] < 8]
+    if early:
+        name = f"its probability, answers that commit within 8 tokens ({len(early)})"
+        print(_row(name, [row[2] for row in early], [row[1] for row in early]))
+    paired = [row for row in rows if row[0] in letter and letter[row[0]].get("confidence")]
+    if paired:
+        print(_row(f"same prompts, letter protocol: first token's probability ({len(paired)})",
+                   [letter[row[0]]["confidence"]["min_logprob"] for row in paired],
+                   [bool(letter[row[0]]["local_right"]) for row in paired]))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
