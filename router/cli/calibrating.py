@@ -62,6 +62,14 @@ def calibrate(
             "states`); each label is scored by a state probe fitted without its domain."
         ),
     ] = None,
+    at: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--at",
+            help="With --cascade-tokens: also say what this threshold (the metric's own units, e.g. the policy's) "
+            "escalates and keeps on the labels (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Print the `route: auto` threshold that sends the target share of the sample to the cloud, or (with
     --quality-target) the one that keeps a quality target at the least cloud share of judged traffic, or of
@@ -74,8 +82,9 @@ def calibrate(
             _calibrate_with_states(labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, states)
             return
         _calibrate_cascade_on_labels(
-            labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, _head_path(config, head), config
-        )
+            labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, _head_path(config, head), config,
+            at or [],
+        )  # fmt: skip
         return
     if quality_target is not None and labels:
         _calibrate_on_labels(config, labels, tasks, head, quality_target, confidence)
@@ -162,7 +171,7 @@ def _head_path(config: Path | None, head: Path | None) -> Path:
 
 def _calibrate_cascade_on_labels(
     labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, metric: str,
-    head: Path, config: Path | None,
+    head: Path, config: Path | None, at: list[float],
 ) -> None:  # fmt: skip
     """The cascade's threshold on labelled answers, escalated by how unsure the local model was over its first
     `tokens` tokens (answers with no first-token statistics left out), or for `expected_gain` by the head's
@@ -186,10 +195,12 @@ def _calibrate_cascade_on_labels(
         strong = strong_chances(given, given if alone else Head.load(STRONG_CHANCE_HEAD),
                                 _embedder(config).embed(prompts), prompts)  # fmt: skip
         assert strong is not None
-        found, judged = _on_labels(labelled, strong - np.exp(labelled.early["mean_top_logprob"]), target, confidence)
+        escalation = strong - np.exp(labelled.early["mean_top_logprob"])
+        found, judged = _on_labels(labelled, escalation, target, confidence)
         threshold = found.threshold  # escalate above
     else:  # early metrics are "higher = surer"
-        found, judged = _on_labels(labelled, -labelled.early[metric], target, confidence)
+        escalation = -labelled.early[metric]
+        found, judged = _on_labels(labelled, escalation, target, confidence)
         threshold = found.threshold if metric == "mean_entropy" else -found.threshold
     typer.echo(
         f"{judged} labelled answers of {labelled.local_model} (of {len(labelled.data)}; the rest carry no "
@@ -197,7 +208,27 @@ def _calibrate_cascade_on_labels(
         f"retained {found.quality:.3f} (at least {found.quality_low:.3f} with {100 * confidence:.0f}% confidence) "
         f"with {100 * found.cloud_share:.1f}% escalated"
     )
+    for value in at:  # the threshold in escalation units: the logprob metrics escalate below theirs
+        above = escalation > (-value if metric in ("mean_logprob", "mean_top_logprob", "min_logprob") else value)
+        share, (quality, low, high) = _kept_at(labelled.data, above, np.isfinite(escalation))
+        typer.echo(
+            f"at {metric} {value:g}: {100 * share:.1f}% escalated, quality retained {quality:.3f} "
+            f"[{low:.3f}, {high:.3f}] (95% bootstrap)"
+        )
     typer.echo(f"policy:\n    cascade: {{metric: {metric}, threshold: {threshold:.4f}, decide_after_tokens: {tokens}}}")
+
+
+def _kept_at(data: Any, up: Any, judged: Any, resamples: int = 1000) -> tuple[float, tuple[float, float, float]]:
+    """The share of the judged labels sent `up`, and quality retained (the strong model's outcome where sent,
+    the local model's elsewhere, over the strong model's everywhere) with a 95% bootstrap interval."""
+    import numpy as np
+
+    served = np.where(up, data.strong, data.weak)[judged].astype(float)
+    strong = np.asarray(data.strong, float)[judged]
+    picks = np.random.default_rng(0).integers(0, len(served), (resamples, len(served)))
+    draws = served[picks].sum(axis=1) / np.maximum(strong[picks].sum(axis=1), 1e-9)
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(np.mean(up[judged])), (float(served.sum() / strong.sum()), float(low), float(high))
 
 
 def _calibrate_with_states(

@@ -108,10 +108,16 @@ GATEWAY_RULE = "that P(strong right) - its first 3 tokens' probability (the casc
 
 
 def test_calibrate_sets_the_early_cascades_threshold_on_labelled_answers(labels: Path) -> None:
-    done = router("calibrate", "--labels", str(labels), "--quality-target", "0.9", "--cascade-tokens", "4")
+    done = router("calibrate", "--labels", str(labels), "--quality-target", "0.9", "--cascade-tokens", "4",
+                  "--at", "-1000", "--at", "0")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "over the first 4 tokens" in done.stdout
     assert "cascade: {metric: mean_logprob, threshold: -" in done.stdout and "decide_after_tokens: 4}" in done.stdout
+    # What a given threshold does on the same labels: nothing up keeps the local model's own rate (the strong
+    # model is right on every fixture prompt), everything up keeps all of the strong model's quality.
+    local_rate = sum(r["local_right"] for r in _records(labels)) / len(_records(labels))
+    assert f"at mean_logprob -1000: 0.0% escalated, quality retained {local_rate:.3f} [" in done.stdout
+    assert "at mean_logprob 0: 100.0% escalated, quality retained 1.000 [1.000, 1.000]" in done.stdout
 
 
 def test_a_labels_file_in_the_wrong_format_is_refused_with_its_line(tmp_path: Path) -> None:
