@@ -77,6 +77,9 @@ def calibrate(
     early cascade's threshold on labelled prompts."""
     import numpy as np
 
+    if at and (quality_target is None or not labels or cascade_tokens is None):
+        _fail(ConfigError("--at says what a cascade threshold does on labels: give it with --labels, "
+                          "--quality-target and --cascade-tokens"))  # fmt: skip
     if quality_target is not None and labels and cascade_tokens is not None:
         if cascade_metric == "prompt_gain" or states is not None:
             _calibrate_with_states(labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, states)
@@ -178,6 +181,7 @@ def _calibrate_cascade_on_labels(
     P(strong right) minus the answer's probability."""
     import numpy as np
 
+    from router.cascade_rule import LOW_IS_UNSURE
     from router.classify.head import STRONG_CHANCE_HEAD, Head, strong_chances
     from router.classify.labelled_set import CASCADE_METRICS
 
@@ -209,7 +213,7 @@ def _calibrate_cascade_on_labels(
         f"with {100 * found.cloud_share:.1f}% escalated"
     )
     for value in at:  # the threshold in escalation units: the logprob metrics escalate below theirs
-        above = escalation > (-value if metric in ("mean_logprob", "mean_top_logprob", "min_logprob") else value)
+        above = escalation > (-value if metric in LOW_IS_UNSURE else value)
         share, (quality, low, high) = _kept_at(labelled.data, above, np.isfinite(escalation))
         typer.echo(
             f"at {metric} {value:g}: {100 * share:.1f}% escalated, quality retained {quality:.3f} "

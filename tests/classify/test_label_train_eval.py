@@ -120,6 +120,11 @@ def test_calibrate_sets_the_early_cascades_threshold_on_labelled_answers(labels:
     assert "at mean_logprob 0: 100.0% escalated, quality retained 1.000 [1.000, 1.000]" in done.stdout
 
 
+def test_a_threshold_to_try_without_labels_to_try_it_on_is_refused() -> None:
+    done = router("calibrate", "--at", "0.4", "--quality-target", "0.8")
+    assert done.returncode == 2 and "--at says what a cascade threshold does on labels" in done.stderr
+
+
 def test_a_labels_file_in_the_wrong_format_is_refused_with_its_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "group": "g", "prompt": "p", "local_model": "m", "local_right": true}\n{"id": 3\n')
