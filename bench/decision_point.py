@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.cascade import auroc, auroc_interval
-from router.backends.chat_templates import renderer_for
 from router.backends.llama_cpp import prompt_settings
 from router.backends.model_files import model_gguf_path
-from router.backends.prompt_states import served_messages
+from router.backends.prompt_states import StateReader, served_messages
 from router.classify.labels import SETTLED, read_labels, read_tasks
 from router.classify.train import EXCLUDED_DOMAINS
 from router.config import DEFAULT_LOCAL_MODEL, Settings, load_gateway_config
@@ -44,32 +43,22 @@ class LetterReader:
     """The default model as the embedded config serves it, reading a prompt plus the start of its answer."""
 
     def __init__(self) -> None:
-        import llama_cpp
-
         settings = Settings()
         spec = load_gateway_config(settings.config).models[DEFAULT_LOCAL_MODEL]
-        path = model_gguf_path(spec.model_path, spec.package, settings.model_dir)
-        self._llama = llama_cpp.Llama(str(path), n_ctx=2048, n_batch=512, verbose=False)
         chat_format, self._system = prompt_settings(spec)
-        self._render = renderer_for(self._llama, chat_format)
+        path = model_gguf_path(spec.model_path, spec.package, settings.model_dir)
+        self._reader = StateReader(path, chat_format, spec.n_ctx)
 
     def letters(self, prompt: str, prefix: str) -> tuple[np.ndarray, int]:
         """Log-probabilities of A-D as the next token after `prefix`, and the answer tokens before it."""
-        import llama_cpp
-
         spaced = prefix.endswith(" ")  # " C" is one token: read it after "is", not after "is "
         prefix = prefix[:-1] if spaced else prefix
-        rendered = self._render(served_messages(prompt, self._system)).text
-        tokens = self._llama.tokenize((rendered + prefix).encode(), add_bos=True, special=True)
-        self._llama.reset()
-        self._llama.eval(tokens)
-        vocab = self._llama.n_vocab()
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self._llama._ctx.ctx, -1), shape=(vocab,))
+        _, logits = self._reader.read(served_messages(prompt, self._system), prefix)
         logits = logits.astype(np.float64)
         logprobs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
-        ids = [self._llama.tokenize(f"{' ' if spaced else ''}{letter}".encode(), add_bos=False) for letter in "ABCD"]
-        answer_tokens = len(self._llama.tokenize(prefix.encode(), add_bos=False))
-        return logprobs[[i[0] for i in ids]], answer_tokens
+        llama = self._reader._llama
+        ids = [llama.tokenize(f"{' ' if spaced else ''}{letter}".encode(), add_bos=False)[0] for letter in "ABCD"]
+        return logprobs[ids], len(llama.tokenize(prefix.encode(), add_bos=False))
 
 
 def _row(name: str, sure: list[float], right: list[bool]) -> str:

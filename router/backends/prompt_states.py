@@ -57,13 +57,14 @@ class StateReader:
     def state(self, messages: Messages) -> np.ndarray:
         return self.read(messages)[0]
 
-    def read(self, messages: Messages) -> tuple[np.ndarray, np.ndarray]:
-        """(the last hidden state, the logits the first answer token would be sampled from)."""
+    def read(self, messages: Messages, answer_start: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """(the last hidden state, the logits the next answer token would be sampled from), after the prompt
+        and `answer_start`, the start of the model's answer (none: before its first token)."""
         import llama_cpp
 
         from router.tokens import quiet_stderr
 
-        text = self._render(messages).text
+        text = self._render(messages).text + answer_start
         tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)[: self._n_ctx - 1]
         self._llama.reset()  # each prompt alone: `eval` then drops every cached position
         with quiet_stderr():  # llama.cpp says on every call that embedding mode outputs every token
