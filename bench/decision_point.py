@@ -14,7 +14,11 @@ default model again on the prompt, rendered as served, plus the answer up to tha
   of its probability among the four letters only (formatting tokens such as "**" compete with the
   letter in the raw one);
 - with `--letter-labels`, on the same prompts: AUROC of the letter protocol's first-token probability
-  (a system prompt asks for the letter only), the signal the shipped cascade threshold was fitted on.
+  (a system prompt asks for the letter only), the signal the shipped cascade threshold was fitted on;
+  and, on every served label (with or without its answer), what that probability would route as the
+  cascade's signal (a one-token "letter probe" asked aside): APGR of the served outcomes, 95% interval,
+  beside the shipped rule's signal (the served answer's first 3 tokens) and the same signals less GPT-4's
+  own outcome (an oracle, not a router: what a perfect P(strong right) would add).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from bench.cascade import auroc, auroc_interval
 from router.backends.llama_cpp import prompt_settings
 from router.backends.model_files import model_gguf_path
 from router.backends.prompt_states import StateReader, served_messages
+from router.classify.evaluation import bootstrap, curve
 from router.classify.labels import SETTLED, read_labels, read_tasks
 from router.classify.train import EXCLUDED_DOMAINS
 from router.config import DEFAULT_LOCAL_MODEL, Settings, load_gateway_config
@@ -67,6 +72,31 @@ def _row(name: str, sure: list[float], right: list[bool]) -> str:
     return f"  {name:<62} {auroc(s, r):.3f} [{low:.3f}, {high:.3f}]"
 
 
+def probe_routing(served: list[dict], letter: dict[str, dict], tokens: int = 3) -> None:
+    """APGR of the served outcomes when the letter protocol's first-token probability (asked aside) is the
+    cascade's signal, beside the served answer's own first tokens, alone and with GPT-4's outcome known."""
+    paired = [r for r in served if letter.get(r["id"], {}).get("confidence") and r.get("confidence", {}).get("first")]
+    if not paired:
+        return
+    weak = np.array([float(r["local_right"]) for r in paired])
+    strong = np.array([float(r["strong_right"]) for r in paired])
+    groups = [r["group"] for r in paired]
+    probe = np.exp([letter[r["id"]]["confidence"]["min_logprob"] for r in paired])
+    first = np.exp([np.mean([t[0] for t in r["confidence"]["first"][:tokens]]) for r in paired])
+    print(f"{len(paired)} served labels with a letter label of the same prompt: the letter probe's probability "
+          f"against served right, AUROC {auroc(probe, weak > 0.5):.3f}")  # fmt: skip
+    print(f"  {'routing the served outcomes (escalate the highest first)':<62} APGR [95% CI]")
+    for name, score in (
+        ("- letter probe's probability", -probe),
+        (f"- the served answer's first {tokens} tokens' probability", -first),
+        ("oracle: GPT-4's outcome - letter probe's probability", strong - probe),
+        (f"oracle: GPT-4's outcome - first {tokens} tokens' probability", strong - first),
+        ("oracle: GPT-4's outcome alone", strong + 1e-3 * first),
+    ):
+        low, high = bootstrap(score, weak, strong, groups)["apgr"]
+        print(f"  {name:<62} {curve(score, weak, strong).apgr:.3f} [{low:.3f}, {high:.3f}]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", type=Path, required=True, help="`--protocol reason` labels with answers.")
@@ -76,8 +106,12 @@ def main() -> None:
     args = parser.parse_args()
 
     tasks = {t.id: t for t in read_tasks(args.tasks, "reason")}
-    labels = [r for r in read_labels([args.labels]) if r.get("answer") and r["group"] not in EXCLUDED_DOMAINS]
+    served = [r for r in read_labels([args.labels]) if r["group"] not in EXCLUDED_DOMAINS]
     letter = {r["id"]: r for r in read_labels([args.letter_labels])} if args.letter_labels else {}
+    probe_routing(served, letter)
+    labels = [r for r in served if r.get("answer")]
+    if not labels:
+        return  # labels shipped without answers: nothing to read the decision point of
     reader, rows = LetterReader(), []
     for record in labels[: args.limit]:
         found = commitment(record["answer"])

@@ -189,9 +189,11 @@ def state_probe_routers(states: np.ndarray, labelled: LabelledSet, fold: np.ndar
     }
 
 
-def domain_oracles(labelled: LabelledSet) -> dict[str, np.ndarray]:
-    """Upper bounds, not routers: scores that know each group's true outcomes on these very labels. What
-    routing by the domain alone could reach, however well a head learned to recognise domains."""
+def oracles(labelled: LabelledSet) -> dict[str, np.ndarray]:
+    """Upper bounds, not routers: scores that know true outcomes on these very labels. Each domain's mean:
+    what routing by the domain alone could reach, however well a head learned to recognise domains. The
+    strong model's own outcome on each prompt: how much of the gap a perfect P(strong right) would close
+    beside the local model's own doubt (the half of the expected gain a prompt head must guess)."""
     data = labelled.data
     groups = np.asarray(data.groups)
     gain = {g: float((data.strong - data.weak)[groups == g].mean()) for g in set(data.groups)}
@@ -203,6 +205,7 @@ def domain_oracles(labelled: LabelledSet) -> dict[str, np.ndarray]:
             [strong[g] for g in data.groups]
         )
         - own,
+        "oracle (not a router): GPT-4's own outcome on the prompt - the local answer's probability": data.strong - own,
     }
 
 
@@ -260,7 +263,7 @@ def evaluate_labels(
         "cascade confidence alone (min_logprob)": surest_first["min_logprob"],
         "cascade confidence alone (mean_entropy)": surest_first["mean_entropy"],
         **_early_rules(labelled, fitted, data, fold),
-        **domain_oracles(labelled),
+        **oracles(labelled),
         "random": None,
         "prompt-length": np.array([len(t) for t in data.prompts], dtype=float),
         "similarity-weighted (RouteLLM SW)": out_of_fold_scores(
