@@ -17,8 +17,9 @@ default model again on the prompt, rendered as served, plus the answer up to tha
   (a system prompt asks for the letter only), the signal the shipped cascade threshold was fitted on;
   and, on every served label (with or without its answer), what that probability would route as the
   cascade's signal (a one-token "letter probe" asked aside): APGR of the served outcomes, 95% interval,
-  beside the shipped rule's signal (the served answer's first 3 tokens) and the same signals less GPT-4's
-  own outcome (an oracle, not a router: what a perfect P(strong right) would add).
+  beside the shipped rule's signal (the served answer's first 3 tokens), alone, against the expected-gain
+  head's P(strong right) fitted out of fold (as the cascade's `expected_gain` weighs them), and against
+  GPT-4's own outcome (an oracle, not a router: what a perfect P(strong right) would give).
 """
 
 from __future__ import annotations
@@ -72,29 +73,41 @@ def _row(name: str, sure: list[float], right: list[bool]) -> str:
     return f"  {name:<62} {auroc(s, r):.3f} [{low:.3f}, {high:.3f}]"
 
 
-def probe_routing(served: list[dict], letter: dict[str, dict], tokens: int = 3) -> None:
+def probe_routing(labels: Path, tasks: Path, letter: dict[str, dict], tokens: int = 3) -> None:
     """APGR of the served outcomes when the letter protocol's first-token probability (asked aside) is the
-    cascade's signal, beside the served answer's own first tokens, alone and with GPT-4's outcome known."""
-    paired = [r for r in served if letter.get(r["id"], {}).get("confidence") and r.get("confidence", {}).get("first")]
-    if not paired:
+    cascade's signal, beside the served answer's own first tokens: alone, against the P(strong right) the
+    expected-gain head gives out of fold (whole domains held out, as `router eval`), and with GPT-4's own
+    outcome known."""
+    from router.classify.label_eval import expected_gain_out_of_fold
+    from router.classify.train import EXPECTED_GAIN_C, cached_embeddings, selection_folds
+    from router.cli.learning import _embedder, _embedding_cache, _labelled
+
+    labelled = _labelled([labels], [tasks], tokens)
+    paired = np.array([bool(letter.get(i, {}).get("confidence")) for i in labelled.ids])
+    if not paired.any():
         return
-    weak = np.array([float(r["local_right"]) for r in paired])
-    strong = np.array([float(r["strong_right"]) for r in paired])
-    groups = [r["group"] for r in paired]
-    probe = np.exp([letter[r["id"]]["confidence"]["min_logprob"] for r in paired])
-    first = np.exp([np.mean([t[0] for t in r["confidence"]["first"][:tokens]]) for r in paired])
-    print(f"{len(paired)} served labels with a letter label of the same prompt: the letter probe's probability "
-          f"against served right, AUROC {auroc(probe, weak > 0.5):.3f}")  # fmt: skip
-    print(f"  {'routing the served outcomes (escalate the highest first)':<62} APGR [95% CI]")
-    for name, score in (
-        ("- letter probe's probability", -probe),
-        (f"- the served answer's first {tokens} tokens' probability", -first),
-        ("oracle: GPT-4's outcome - letter probe's probability", strong - probe),
-        (f"oracle: GPT-4's outcome - first {tokens} tokens' probability", strong - first),
-        ("oracle: GPT-4's outcome alone", strong + 1e-3 * first),
-    ):
-        low, high = bootstrap(score, weak, strong, groups)["apgr"]
-        print(f"  {name:<62} {curve(score, weak, strong).apgr:.3f} [{low:.3f}, {high:.3f}]")
+    data = labelled.data
+    emb = cached_embeddings(_embedder(None), data.prompts, _embedding_cache(None))
+    head, _ = expected_gain_out_of_fold(emb, data, selection_folds(data.groups, 8), c=EXPECTED_GAIN_C)
+    probe = np.exp([letter[i]["confidence"]["min_logprob"] if letter.get(i, {}).get("confidence") else 0.0
+                    for i in labelled.ids])  # fmt: skip
+    first = np.exp(np.nan_to_num(labelled.early["mean_top_logprob"], nan=np.log(data.weak.mean())))
+    weak, strong, groups = data.weak[paired], data.strong[paired], list(np.asarray(data.groups)[paired])
+    print(f"{paired.sum()} served labels with a letter label of the same prompt: the letter probe's probability "
+          f"against served right, AUROC {auroc(probe[paired], weak > 0.5):.3f}")  # fmt: skip
+    print(f"  {'routing the served outcomes (escalate the highest first)':<70} APGR [95% CI]")
+    rows = {
+        "- letter probe's probability": -probe,
+        f"- the served answer's first {tokens} tokens' probability": -first,
+        "head's P(strong right) - letter probe's probability": head - probe,
+        f"head's P(strong right) - first {tokens} tokens' (the shipped rule)": head - first,
+        "head's P(strong right) - the mean of both": head - (probe + first) / 2,
+        "oracle: GPT-4's outcome - letter probe's probability": data.strong - probe,
+        f"oracle: GPT-4's outcome - first {tokens} tokens' probability": data.strong - first,
+    }
+    for name, score in rows.items():
+        low, high = bootstrap(score[paired], weak, strong, groups)["apgr"]
+        print(f"  {name:<70} {curve(score[paired], weak, strong).apgr:.3f} [{low:.3f}, {high:.3f}]")
 
 
 def main() -> None:
@@ -108,7 +121,7 @@ def main() -> None:
     tasks = {t.id: t for t in read_tasks(args.tasks, "reason")}
     served = [r for r in read_labels([args.labels]) if r["group"] not in EXCLUDED_DOMAINS]
     letter = {r["id"]: r for r in read_labels([args.letter_labels])} if args.letter_labels else {}
-    probe_routing(served, letter)
+    probe_routing(args.labels, args.tasks, letter)
     labels = [r for r in served if r.get("answer")]
     if not labels:
         return  # labels shipped without answers: nothing to read the decision point of
