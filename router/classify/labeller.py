@@ -51,12 +51,13 @@ class RunSummary:
 
 
 class Progress:
-    """A one-line progress bar with the rate and the time left, redrawn on a terminal, else every 5%."""
+    """A one-line progress bar with the rate and the time left, redrawn on a terminal, else a line every 5%
+    or every `QUIET_AT_MOST_S`, whichever comes first (5% of a long run at 0.1 labels/s is half an hour)."""
 
     def __init__(self, total: int, out: TextIO = sys.stderr, clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.done, self.right = total, 0, 0
         self._out, self._clock = out, clock
-        self._started = clock()
+        self._started = self._last_line = clock()
         self._last_percent = -5
 
     def line(self) -> str:
@@ -64,7 +65,7 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.done) / rate if rate > 0 else float("nan")
         filled = int(30 * self.done / self.total) if self.total else 30
-        eta = "--" if left != left else time.strftime("%H:%M:%S", time.gmtime(left))
+        eta = "--" if left != left else f"{int(left // 3600):02d}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
         return (
             f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
             f"{100 * self.right / max(1, self.done):.0f}% right, {rate:.2f}/s, ETA {eta}"
@@ -76,12 +77,18 @@ class Progress:
         percent = int(100 * self.done / max(1, self.total))
         if self._out.isatty():
             self._out.write("\r" + self.line())
-        elif percent >= self._last_percent + 5 or self.done == self.total:
-            self._last_percent = percent
+        elif (
+            percent >= self._last_percent + 5
+            or self.done == self.total
+            or self._clock() - self._last_line >= QUIET_AT_MOST_S
+        ):
+            self._last_percent, self._last_line = percent, self._clock()
             self._out.write(self.line() + "\n")
         self._out.flush()
 
 
+QUIET_AT_MOST_S = 600.0
+"""Off a terminal, the longest the progress goes without a line."""
 MAX_FAILURES = 5
 """Failures in a row (not counting 'busy') after which a prompt stops the run."""
 BUSY_PAUSE_S = (0.5, 10.0)

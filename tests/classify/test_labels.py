@@ -90,6 +90,21 @@ def test_progress_reports_rate_and_time_left() -> None:
     assert "1/4" in out.getvalue() and "0.10/s" in out.getvalue() and "ETA 00:00:30" in out.getvalue()
 
 
+def test_progress_off_a_terminal_says_something_every_ten_minutes_and_counts_hours_past_a_day() -> None:
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress(10_000, out, clock=lambda: now[0])
+    progress.advance(True)  # the first line, at once
+    now[0] = 60.0
+    progress.advance(False)  # 0.02% on, a minute later: quiet
+    assert len(out.getvalue().splitlines()) == 1
+    now[0] = 601.0
+    progress.advance(False)  # still far from 5%, but ten minutes since the last line
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "3/10000" in lines[-1]
+    assert "ETA 556:" in lines[-1]  # 9,997 left at 3 per 601 s: 556 h, not wrapped at a day
+
+
 @pytest.mark.parametrize(
     ("answer", "reasoned", "letter"),
     [
