@@ -62,9 +62,8 @@ class LetterReader:
         _, logits = self._reader.read(served_messages(prompt, self._system), prefix)
         logits = logits.astype(np.float64)
         logprobs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
-        llama = self._reader._llama
-        ids = [llama.tokenize(f"{' ' if spaced else ''}{letter}".encode(), add_bos=False)[0] for letter in "ABCD"]
-        return logprobs[ids], len(llama.tokenize(prefix.encode(), add_bos=False))
+        ids = [self._reader.tokens(f"{' ' if spaced else ''}{letter}")[0] for letter in "ABCD"]
+        return logprobs[ids], len(self._reader.tokens(prefix))
 
 
 def _row(name: str, sure: list[float], right: list[bool]) -> str:

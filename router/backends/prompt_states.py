@@ -54,6 +54,10 @@ class StateReader:
         self.width = self._llama.n_embd()
         self._n_ctx = n_ctx
 
+    def tokens(self, text: str) -> list[int]:
+        """`text`'s token ids in this model's vocabulary, as they follow other text (no BOS)."""
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=False)
+
     def state(self, messages: Messages) -> np.ndarray:
         return self.read(messages)[0]
 
