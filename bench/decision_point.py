@@ -1,7 +1,7 @@
 """Where a served answer to a multiple-choice question commits, and whether the model's doubt there
 says it is wrong.
 
-    python -m bench.decision_point --labels REASON-LABELS-WITH-ANSWERS --tasks ../shared/data/routing/mmlu-answers \
+    python -m bench.decision_point --labels REASON-LABELS --tasks ../shared/data/routing/mmlu-answers \
         [--letter-labels router/classify/heads/qwen2.5-coder-1.5b-instruct.mmlu-letter.labels.jsonl] [--limit N]
 
 A client asking in plain chat gets "The correct answer is C. …" or "To determine …, … the answer is C."
@@ -111,7 +111,9 @@ def probe_routing(labels: Path, tasks: Path, letter: dict[str, dict], tokens: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--labels", type=Path, required=True, help="`--protocol reason` labels with answers.")
+    parser.add_argument(
+        "--labels", type=Path, required=True, help="`--protocol reason` labels (answers kept: the decision point)."
+    )
     parser.add_argument("--tasks", type=Path, required=True, help="The MMLU-style CSVs with `answer`.")
     parser.add_argument("--letter-labels", type=Path, help="`--protocol letter` labels of the same prompts.")
     parser.add_argument("--limit", type=int, default=None, help="At most this many labels.")
