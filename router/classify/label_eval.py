@@ -191,7 +191,9 @@ def state_probe_routers(states: np.ndarray, labelled: LabelledSet, fold: np.ndar
 
 def oracles(labelled: LabelledSet) -> dict[str, np.ndarray]:
     """Upper bounds, not routers: scores that know true outcomes on these very labels. Each domain's mean:
-    what routing by the domain alone could reach, however well a head learned to recognise domains. The
+    what routing by the domain alone could reach, however well a head learned to recognise domains; in
+    sample, so with a few dozen labels a domain it overstates (the domain's mean holds the prompt's own
+    outcome and the sample's luck: `python -m bench.domain_ceiling` measures it on held-apart labels). The
     strong model's own outcome on each prompt: how much of the gap a perfect P(strong right) would close
     beside the local model's own doubt (the half of the expected gain a prompt head must guess)."""
     data = labelled.data
@@ -200,8 +202,10 @@ def oracles(labelled: LabelledSet) -> dict[str, np.ndarray]:
     strong = {g: float(data.strong[groups == g].mean()) for g in set(data.groups)}
     own = answer_probability(labelled)
     return {
-        "oracle (not a router): each domain's true mean gain": np.array([gain[g] for g in data.groups]),
-        "oracle (not a router): each domain's true GPT-4 accuracy - the local answer's probability": np.array(
+        "oracle (not a router, in sample): each domain's mean gain on these labels": np.array(
+            [gain[g] for g in data.groups]
+        ),
+        "oracle (not a router, in sample): each domain's GPT-4 accuracy - the local answer's probability": np.array(
             [strong[g] for g in data.groups]
         )
         - own,

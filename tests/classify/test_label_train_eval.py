@@ -95,7 +95,7 @@ def test_train_then_eval_on_the_labels(labels: Path, tmp_path: Path) -> None:
         and "cascade confidence, first 3 tokens (mean_logprob)" in by_router  # the early rule beside it
         and "that P(strong right) - the local answer's own probability" in by_router
         and GATEWAY_RULE in by_router  # the shipped cascade rule, on the tokens the default policy judges
-        and "oracle (not a router): each domain's true mean gain" in by_router
+        and "oracle (not a router, in sample): each domain's mean gain on these labels" in by_router
     )
     assert all(0 <= s["apgr"] <= 1 for s in by_router.values())
     # Each held-out fold of domains on its own too, for the routers that matter, beside random.

@@ -6,7 +6,7 @@ from router.classify.evaluation import curve
 from router.classify.label_eval import oracles
 from router.classify.labelled_set import labelled_set
 
-DOMAIN = "oracle (not a router): each domain's true GPT-4 accuracy - the local answer's probability"
+DOMAIN = "oracle (not a router, in sample): each domain's GPT-4 accuracy - the local answer's probability"
 PROMPT = "oracle (not a router): GPT-4's own outcome on the prompt - the local answer's probability"
 
 
