@@ -77,7 +77,7 @@ def probe_routing(labels: Path, tasks: Path, letter: dict[str, dict], tokens: in
     cascade's signal, beside the served answer's own first tokens: alone, against the P(strong right) the
     expected-gain head gives out of fold (whole domains held out, as `router eval`), and with GPT-4's own
     outcome known."""
-    from router.classify.label_eval import expected_gain_out_of_fold
+    from router.classify.label_eval import expected_gain_out_of_fold, first_tokens_probability
     from router.classify.train import EXPECTED_GAIN_C, cached_embeddings, selection_folds
     from router.cli.learning import _embedder, _embedding_cache, _labelled
 
@@ -90,7 +90,7 @@ def probe_routing(labels: Path, tasks: Path, letter: dict[str, dict], tokens: in
     head, _ = expected_gain_out_of_fold(emb, data, selection_folds(data.groups, 8), c=EXPECTED_GAIN_C)
     probe = np.exp([letter[i]["confidence"]["min_logprob"] if letter.get(i, {}).get("confidence") else 0.0
                     for i in labelled.ids])  # fmt: skip
-    first = np.exp(np.nan_to_num(labelled.early["mean_top_logprob"], nan=np.log(data.weak.mean())))
+    first = first_tokens_probability(labelled)
     weak, strong, groups = data.weak[paired], data.strong[paired], list(np.asarray(data.groups)[paired])
     print(f"{paired.sum()} served labels with a letter label of the same prompt: the letter probe's probability "
           f"against served right, AUROC {auroc(probe[paired], weak > 0.5):.3f}")  # fmt: skip

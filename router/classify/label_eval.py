@@ -247,7 +247,7 @@ def evaluate_labels(
     )
     scores["that P(strong right) - the local answer's own probability"] = strong - answer_probability(labelled)
     if labelled.early:
-        scores[cascade_rule_name(labelled.early_tokens)] = strong - np.exp(_filled(labelled.early["mean_top_logprob"]))
+        scores[cascade_rule_name(labelled.early_tokens)] = strong - first_tokens_probability(labelled)
     if prior is not None:
         both = out_of_fold_with_prior(_by_name(family), emb, data, fold, prior_emb, prior)
         scores[f"head fitted to {labelled.local_model} labels + Mixtral MMLU ({family})"] = both
@@ -290,6 +290,12 @@ def evaluate_labels(
         results[router] = {**summary(curves[router]), **cis}
     per_fold = (*BY_FOLD, cascade_rule_name(labelled.early_tokens))
     return {name: results, **by_fold(scores, data, fold, reps, per_fold)}, {name: curves}
+
+
+def first_tokens_probability(labelled: LabelledSet) -> np.ndarray:
+    """exp of the mean top log-probability over each label's first `early_tokens` tokens: what the cascade
+    weighs against P(strong right) (a label without first tokens ranks in the middle)."""
+    return np.exp(_filled(labelled.early["mean_top_logprob"]))
 
 
 def cascade_rule_name(tokens: int) -> str:
