@@ -44,7 +44,8 @@ from router.classify.train import (
 )
 
 
-def _by_name(name: str) -> Candidate:
+def head_family(name: str) -> Candidate:
+    """The head family `router train` knows by this name (as a head's `chosen` meta records it)."""
     for candidate in CANDIDATES:
         if candidate.name == name:
             return candidate
@@ -230,7 +231,7 @@ def evaluate_labels(
     data = labelled.data
     emb = cached_embeddings(embedder, data.prompts, cache_dir)
     fold = selection_folds(data.groups, folds)
-    fitted = out_of_fold_scores(_by_name(family), emb, data, fold)
+    fitted = out_of_fold_scores(head_family(family), emb, data, fold)
     surest_first = {name: -np.nan_to_num(v, nan=0.0) for name, v in labelled.confidence.items()}
     strong, local = expected_gain_out_of_fold(emb, data, fold, c=EXPECTED_GAIN_C)
     scores: dict[str, np.ndarray | None] = {
@@ -249,10 +250,10 @@ def evaluate_labels(
     if labelled.early:
         scores[cascade_rule_name(labelled.early_tokens)] = strong - first_tokens_probability(labelled)
     if prior is not None:
-        both = out_of_fold_with_prior(_by_name(family), emb, data, fold, prior_emb, prior)
+        both = out_of_fold_with_prior(head_family(family), emb, data, fold, prior_emb, prior)
         scores[f"head fitted to {labelled.local_model} labels + Mixtral MMLU ({family})"] = both
         scores["that head + cascade confidence (combined)"] = _combined(both, labelled.confidence, data, fold)
-        alone = out_of_fold_with_prior(_by_name(family), emb, data, fold, prior_emb, prior, with_labels=False)
+        alone = out_of_fold_with_prior(head_family(family), emb, data, fold, prior_emb, prior, with_labels=False)
         scores["general head refit without the held-out domains (Mixtral vs GPT-4)"] = alone
         scores["that general head + cascade confidence (combined)"] = _combined(alone, labelled.confidence, data, fold)
     scores |= {
