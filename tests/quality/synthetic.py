@@ -28,9 +28,17 @@ def true_quality(score: np.ndarray, local: np.ndarray, cloud: np.ndarray, thresh
 
 
 def judged(
-    score: np.ndarray, local: np.ndarray, cloud: np.ndarray, threshold: float, share: float, explore: float, seed: int
+    score: np.ndarray,
+    local: np.ndarray,
+    cloud: np.ndarray,
+    threshold: float,
+    share: float,
+    explore: float,
+    seed: int,
+    start: float = BASE_AT,
 ) -> list[Judgement]:
-    """The judgements shadowing would store: local answers sampled at `share`, cloud ones at `explore`."""
+    """The judgements shadowing would store: local answers sampled at `share`, cloud ones at `explore`;
+    request i judged at `start` + i seconds."""
     rng = np.random.default_rng([seed, 1])  # not the population's own stream
     found = []
     for i in range(len(score)):
@@ -40,7 +48,7 @@ def judged(
             continue
         found.append(
             Judgement(
-                at=BASE_AT + i, request_id=f"r{i}", route=stratum, stratum=stratum, rule="classifier",
+                at=start + i, request_id=f"r{i}", route=stratum, stratum=stratum, rule="classifier",
                 tenant="-", model="local", reference="cloud", judge="judge", method="judge",
                 local_score=float(local[i]), reference_score=float(cloud[i]), share=p,
                 escalation=float(score[i]), threshold=threshold, auto_rule="default",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -110,11 +109,7 @@ def test_the_quality_gauges_carry_the_estimate_and_its_interval() -> None:
     # Inside the last hour, so the 24 h window holds every one whenever the test runs: the synthetic
     # judgements start a day ago, at the window's edge, where one a second would leave it between the
     # gauges' report and the test's (seen on a busy machine, a quarter of an hour into the suite).
-    start = time.time() - 3600
-    sample = [
-        dataclasses.replace(j, at=start + i)
-        for i, j in enumerate(judged(score, local, cloud, 0.6, share=0.2, explore=0.2, seed=23))
-    ]
+    sample = judged(score, local, cloud, 0.6, share=0.2, explore=0.2, seed=23, start=time.time() - 3600)
     metrics = Metrics()
 
     async def run() -> dict:
