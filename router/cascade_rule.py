@@ -81,6 +81,9 @@ class Confidence:
     first_tokens: tuple[tuple[float, float], ...] = ()
     """(log-probability, entropy) of the answer's first tokens (up to `backends.confidence.FIRST_TOKENS_KEPT`): what an
     early cascade rule is fitted and reported on (`router label` records them)."""
+    last_tokens: tuple[tuple[float, float], ...] = ()
+    """The same for a whole answer's last tokens (up to `backends.confidence.LAST_TOKENS_KEPT`), where a
+    reasoned answer states its conclusion; empty for a judgement on the first tokens only."""
     prompt: PromptChances | None = None
     """What the local model's state probe read in the prompt (None: its model has no probe)."""
 

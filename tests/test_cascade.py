@@ -99,6 +99,25 @@ def test_the_meter_reads_sampled_tokens_log_probabilities_and_entropy() -> None:
     assert result.mean_entropy == pytest.approx(np.mean(entropies), abs=1e-3)
 
 
+def test_a_whole_answers_last_tokens_are_kept_and_a_judgement_on_its_first_tokens_has_none() -> None:
+    """`last_tokens` pairs each of a whole answer's last tokens with its step's entropy, like `first_tokens`."""
+    from router.backends.confidence import LAST_TOKENS_KEPT
+
+    rng = np.random.default_rng(1)
+    steps = [rng.standard_normal(200).astype(np.float32) * (1 + k % 5) for k in range(LAST_TOKENS_KEPT + 6)]
+    meter, ids = ConfidenceMeter(), [1, 2]
+    for logits in steps:
+        meter(np.array(ids), logits)
+        ids.append(int(np.argmax(logits)))
+    whole = meter.result()
+    assert whole.tokens == len(steps) - 1  # the last step's token is never seen
+    assert len(whole.last_tokens) == LAST_TOKENS_KEPT
+    # The first 64 tokens hold every token of an answer this short, so its last ones are their tail.
+    assert whole.first_tokens[0] not in whole.last_tokens
+    assert whole.last_tokens == whole.first_tokens[-LAST_TOKENS_KEPT:]
+    assert meter.result(3).last_tokens == ()
+
+
 def test_entropy_escalates_above_its_threshold_and_log_probabilities_below() -> None:
     sure = Confidence(mean_logprob=-0.1, min_logprob=-0.5, mean_entropy=0.3, tokens=5)
     unsure = Confidence(mean_logprob=-1.5, min_logprob=-6.0, mean_entropy=3.5, tokens=5)

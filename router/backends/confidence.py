@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 FIRST_TOKENS_KEPT = 64
 """How many of an answer's first tokens' statistics a `Confidence` carries."""
+LAST_TOKENS_KEPT = 16
+"""How many of a whole answer's last tokens' statistics a `Confidence` carries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,8 @@ class ConfidenceMeter:
         if not self._entropies:
             return None
         kept = FIRST_TOKENS_KEPT if first is None else min(first, FIRST_TOKENS_KEPT)
+        tail = slice(max(0, len(self._logprobs) - LAST_TOKENS_KEPT), len(self._logprobs))
+        last = () if first is not None else tuple(zip(self._logprobs[tail], self._entropies[tail], strict=False))
         logprobs = self._logprobs[:first] or [0.0]
         entropies = self._entropies[:first]
         tops = self._tops[: first if first is not None else max(1, len(self._logprobs))]
@@ -182,5 +186,6 @@ class ConfidenceMeter:
             tokens=len(self._logprobs[:first]),
             mean_top_logprob=sum(tops) / len(tops),
             first_tokens=tuple(zip(self._logprobs[:kept], self._entropies[:kept], strict=False)),
+            last_tokens=last,
             prompt=self._prompt,
         )

@@ -143,6 +143,8 @@ async def label_one(
             "tokens": confidence.tokens,
             # The first tokens' (log-probability, entropy): what an early cascade rule is fitted on.
             "first": [[round(lp, 4), round(h, 4)] for lp, h in confidence.first_tokens],
+            # The last tokens' too: where a reasoned answer names its conclusion.
+            "last": [[round(lp, 4), round(h, 4)] for lp, h in confidence.last_tokens],
         },
         strong_right=task.strong_right,
         weak_right=task.weak_right,

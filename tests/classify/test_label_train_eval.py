@@ -48,6 +48,10 @@ def test_every_prompt_is_labelled_once_with_its_confidence(labels: Path) -> None
     for r in records:
         first = r["confidence"]["first"]
         assert 1 <= len(first) <= 64 and all(lp <= 0 <= h for lp, h in first)
+        # And the last ones, where a reasoned answer names its conclusion: the first's tail in a short answer.
+        last = r["confidence"]["last"]
+        assert 1 <= len(last) <= 16 and all(lp <= 0 <= h for lp, h in last)
+        assert r["confidence"]["tokens"] > 64 or last == first[-len(last) :]
     right = {r["id"]: r["local_right"] for r in records}
     assert right["geo-1"] and right["math-1"] and right["words-1"]  # the easy ones
     assert not all(right.values())  # seven-digit products and reversed spelling: beyond a small model
