@@ -15,7 +15,9 @@ pooled:
 - at each `--threshold` (metric:value, escalate below a log-probability or above an entropy): the share
   of answers escalated and of wrong answers caught, first k tokens against whole answers;
 - with `--match group:threshold`: in that group, the whole-answer rule at the threshold against the
-  first-k rules that escalate the same share, by accuracy when the strong model answers what goes up.
+  first-k rules that escalate the same share, by accuracy when the strong model answers what goes up;
+- with `--last`, for labels that recorded the answer's last tokens (where a reasoned answer names its
+  conclusion): AUROC of the last 4 and last 16 tokens' mean and least log-probability and mean entropy.
 An answer shorter than k tokens is judged whole, as the gateway does.
 """
 
@@ -107,6 +109,22 @@ def matched(part: list[dict], limit: float, ks: list[int]) -> list[str]:
     return lines
 
 
+def last_rows(groups: dict[str, list[dict]]) -> None:
+    """AUROC of the answer's last tokens' statistics, for the labels that recorded them."""
+    print("\n| group | right | last k | mean_logprob | min_logprob | mean_entropy |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, part in groups.items():
+        part = [r for r in part if r["confidence"].get("last")]
+        if not part:
+            continue
+        right = np.array([bool(r["local_right"]) for r in part])
+        for k in (4, 16):
+            tail = [np.array(r["confidence"]["last"][-k:], dtype=float) for r in part]
+            stats = [np.array([t[:, 0].mean() for t in tail]), np.array([t[:, 0].min() for t in tail]),
+                     -np.array([t[:, 1].mean() for t in tail])]  # fmt: skip
+            print(f"| {name} | {right.sum()}/{len(part)} | {k} | " + " | ".join(cell(v, right) for v in stats) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", type=Path, action="append", required=True)
@@ -114,6 +132,7 @@ def main() -> None:
     parser.add_argument("--threshold", action="append", default=[], help="metric:value, e.g. mean_logprob:-0.45")
     parser.add_argument("--group-of", action="append", default=[], help="old=new: pool a group into another")
     parser.add_argument("--pooled", action="store_true", help="only the pooled rows (labels of many domains)")
+    parser.add_argument("--last", action="store_true", help="also the answer's last tokens, where recorded")
     parser.add_argument(
         "--match",
         default=None,
@@ -139,6 +158,8 @@ def main() -> None:
             model = cell(np.array([fitted[k][index[id(r)]] for r in part]), right)
             print(f"| {name} | {right.sum()}/{len(part)} | {k} | {cell(whole_lp, right)} | " + " | ".join(cells)
                   + f" | {model} |")  # fmt: skip
+    if args.last:
+        last_rows(groups)
     if args.match:
         group, limit = args.match.rsplit(":", 1)
         print(f"\n{group}: the same cloud share, whole answer against first k tokens (mean_logprob)\n")
