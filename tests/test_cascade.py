@@ -100,21 +100,27 @@ def test_the_meter_reads_sampled_tokens_log_probabilities_and_entropy() -> None:
 
 
 def test_a_whole_answers_last_tokens_are_kept_and_a_judgement_on_its_first_tokens_has_none() -> None:
-    """`last_tokens` pairs each of a whole answer's last tokens with its step's entropy, like `first_tokens`."""
+    """`last_tokens` pairs each of a whole answer's last tokens' log-probability with its step's entropy."""
     from router.backends.confidence import LAST_TOKENS_KEPT
 
     rng = np.random.default_rng(1)
     steps = [rng.standard_normal(200).astype(np.float32) * (1 + k % 5) for k in range(LAST_TOKENS_KEPT + 6)]
-    meter, ids = ConfidenceMeter(), [1, 2]
-    for logits in steps:
-        meter(np.array(ids), logits)
-        ids.append(int(np.argmax(logits)))
+    chosen = [int(np.argmax(s)) for s in steps]
+    meter = ConfidenceMeter()
+    for k, logits in enumerate(steps):
+        meter(np.array([1, 2, *chosen[:k]]), logits)
+
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        return x - x.max() - math.log(np.exp(x - x.max()).sum())
+
+    # Step k's token is seen at step k+1, so the answer's tokens are those of every step but the last.
+    seen = range(len(steps) - 1)
+    expected = [(log_softmax(steps[k])[chosen[k]], -(np.exp(log_softmax(steps[k])) * log_softmax(steps[k])).sum())
+                for k in seen][-LAST_TOKENS_KEPT:]  # fmt: skip
     whole = meter.result()
-    assert whole.tokens == len(steps) - 1  # the last step's token is never seen
     assert len(whole.last_tokens) == LAST_TOKENS_KEPT
-    # The first 64 tokens hold every token of an answer this short, so its last ones are their tail.
-    assert whole.first_tokens[0] not in whole.last_tokens
-    assert whole.last_tokens == whole.first_tokens[-LAST_TOKENS_KEPT:]
+    assert np.array(whole.last_tokens) == pytest.approx(np.array(expected), abs=1e-3)
     assert meter.result(3).last_tokens == ()
 
 
