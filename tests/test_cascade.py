@@ -76,22 +76,32 @@ def test_a_streamed_cascade_decides_before_the_first_byte(
     assert text == whole.choices[0].text
 
 
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    return x - x.max() - math.log(np.exp(x - x.max()).sum())
+
+
+def entropy(x: np.ndarray) -> float:
+    return float(-(np.exp(log_softmax(x)) * log_softmax(x)).sum())
+
+
+def greedy_meter(steps: list[np.ndarray]) -> tuple[ConfidenceMeter, list[int]]:
+    """A meter fed `steps` as llama feeds its logits processor, each step's likeliest token sampled."""
+    chosen = [int(np.argmax(s)) for s in steps]
+    meter = ConfidenceMeter()
+    for k, logits in enumerate(steps):
+        meter(np.array([5, 6, 7, *chosen[:k]]), logits)
+    return meter, chosen
+
+
 def test_the_meter_reads_sampled_tokens_log_probabilities_and_entropy() -> None:
     rng = np.random.default_rng(0)
     steps = [rng.standard_normal(1000).astype(np.float32) * 3 for _ in range(4)]
-    chosen = [int(np.argmax(s)) for s in steps]
-    meter = ConfidenceMeter()
-    prompt = [5, 6, 7]
-    for k, logits in enumerate(steps):
-        meter(np.array(prompt + chosen[:k]), logits)
-
-    def log_softmax(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64)
-        return x - x.max() - math.log(np.exp(x - x.max()).sum())
+    meter, chosen = greedy_meter(steps)
 
     # Step k's token is seen at step k+1: the last one never is (it is the end-of-turn token in practice).
     expected = [log_softmax(steps[k])[chosen[k]] for k in range(3)]
-    entropies = [-(np.exp(log_softmax(s)) * log_softmax(s)).sum() for s in steps]
+    entropies = [entropy(s) for s in steps]
     result = meter.result()
     assert result.tokens == 3
     assert result.mean_logprob == pytest.approx(np.mean(expected), abs=1e-4)
@@ -105,22 +115,13 @@ def test_a_whole_answers_last_tokens_are_kept_and_a_judgement_on_its_first_token
 
     rng = np.random.default_rng(1)
     steps = [rng.standard_normal(200).astype(np.float32) * (1 + k % 5) for k in range(LAST_TOKENS_KEPT + 6)]
-    chosen = [int(np.argmax(s)) for s in steps]
-    meter = ConfidenceMeter()
-    for k, logits in enumerate(steps):
-        meter(np.array([1, 2, *chosen[:k]]), logits)
-
-    def log_softmax(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64)
-        return x - x.max() - math.log(np.exp(x - x.max()).sum())
+    meter, chosen = greedy_meter(steps)
 
     # Step k's token is seen at step k+1, so the answer's tokens are those of every step but the last.
-    seen = range(len(steps) - 1)
-    expected = [(log_softmax(steps[k])[chosen[k]], -(np.exp(log_softmax(steps[k])) * log_softmax(steps[k])).sum())
-                for k in seen][-LAST_TOKENS_KEPT:]  # fmt: skip
+    expected = [(log_softmax(steps[k])[chosen[k]], entropy(steps[k])) for k in range(len(steps) - 1)]
     whole = meter.result()
     assert len(whole.last_tokens) == LAST_TOKENS_KEPT
-    assert np.array(whole.last_tokens) == pytest.approx(np.array(expected), abs=1e-3)
+    assert np.array(whole.last_tokens) == pytest.approx(np.array(expected[-LAST_TOKENS_KEPT:]), abs=1e-3)
     assert meter.result(3).last_tokens == ()
 
 
