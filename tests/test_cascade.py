@@ -120,6 +120,7 @@ def test_a_whole_answers_last_tokens_are_kept_and_a_judgement_on_its_first_token
     # Step k's token is seen at step k+1, so the answer's tokens are those of every step but the last.
     expected = [(log_softmax(steps[k])[chosen[k]], entropy(steps[k])) for k in range(len(steps) - 1)]
     whole = meter.result()
+    assert whole.tokens == len(steps) - 1  # the last step's token is never seen
     assert len(whole.last_tokens) == LAST_TOKENS_KEPT
     assert np.array(whole.last_tokens) == pytest.approx(np.array(expected[-LAST_TOKENS_KEPT:]), abs=1e-3)
     assert meter.result(3).last_tokens == ()
