@@ -12,6 +12,10 @@ back until the local model has finished. Streamed and non-streamed requests run 
 the same token, so they decide alike (`x-router-cascade` and the ledger agree whichever the client
 used).
 
+With `letter_gain`, a multiple-choice question is first asked aside for its letter (`letter_probe.py`):
+that one token decides, before the served answer starts, which then streams live or comes from the
+cloud; other requests are judged as by `expected_gain`.
+
 If the cloud cannot answer, the local answer stands (`x-router-cascade: escalation-failed`) rather
 than an error: the one in hand when it was whole, else the local model answers again without the
 cascade (its prompt is in the prefix cache by then).
@@ -28,6 +32,7 @@ from router import tracing
 from router.backends.confidence import EarlyCheck
 from router.cascade_rule import Confidence
 from router.errors import RouterError
+from router.letter_probe import LETTER_GAIN, asks_letter, judged_as_expected_gain, letter_request
 from router.resilience import Executor
 from router.routing import Router
 from router.types import Completion, Decision, RequestContext, Served, StreamDelta
@@ -54,6 +59,11 @@ class CascadingExecutor:
         self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float
     ) -> tuple[Completion, Served]:
         decision = self._without_unreachable_cascade(decision)
+        decision, letter = await self._letter_asked_aside(ctx, decision, deadline)
+        if letter is not None:
+            return await self._after_letter(
+                ctx, decision, letter, lambda d: self._executor.complete(ctx, d, max_tokens, deadline)
+            )
         if decision.cascade is None:
             return await self._executor.complete(ctx, decision, max_tokens, deadline)
         check = _check(decision)
@@ -78,6 +88,11 @@ class CascadingExecutor:
         self, ctx: RequestContext, decision: Decision, max_tokens: int | None, deadline: float
     ) -> tuple[AsyncIterator[StreamDelta], Served]:
         decision = self._without_unreachable_cascade(decision)
+        decision, letter = await self._letter_asked_aside(ctx, decision, deadline)
+        if letter is not None:
+            return await self._after_letter(
+                ctx, decision, letter, lambda d: self._executor.stream(ctx, d, max_tokens, deadline)
+            )
         if decision.cascade is None:
             return await self._executor.stream(ctx, decision, max_tokens, deadline)
         check = _check(decision)
@@ -106,6 +121,42 @@ class CascadingExecutor:
             lambda cloud: self._executor.stream(ctx, cloud, max_tokens, deadline),
             local_again if stopped else _already((_replay(held), served)),
         )  # fmt: skip
+
+    async def _letter_asked_aside(
+        self, ctx: RequestContext, decision: Decision, deadline: float
+    ) -> tuple[Decision, EarlyCheck | None]:
+        """For `letter_gain`: (the decision, its verdict) once the local model has been asked aside for the
+        letter; for a request that is not a multiple-choice question, or when the aside call fails or
+        measures nothing, (the decision judged as `expected_gain`, None)."""
+        cascade = decision.cascade
+        if cascade is None or cascade.metric != LETTER_GAIN:
+            return decision, None
+        if asks_letter(ctx, cascade):
+            check = EarlyCheck(0, cascade.escalate, reads="letter")
+            aside = replace(decision, cascade=None, fallbacks=())  # one local token, never a cloud call
+            try:
+                _, served = await self._executor.complete(letter_request(ctx), aside, 1, deadline, confidence=check)
+            except RouterError as exc:
+                log.info("request %s: the letter asked aside failed (%s); judged as expected_gain", ctx.request_id, exc)
+            else:
+                if served.route == "local" and check.decided:
+                    return decision, check
+        return replace(decision, cascade=judged_as_expected_gain(cascade)), None
+
+    async def _after_letter(
+        self,
+        ctx: RequestContext,
+        decision: Decision,
+        check: EarlyCheck,
+        ask: Callable[[Decision], Awaitable[tuple[T, Served]]],
+    ) -> tuple[T, Served]:
+        """The served answer once the letter has decided: the local model's, live, or the cloud's."""
+        value = _value(decision, check)
+        local = replace(decision, cascade=None)
+        if check.escalated:
+            return await self._escalated(ctx, decision, value, ask, lambda: ask(local))
+        answer, served = await ask(local)
+        return answer, replace(served, cascade="kept", confidence=value) if served.route == "local" else served
 
     async def _escalated(
         self,

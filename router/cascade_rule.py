@@ -16,7 +16,10 @@ class CascadeSettings:
     (escalate above it), `expected_gain` (escalate above it): the head's P(strong model right) minus the
     local answer's own probability (exp of its `mean_top_logprob`), or `prompt_gain` (escalate above it):
     P(strong model right) minus P(local model right) as the local model's reading of the prompt gives
-    them, before it writes a token (`expected_gain` stands in where the local model has no state probe)."""
+    them, before it writes a token (`expected_gain` stands in where the local model has no state probe), or
+    `letter_gain` (escalate above it): for a multiple-choice question, the local model asked aside for the
+    letter only (`router/letter_probe.py`): P(strong model right) from its letter probe minus the letter's
+    own probability (`expected_gain` stands in for other requests)."""
     threshold: float
     decide_after_tokens: int | None = None
     """Judge the answer's first this many tokens (stop the local model there on escalation, stream the
@@ -30,6 +33,8 @@ class CascadeSettings:
         """The metric's value for this answer (what the threshold is compared with)."""
         if self.metric == "prompt_gain" and confidence.prompt is not None:
             return confidence.prompt.gain
+        if self.metric == "letter_gain" and confidence.prompt is not None:
+            return confidence.prompt.strong - math.exp(confidence.value("mean_top_logprob"))
         if self.metric in GAIN_METRICS:
             chance = STRONG_CHANCE_UNKNOWN if self.strong_chance is None else self.strong_chance
             return chance - math.exp(confidence.value("mean_top_logprob"))
@@ -42,9 +47,11 @@ class CascadeSettings:
 
 LOW_IS_UNSURE = ("mean_logprob", "mean_top_logprob", "min_logprob")
 """Cascade metrics that escalate below their threshold; the others (`mean_entropy`, the gains) above."""
-GAIN_METRICS = ("expected_gain", "prompt_gain")
+GAIN_METRICS = ("expected_gain", "prompt_gain", "letter_gain")
 """Cascade metrics that weigh P(strong model right) against the local model's chance: the classifier's
-strong-chance head is loaded for them (`prompt_gain` falls back to `expected_gain` without a state probe)."""
+strong-chance head is loaded for them (`prompt_gain` falls back to `expected_gain` without a state probe,
+`letter_gain` to the head's P(strong right) without a letter probe, and to `expected_gain` on a request
+that is not a multiple-choice question)."""
 STRONG_CHANCE_UNKNOWN = 0.8
 """P(strong model right) where the head gives none: GPT-4's rate on the shared MMLU domains (0.81)."""
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from router.cache import not_cacheable
 from router.deciding import Decided
+from router.letter_probe import asks_letter
 from router.types import RequestContext
 
 
@@ -31,7 +32,7 @@ def explanation_dict(ctx: RequestContext, decided: Decided) -> dict[str, Any]:
         "redact": list(d.redact),
         "upstream_headers": dict(d.upstream_headers),
         "scores": dict(d.scores),
-        "cascade": asdict(d.cascade) if d.cascade else None,
+        "cascade": asdict(d.cascade) | {"asks_letter": asks_letter(ctx, d.cascade)} if d.cascade else None,
         "cache": {
             "settings": asdict(d.cache),
             "not_cacheable": not_cacheable(ctx, d.cache),

@@ -51,8 +51,11 @@ class EarlyCheck:
     temperature 0 they decide alike.
     """
 
-    def __init__(self, after_tokens: int | None, escalate: Callable[[Confidence], bool]) -> None:
+    def __init__(self, after_tokens: int | None, escalate: Callable[[Confidence], bool], reads: str = "served") -> None:
         self.after_tokens = after_tokens
+        self.reads = reads
+        """Which of the model's probes reads the first step: `served` (its state probe, the prompt as the
+        client sent it) or `letter` (its letter probe, the question asked aside for the letter only)."""
         self._escalate = escalate
         self._cancel: threading.Event | None = None
         self._lock = threading.Lock()

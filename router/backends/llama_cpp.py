@@ -31,10 +31,10 @@ from router.backends.local_tools import (
     with_tool_calls,
 )
 from router.backends.model_files import model_gguf_path, packaged_model
-from router.classify.head import packaged_state_probe_for
-from router.classify.prompt_state import StateProbe
+from router.classify.head import packaged_letter_probe_for, packaged_state_probe_for
+from router.classify.prompt_state import StateProbe, load_probe, probe_summary
 from router.config import LlamaCppModel
-from router.errors import ConfigError, Overloaded, UpstreamUnavailable
+from router.errors import Overloaded, UpstreamUnavailable
 from router.tokens import count_with, load_vocab
 from router.types import Completion, RequestContext, StreamDelta, Usage
 
@@ -89,6 +89,9 @@ class LlamaCppBackend:
         self.state_probe: StateProbe | None = None
         """What the cascade's `prompt_gain` reads in the first step's logits (`state_probe` in the config)."""
         self.state_probe_path: Path | None = None
+        self.letter_probe: StateProbe | None = None
+        """What the cascade's `letter_gain` reads in the first step of a question asked aside for its letter."""
+        self.letter_probe_path: Path | None = None
         self._engine: BatchEngine | None = None
         self._batched: BatchedRequests | None = None
         """With `parallel` > 1: the one context that decodes every request's sequence together."""
@@ -116,7 +119,7 @@ class LlamaCppBackend:
         chat_format, self._system_prompt = prompt_settings(spec)
         if not path.exists():
             raise FileNotFoundError(f"model file {path} does not exist")
-        self._load_state_probe(None if spec.model_path else spec.package)
+        self._load_probes(None if spec.model_path else spec.package)
         threads = self._spec.n_threads or max(1, (os.cpu_count() or 1) // self._spec.instances)
         # Tokenizing for counts and context checks must not wait for a busy generation context,
         # so a vocabulary-only instance (no weights in use, a few MB) serves it.
@@ -149,16 +152,16 @@ class LlamaCppBackend:
         how = f"{self.sequences} sequences batched" if self._engine else f"{len(instances)} instance(s)"
         log.info("local model %s loaded from %s (%s)", self.name, path, how)
 
-    def _load_state_probe(self, package: str | None) -> None:
-        configured = self._spec.state_probe
-        if configured == "none":
-            return
-        path = configured if isinstance(configured, Path) else packaged_state_probe_for(package)
-        if path is None:
-            return
-        if not path.is_file():
-            raise ConfigError(f"state_probe: {path} is not a file (make one with `router train --prompt-state`)")
-        self.state_probe, self.state_probe_path = StateProbe.load(path), path
+    def _load_probes(self, package: str | None) -> None:
+        shipped = packaged_state_probe_for(package)
+        self.state_probe_path, self.state_probe = load_probe("state_probe", self._spec.state_probe, shipped)
+        shipped = packaged_letter_probe_for(package)
+        self.letter_probe_path, self.letter_probe = load_probe("letter_probe", self._spec.letter_probe, shipped)
+
+    def _probe_for(self, confidence: bool | EarlyCheck) -> StateProbe | None:
+        """The probe that reads this generation's first step: the letter probe for a question asked aside."""
+        reads = confidence.reads if isinstance(confidence, EarlyCheck) else "served"
+        return self.letter_probe if reads == "letter" else self.state_probe
 
     async def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -189,9 +192,8 @@ class LlamaCppBackend:
             "cancelled": self._cancelled,
             "abandoned_tokens": self._abandoned_tokens + (self._batched.abandoned_tokens if self._batched else 0),
             # What the cascade's `prompt_gain` reads in the prompt: the probe's file and what it was fitted on.
-            "state_probe": None
-            if self.state_probe_path is None or self.state_probe is None
-            else {"file": self.state_probe_path.name, **_probe_summary(self.state_probe.meta)},
+            "state_probe": probe_summary(self.state_probe_path, self.state_probe),
+            "letter_probe": probe_summary(self.letter_probe_path, self.letter_probe),
             **(
                 {"decode_steps": self._engine.decode_steps, "prefix_tokens_reused": self._engine.prefix_tokens_reused}
                 if self._engine is not None
@@ -308,7 +310,7 @@ class LlamaCppBackend:
         llama = await self._acquire()
         parts: list[str] = []
         cancel = threading.Event()
-        meter = meter_for(ctx, confidence, cancel, self.state_probe)
+        meter = meter_for(ctx, confidence, cancel, self._probe_for(confidence))
         future = self._start_generation(ctx, max_tokens, llama, lambda d: parts.append(d.content or ""), cancel, meter)
         try:
             finish, usage, entries = await asyncio.shield(future)
@@ -348,7 +350,7 @@ class LlamaCppBackend:
         def emit(delta: StreamDelta) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
-        meter = meter_for(ctx, confidence, cancel, self.state_probe)
+        meter = meter_for(ctx, confidence, cancel, self._probe_for(confidence))
         future = self._start_generation(ctx, max_tokens, llama, emit, cancel, meter)
         future.add_done_callback(lambda _: queue.put_nowait(_DONE))
         try:
@@ -367,10 +369,6 @@ class LlamaCppBackend:
                 cancel.set()
                 self._cancelled += 1
                 log.info("local generation on %s cancelled: the client went away", self.name)
-
-
-def _probe_summary(meta: dict[str, Any]) -> dict[str, Any]:
-    return {key: meta[key] for key in ("labels", "domains", "heldout_auroc") if key in meta}
 
 
 def prompt_settings(spec: LlamaCppModel) -> tuple[str, str | None]:

@@ -36,6 +36,12 @@ def packaged_state_probe_for(package: str | None) -> Path | None:
     return _shipped_for(package, ".state.npz")
 
 
+def packaged_letter_probe_for(package: str | None) -> Path | None:
+    """The letter probe shipped for a packaged local model, if it has one (`<package>.letter-state.npz`): a
+    state probe fitted on its states one token before the letter (`router states --letter`)."""
+    return _shipped_for(package, ".letter-state.npz")
+
+
 def _shipped_for(package: str | None, suffix: str) -> Path | None:
     path = None if package is None else FITTED_HEADS_DIR / f"{package}{suffix}"
     return path if path is not None and path.exists() else None

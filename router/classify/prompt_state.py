@@ -80,6 +80,28 @@ class StateProbe:
             raise ConfigError(f"{path}: not a prompt-state probe ({exc})") from exc
 
 
+def load_probe(
+    field: str, configured: Path | str | None, shipped: Path | None
+) -> tuple[Path | None, StateProbe | None]:
+    """(file, probe) a local model's config names (`none`: no probe), else the one shipped for its package."""
+    if configured == "none":
+        return None, None
+    path = configured if isinstance(configured, Path) else shipped
+    if path is None:
+        return None, None
+    if not path.is_file():
+        raise ConfigError(f"{field}: {path} is not a file (make one with `router train --prompt-state`)")
+    return path, StateProbe.load(path)
+
+
+def probe_summary(path: Path | None, probe: StateProbe | None) -> dict[str, Any] | None:
+    """What /readyz says of a probe: its file and what it was fitted on."""
+    if path is None or probe is None:
+        return None
+    fitted_on = ("labels", "domains", "heldout_auroc")
+    return {"file": path.name, **{key: probe.meta[key] for key in fitted_on if key in probe.meta}}
+
+
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 

@@ -48,6 +48,15 @@ def decision_lines(result: dict[str, Any]) -> list[str]:
             lines.append(f"cascade: to the cloud if {what} {side} {cascade['threshold']:g}, {when}")
             what = "expected_gain"
             side, when = "above", "where the local model has no state probe"
+        if what == "letter_gain" and cascade.get("asks_letter"):
+            what = (
+                "P(strong right) from the letter probe (the classifier's without one) minus the letter's "
+                "probability, the question asked aside for its letter only,"
+            )
+            when = "before the served answer starts (one local token aside)"
+        elif what == "letter_gain":
+            lines.append("cascade: letter_gain asks a multiple-choice question aside; this is none, so:")
+            what = "expected_gain"
         if what == "expected_gain":
             chance = cascade.get("strong_chance")
             said = "unknown, taken as" if chance is None else f"from {head['strong_chance']}" if head else "given"

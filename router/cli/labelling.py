@@ -158,6 +158,14 @@ def states(
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder of states; appended to, resumable.")],
     model: Annotated[str | None, typer.Option(help="A configured llama-cpp model (default: routes.local).")] = None,
+    letter: Annotated[
+        bool,
+        typer.Option(
+            "--letter",
+            help="Render each prompt as `router label --protocol letter` asks it (a system prompt asking for the "
+            "letter only) instead of as a client sends it: the state one token before the letter.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """The local model's last hidden state after reading each labelled prompt, rendered as the gateway
@@ -165,7 +173,7 @@ def states(
     from router.backends.llama_cpp import prompt_settings
     from router.backends.model_files import model_gguf_path
     from router.backends.prompt_states import StateReader, collect_states, served_messages
-    from router.classify.labels import attach_prompts, read_labels
+    from router.classify.labels import LETTER_SYSTEM, attach_prompts, read_labels
     from router.config import LlamaCppModel
 
     settings = _settings(config, None)
@@ -179,6 +187,7 @@ def states(
     if not isinstance(spec, LlamaCppModel):
         _fail(ConfigError(f"`{name}` is not an in-process (llama-cpp) model: only those have states to read"))
     chat_format, system = prompt_settings(spec)
+    system = LETTER_SYSTEM if letter else system
     reader = StateReader(model_gguf_path(spec.model_path, spec.package, settings.model_dir), chat_format, spec.n_ctx)
     from router.classify.train import EXCLUDED_DOMAINS
 

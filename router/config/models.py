@@ -118,6 +118,13 @@ class LlamaCppModel(_ModelSpec):
         "`prompt_gain` reads in the model's state at the end of the prompt. Unset: the one shipped for the "
         "`package` model, if any (none for a file of your own); `none`: no probe.",
     )
+    letter_probe: Path | Literal["none"] | None = Field(
+        None,
+        description="A letter probe for this model (`router train --prompt-state` on `router states --letter`): "
+        "what the cascade's `letter_gain` reads when a multiple-choice question is asked aside for its letter. "
+        "Unset: the one shipped for the `package` model, if any; `none`: no probe (the classifier's P(strong "
+        "model right) stands in).",
+    )
     n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
     n_threads: int | None = Field(None, ge=1, description="CPU threads per instance; unset means all cores.")
     n_batch: int = Field(512, ge=1)

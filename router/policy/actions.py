@@ -36,7 +36,7 @@ class CascadeAction(_Strict):
     """Let the local model answer first; send the request on to the cloud when it was not sure."""
 
     metric: Literal[
-        "mean_logprob", "mean_top_logprob", "min_logprob", "mean_entropy", "expected_gain", "prompt_gain"
+        "mean_logprob", "mean_top_logprob", "min_logprob", "mean_entropy", "expected_gain", "prompt_gain", "letter_gain"
     ] = Field(
         "mean_logprob",
         description="`mean_logprob` / `min_logprob`: log-probability of the sampled tokens (escalate below the "
@@ -48,7 +48,10 @@ class CascadeAction(_Strict):
         "`prompt_gain`: P(strong model right) minus P(local model right) as the local model's own state at the "
         "end of the prompt gives them (its state probe, shipped for the default model), so it can decide before "
         "the first token (`decide_after_tokens: 0`); with a local model that has no probe, `expected_gain` "
-        "stands in.",
+        "stands in; `letter_gain`: for a multiple-choice question (options A-D), the local model is first asked "
+        "aside for the letter only (one token), and P(strong model right) from its letter probe minus that "
+        "letter's probability decides before the served answer starts; other requests are judged as by "
+        "`expected_gain`.",
     )
     threshold: float = Field(description="Where the metric says `not sure`; `router route --explain` shows values.")
     decide_after_tokens: int | None = Field(

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 FIXTURE = Path(__file__).parent / "data" / "label_fixture.jsonl"
@@ -191,3 +192,17 @@ def test_each_held_out_fold_is_scored_on_its_own_domains() -> None:
         assert table[knows]["apgr"] > 0.7 and abs(table[guesses]["apgr"] - 0.5) < 0.15
         assert "apgr_ci" in table[knows] and table["random"]["apgr"] == 0.5
     assert by_fold({knows: strong - weak}, Dataset("d", data.prompts, weak, strong, ["a"] * 600), fold, 50) == {}
+
+
+def test_states_read_as_served_or_as_the_letter_protocol_asks(labels: Path, tmp_path: Path) -> None:
+    """`router states --letter` reads each prompt behind the letter protocol's system prompt: the same
+    prompts, the same width, a different reading (the state one token before a letter)."""
+    from router.backends.prompt_states import read_states
+
+    for out, extra in ((tmp_path / "served", ()), (tmp_path / "letter", ("--letter",))):
+        done = router("states", "--labels", str(labels), "--tasks", str(FIXTURE), "--out", str(out), *extra)
+        assert done.returncode == 0, done.stderr
+    served, letter = read_states(tmp_path / "served"), read_states(tmp_path / "letter")
+    assert sorted(served) == sorted(letter) == sorted(r["id"] for r in _records(labels))
+    for pid, state in served.items():
+        assert state.shape == letter[pid].shape and not np.allclose(state, letter[pid])

@@ -1,0 +1,69 @@
+"""The cascade's `letter_gain`: a multiple-choice question asked aside for the letter only.
+
+Asked a multiple-choice question as a client asks it, the default model reasons first ("To determine
+…"), and its first tokens are as sure when it ends wrong as when it ends right (AUROC 0.49 on the MMLU
+labels), so a cascade that judges them ranks by the head's guess of the cloud's chance alone. Asked the
+same question behind a system prompt that wants the letter only, its one token is the answer, and that
+letter's probability says whether the answer it *serves* is right (AUROC 0.65), while the model's state
+one token before the letter says whether the strong model will be (0.74, against 0.68 from the prompt's
+embedding). So for a multiple-choice question the cascade first runs the local model aside on that
+rendering for one token; its letter probe (`router train --prompt-state` on `router states --letter`,
+shipped as `heads/<package>.letter-state.npz`) reads P(strong right) in that step's logits, and the
+gain P(strong right) - the letter's probability decides before the served answer starts. Measured on
+1,000 served-style labels of held-out domains: APGR 0.618 against the shipped rule's 0.570 (bench/RESULTS.md).
+
+The aside call costs one prefill of the question (it shares no prefix with the served prompt, whose
+system prompt differs) and one token. Any other request, or an aside call that fails or measures
+nothing, is judged as `expected_gain` would judge it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from router.cascade_rule import CascadeSettings
+from router.classify.labels import LETTER_SYSTEM
+from router.types import RequestContext
+
+LETTER_GAIN = "letter_gain"
+
+_OPTION = re.compile(r"^[ \t]*\(?([A-D])[.):][ \t]+\S", re.MULTILINE)
+"""An option line: "A. Paris", "(B) Lyon", "C) Nice", "D: Lille"."""
+
+
+def is_multiple_choice(text: str) -> bool:
+    """Whether `text` lists options A, B, C and D, each on a line of its own, in that order."""
+    wanted = iter("ABCD")
+    expected = next(wanted)
+    for found in _OPTION.finditer(text):
+        if found.group(1) == expected:
+            expected = next(wanted, "")
+            if not expected:
+                return True
+    return False
+
+
+def asks_letter(ctx: RequestContext, cascade: CascadeSettings | None) -> bool:
+    """Whether the cascade asks this request's question aside for its letter first."""
+    return (
+        cascade is not None
+        and cascade.metric == LETTER_GAIN
+        and ctx.kind == "chat"
+        and is_multiple_choice(ctx.last_user_text())
+    )
+
+
+def letter_request(ctx: RequestContext) -> RequestContext:
+    """The question as the letter protocol asks it (what the probe was fitted on): the letter-only system
+    prompt and the last user message alone, one token at temperature 0, nothing of the client's extras."""
+    messages = ({"role": "system", "content": LETTER_SYSTEM}, {"role": "user", "content": ctx.last_user_text()})
+    return replace(
+        ctx, messages=messages, prompt=None, params={"max_tokens": 1, "temperature": 0.0}, passthrough={},
+        stream=False, include_usage=False, native=None, omitted=(),
+    )  # fmt: skip
+
+
+def judged_as_expected_gain(cascade: CascadeSettings) -> CascadeSettings:
+    """The same cascade for a request the letter is not asked of."""
+    return replace(cascade, metric="expected_gain") if cascade.metric == LETTER_GAIN else cascade
