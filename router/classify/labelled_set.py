@@ -46,8 +46,10 @@ class LabelledSet:
 
 def early_metrics(confidence: dict[str, Any] | None, tokens: int) -> dict[str, float]:
     """The cascade's metrics over an answer's first `tokens` tokens, from a label's recorded `first`
-    statistics (or its whole-answer ones, when the answer was no longer than that); higher = surer."""
+    statistics (or its whole-answer ones, when the answer was no longer than that); higher = surer. At 0
+    tokens (a cascade that decides once the prompt is read) the first token's, as the meter judges it."""
     confidence = confidence or {}
+    tokens = max(1, tokens)
     first = confidence.get("first")
     if first:
         logprobs = [lp for lp, _ in first[:tokens]]

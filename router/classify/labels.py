@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from router.classify.data import STRONG, WEAK, json_lines
 from router.errors import ConfigError
 
@@ -57,6 +59,8 @@ LETTER_SYSTEM = (
 SETTLED = re.compile(r"(?:(?i:answer|option|choice)\s*(?i:is)?\s*:?[\s(*]*([A-D])\b)|\\boxed\{\s*([A-D])\s*\}")
 """Where a reasoned answer settles: "the answer is B", "Answer: **C**", "the correct answer is:\\n\\nD. ..." or
 LaTeX's `\\boxed{B}`."""
+
+
 LONE_LETTER = re.compile(r"\b([A-D])\b(?!\s+[a-z])")
 """A letter standing alone, not the article "A" starting a phrase ("A strong political union")."""
 OPTION = re.compile(r"^([A-D])\.\s*(.+?)\s*$", re.MULTILINE)
@@ -373,3 +377,13 @@ def regrade(path: Path, data: Iterable[Path]) -> tuple[int, int]:
     partial.write_text(as_json_lines(records), encoding="utf-8")
     os.replace(partial, path)  # whole or not at all: an interrupted regrade leaves the file as it was
     return checked, changed
+
+
+def asked_letter_probabilities(paths: list[Path], ids: list[str]) -> np.ndarray:
+    """For each id, the probability of the letter its `letter`-protocol label answered with: the first
+    token's, what the cascade's `letter_gain` asks aside for (its one token at temperature 0)."""
+    by_id = {r["id"]: r.get("confidence") for r in read_labels(paths)}
+    missing = [i for i in ids if not by_id.get(i)]
+    if missing:
+        raise ConfigError(f"{len(missing)} prompts have no letter label with its confidence (e.g. {missing[0]})")
+    return np.exp([by_id[i]["first"][0][0] if by_id[i].get("first") else by_id[i]["min_logprob"] for i in ids])

@@ -59,7 +59,16 @@ def calibrate(
         Path | None,
         typer.Option(
             help="With --cascade-metric prompt_gain: the folder of the labelled prompts' states (`router "
-            "states`); each label is scored by a state probe fitted without its domain."
+            "states`); each label is scored by a state probe fitted without its domain. With letter_gain: their "
+            "states read as the letter protocol asks (`router states --letter`)."
+        ),
+    ] = None,
+    letter_labels: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--letter-labels",
+            help="With --cascade-metric letter_gain: `router label --protocol letter` labels of the same prompts "
+            "(their one token is the letter the gateway asks aside for).",
         ),
     ] = None,
     at: Annotated[
@@ -81,8 +90,11 @@ def calibrate(
         _fail(ConfigError("--at says what a cascade threshold does on labels: give it with --labels, "
                           "--quality-target and --cascade-tokens"))  # fmt: skip
     if quality_target is not None and labels and cascade_tokens is not None:
-        if cascade_metric == "prompt_gain" or states is not None:
-            _calibrate_with_states(labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, states)
+        if cascade_metric in ("prompt_gain", "letter_gain") or states is not None:
+            _calibrate_with_states(
+                labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, states, letter_labels,
+                at or [],
+            )  # fmt: skip
             return
         _calibrate_cascade_on_labels(
             labels, tasks, quality_target, confidence, cascade_tokens, cascade_metric, _head_path(config, head), config,
@@ -237,21 +249,25 @@ def _kept_at(data: Any, up: Any, judged: Any, resamples: int = 1000) -> tuple[fl
 
 def _calibrate_with_states(
     labels: list[Path], tasks: list[Path] | None, target: float, confidence: float, tokens: int, metric: str,
-    states: Path | None,
+    states: Path | None, letter_labels: list[Path] | None = None, at: list[float] | None = None,
 ) -> None:  # fmt: skip
     """A gain's threshold on labelled prompts that have the local model's state, each scored by state probes
     that never saw its domain (domain-grouped folds): `prompt_gain` (P(strong right) - P(local right), both
-    from the state), or `expected_gain` with the state's P(strong right) less the first tokens' probability."""
+    from the state), `expected_gain` with the state's P(strong right) less the first tokens' probability, or
+    `letter_gain` with the letter-read state's P(strong right) less the letter's probability."""
     import numpy as np
 
     from router.backends.prompt_states import read_states
     from router.classify.label_eval import state_probe_chances
+    from router.classify.labels import asked_letter_probabilities
     from router.classify.train import selection_folds
 
-    if metric not in ("prompt_gain", "expected_gain"):
-        _fail(ConfigError(f"--states calibrates prompt_gain or expected_gain, not `{metric}`"))
+    if metric not in ("prompt_gain", "expected_gain", "letter_gain"):
+        _fail(ConfigError(f"--states calibrates prompt_gain, expected_gain or letter_gain, not `{metric}`"))
     if states is None:
-        _fail(ConfigError("--cascade-metric prompt_gain needs --states (the labelled prompts' states)"))
+        _fail(ConfigError(f"--cascade-metric {metric} needs --states (the labelled prompts' states)"))
+    if metric == "letter_gain" and not letter_labels:
+        _fail(ConfigError("--cascade-metric letter_gain needs --letter-labels (the same prompts asked for the letter)"))
     found_states = read_states(states)
     try:
         labelled = _labelled(labels, tasks, early_tokens=tokens, states=found_states)
@@ -259,13 +275,22 @@ def _calibrate_with_states(
         _fail(error)
     rows = np.stack([found_states[i] for i in labelled.ids])
     strong, local = state_probe_chances(rows, labelled, selection_folds(labelled.data.groups, 8))
-    gain = strong - (local if metric == "prompt_gain" else np.exp(labelled.early["mean_top_logprob"]))
+    if metric == "letter_gain":
+        try:
+            local = asked_letter_probabilities(letter_labels or [], labelled.ids)
+        except ConfigError as error:
+            _fail(error)
+    gain = strong - (np.exp(labelled.early["mean_top_logprob"]) if metric == "expected_gain" else local)
     found, judged = _on_labels(labelled, gain, target, confidence)
     typer.echo(
         f"{judged} labelled prompts of {labelled.local_model} with a state: {metric} (state probes out of fold) "
         f"at {found.threshold:.4f} keeps quality retained {found.quality:.3f} (at least {found.quality_low:.3f} "
         f"with {100 * confidence:.0f}% confidence) with {100 * found.cloud_share:.1f}% escalated"
     )
+    for value in at or []:
+        share, (quality, low, high) = _kept_at(labelled.data, gain > value, np.isfinite(gain))
+        typer.echo(f"at {metric} {value:g}: {100 * share:.1f}% escalated, quality retained {quality:.3f} "
+                   f"[{low:.3f}, {high:.3f}] (95% bootstrap)")  # fmt: skip
     rule = f"{{metric: {metric}, threshold: {found.threshold:.4f}, decide_after_tokens: {tokens}}}"
     typer.echo(f"policy:\n    cascade: {rule}")
 

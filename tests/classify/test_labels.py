@@ -243,3 +243,31 @@ def test_a_label_whose_prompt_holds_a_unicode_line_break_reads_as_one_line(tmp_p
     assert [r["prompt"] for r in read_labels([labels])] == [record["prompt"]]
     assert done_ids(labels) == {"m:1"}
     assert accuracy_by_group(labels, {"m:1"}) == {"management": (1, 1)}
+
+
+def test_the_letter_asked_aside_is_the_letter_labels_first_token_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    """`letter_gain` is calibrated on the letter labels' first token: what the gateway's aside call reads."""
+    import numpy as np
+
+    from router.classify.labels import asked_letter_probabilities
+
+    path = tmp_path / "letter.jsonl"
+    rows = [
+        {"id": "a:1", "confidence": {"mean_logprob": -0.2, "min_logprob": -0.2, "mean_entropy": 0.5, "tokens": 1}},
+        {"id": "a:2", "confidence": {"mean_logprob": -1.0, "min_logprob": -1.5, "mean_entropy": 0.5, "tokens": 2,
+                                     "first": [[-0.5, 0.9], [-1.5, 0.2]]}},  # the letter, then its end
+    ]  # fmt: skip
+    common = {"group": "a", "local_model": "m", "local_right": True}
+    path.write_text("".join(json.dumps({**common, **r}) + "\n" for r in rows))
+    assert np.allclose(asked_letter_probabilities([path], ["a:2", "a:1"]), np.exp([-0.5, -0.2]))
+    with pytest.raises(ConfigError, match=r"1 prompts have no letter label .*a:3"):
+        asked_letter_probabilities([path], ["a:1", "a:3"])
+
+
+def test_a_cascade_that_decides_before_the_first_token_is_calibrated_on_the_first() -> None:
+    from router.classify.labelled_set import early_metrics
+
+    confidence = {"mean_logprob": -1.0, "min_logprob": -1.5, "mean_entropy": 0.5, "tokens": 2,
+                  "first": [[-0.5, 0.9], [-1.5, 0.2]]}  # fmt: skip
+    assert early_metrics(confidence, 0) == early_metrics(confidence, 1)
+    assert early_metrics(confidence, 0)["mean_top_logprob"] == -0.5
