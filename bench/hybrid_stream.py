@@ -1,6 +1,6 @@
 """Time to first token in the hybrid mode: the default policy with a cloud configured, against none.
 
-    python -m bench.hybrid_stream [--prompts bench/data/hybrid-mix.jsonl] [--max-tokens 200] [--rounds 1]
+    python -m bench.hybrid_stream [--prompts bench/data/hybrid-mix.jsonl] [--max-tokens 200] [--letter]
 
 Starts `router serve` on the shipped defaults (the default local model, memory cache, default policy)
 three times:
@@ -9,10 +9,12 @@ three times:
             as shipped (its cascade decides after the answer's first tokens)
   whole     the same, with the cascade judging whole answers (`decide_after_tokens` removed): what
             the gateway did before the early rule
+  letter    (with `--letter`) the default policy with its cascade's metric set to `letter_gain`: a
+            multiple-choice question is first asked aside for its letter (one more local prefill)
 Every prompt is streamed through the three in turn (interleaved) with the official `openai` client, as
 a chat client would (no temperature sent: the gateway's default, 0.7; `--temperature` to set one).
 Prints, per gateway: time to first token p50 / p90 overall and per kind of prompt (short answer,
-paragraph or list, maths, code), the ratio to the baseline, how many prompts the cloud answered and
+paragraph or list, maths, code, exam), the ratio to the baseline, how many prompts the cloud answered and
 why, and the first-token time of the escalated ones.
 """
 
@@ -39,7 +41,7 @@ KEY_ENV = "HYBRID_BENCH_CLOUD_KEY"
 NO_CACHE = {"cache-control": "no-cache, no-store"}
 
 
-def _configs(tmp: Path, cloud: str) -> dict[str, tuple[Path | None, Path]]:
+def _configs(tmp: Path, cloud: str, letter: bool = False) -> dict[str, tuple[Path | None, Path]]:
     """Gateway name -> (config file or None for the embedded defaults, policy file)."""
     with_cloud = {
         "models": {
@@ -57,7 +59,18 @@ def _configs(tmp: Path, cloud: str) -> dict[str, tuple[Path | None, Path]]:
             action["cascade"].pop("decide_after_tokens", None)
     whole = tmp / "whole-answer-policy.yaml"
     whole.write_text(yaml.safe_dump(policy, sort_keys=False))
-    return {"no-cloud": (None, DEFAULT_POLICY_FILE), "early": (config, DEFAULT_POLICY_FILE), "whole": (config, whole)}
+    configs = {
+        "no-cloud": (None, DEFAULT_POLICY_FILE), "early": (config, DEFAULT_POLICY_FILE), "whole": (config, whole)
+    }  # fmt: skip
+    if letter:
+        policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+        for action in [policy["default"], *policy.get("rules", [])]:
+            if isinstance(action.get("cascade"), dict):
+                action["cascade"]["metric"] = "letter_gain"
+        asked = tmp / "letter-policy.yaml"
+        asked.write_text(yaml.safe_dump(policy, sort_keys=False))
+        configs["letter"] = (config, asked)
+    return configs
 
 
 def _serve(stack: ExitStack, tmp: Path, name: str, config: Path | None, policy: Path) -> str:
@@ -101,7 +114,7 @@ def _p(values: list[float], q: float) -> float:
 
 
 def report(rows: list[dict[str, Any]], gateways: list[str]) -> None:
-    kinds = sorted({r["kind"] for r in rows}, key=["short", "paragraph", "maths", "code"].index)
+    kinds = sorted({r["kind"] for r in rows}, key=["short", "paragraph", "maths", "code", "exam"].index)
     base = [r for r in rows if r["gateway"] == "no-cloud"]
     print("\n| gateway | TTFT p50 | TTFT p90 | p50 / no-cloud | p90 / no-cloud | " + " | ".join(
         f"{k} p50 / p90" for k in kinds) + " |")  # fmt: skip
@@ -133,6 +146,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=None, help="Default: unset, as a chat client sends.")
     parser.add_argument("--out", type=Path, default=HERE / ".work" / "hybrid_stream.jsonl")
+    parser.add_argument("--letter", action="store_true", help="Also a gateway whose cascade is `letter_gain`.")
     args = parser.parse_args()
     prompts = [json.loads(line) for line in args.prompts.read_text().splitlines() if line.strip()]
     rows: list[dict[str, Any]] = []
@@ -142,7 +156,7 @@ def main() -> None:
         cloud = f"http://127.0.0.1:{port}/v1"
         stand_in = [sys.executable, "-m", "tests.agent_cloud", "--port", str(port)]
         stack.enter_context(running(stand_in, f"{cloud}/models", tmp / "cloud.log"))
-        bases = {name: _serve(stack, tmp, name, *spec) for name, spec in _configs(tmp, cloud).items()}
+        bases = {name: _serve(stack, tmp, name, *spec) for name, spec in _configs(tmp, cloud, args.letter).items()}
         for base in bases.values():  # warm-up: the model's first call pays for its lazy set-up
             stream_one(base, "Say hello.", 8)
         for n, item in enumerate(prompts, 1):

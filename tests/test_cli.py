@@ -113,3 +113,17 @@ def test_serve_refuses_a_network_address_without_keys_and_says_how_to_go_on() ->
     assert refused.returncode == 2
     said = refused.stderr
     assert "no API keys" in said and "--allow-unauthenticated" in said and "ROUTER_API_KEYS" in said
+
+
+def test_explain_says_whether_letter_gain_asks_the_question_aside_for_its_letter(tmp_path: Path) -> None:
+    policy = tmp_path / "letter.yaml"
+    cascade = "{metric: letter_gain, threshold: 0.47, decide_after_tokens: 3}"
+    policy.write_text(f"version: 1\ndefault:\n  route: local\n  cascade: {cascade}\n")
+    question = "Which planet is the largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Mercury\nAnswer:"
+    asked = router("route", "--explain", "--policy", str(policy), question)
+    assert asked.returncode == 0, asked.stderr
+    assert "asked aside for its letter only, above 0.47, before the served answer starts" in asked.stdout
+    plain = router("route", "--explain", "--policy", str(policy), "Which planet is the largest?")
+    assert "this is none, so:" in plain.stdout and "minus the answer's probability above 0.47" in plain.stdout
+    as_json = json.loads(router("route", "--json", "--policy", str(policy), question).stdout)
+    assert as_json["cascade"]["metric"] == "letter_gain" and as_json["cascade"]["asks_letter"] is True
