@@ -4,13 +4,13 @@ Asked a multiple-choice question as a client asks it, the default model reasons 
 …"), and its first tokens are as sure when it ends wrong as when it ends right (AUROC 0.49 on the MMLU
 labels), so a cascade that judges them ranks by the head's guess of the cloud's chance alone. Asked the
 same question behind a system prompt that wants the letter only, its one token is the answer, and that
-letter's probability says whether the answer it *serves* is right (AUROC 0.65), while the model's state
-one token before the letter says whether the strong model will be (0.74, against 0.68 from the prompt's
+letter's probability says whether the answer it *serves* is right (AUROC 0.66), while the model's state
+one token before the letter says whether the strong model will be (0.73, against 0.68 from the prompt's
 embedding). So for a multiple-choice question the cascade first runs the local model aside on that
 rendering for one token; its letter probe (`router train --prompt-state` on `router states --letter`,
 shipped as `heads/<package>.letter-state.npz`) reads P(strong right) in that step's logits, and the
 gain P(strong right) - the letter's probability decides before the served answer starts. Measured on
-1,000 served-style labels of held-out domains: APGR 0.618 against the shipped rule's 0.570 (bench/RESULTS.md).
+2,050 served-style labels of held-out domains: APGR 0.611 against the shipped rule's 0.568 (bench/RESULTS.md).
 
 The aside call costs one prefill of the question (it shares no prefix with the served prompt, whose
 system prompt differs) and one token. Any other request, or an aside call that fails or measures
