@@ -208,6 +208,22 @@ def stand_in_config(cloud_v1: str, ledger: Path, **extra: object) -> dict:
     }  # fmt: skip
 
 
+def gemma_config(cloud_v1: str, ledger: Path, local: dict | None = None, **extra: object) -> dict:
+    """A gateway config with the real test model in process as the local tier (`local`: its settings
+    beyond the defaults here) and the stand-in at `cloud_v1` as the cloud, through litellm."""
+    return {
+        "models": {
+            "gemma-3-270m": {"engine": "llama-cpp", "package": "gemma-3-270m", "n_ctx": 2048, "n_threads": 1,
+                             "default_max_tokens": 24, **(local or {})},
+            "gpt-4o-mini": {"engine": "litellm", "model": "openai/gpt-4o-mini", "api_base": cloud_v1,
+                            "api_key_env": CLOUD_KEY_ENV},
+        },
+        "routes": {"local": "gemma-3-270m", "cloud": "gpt-4o-mini"},
+        "ledger": {"path": str(ledger)},
+        **extra,
+    }  # fmt: skip
+
+
 @contextmanager
 def config_gateway(tmp: Path, config: dict, policy: str, redis_url: str = "") -> Iterator[Gateway]:
     """`router serve` with this config and policy text (written to `tmp`), the stand-in cloud's key set,

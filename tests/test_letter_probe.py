@@ -22,7 +22,7 @@ from router.classify.prompt_state import StateProbe
 from router.letter_probe import is_multiple_choice, judged_as_expected_gain, letter_request
 from router.policy import parse_policy
 from router.types import RequestContext
-from tests.conftest import CLOUD_KEY_ENV, Gateway, config_gateway
+from tests.conftest import Gateway, config_gateway, gemma_config
 
 KEEP = "Which planet is the largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Mercury\nAnswer:"
 SEND = "Which gas do plants take in?\n(A) oxygen\n(B) helium\n(C) carbon dioxide\n(D) neon\nAnswer:"
@@ -101,16 +101,8 @@ def letter_gateway(
     probe.save(tmp / "gemma.letter-state.npz")
     gains = {q: probe.chances(first_steps[q]).strong - _top_probability(first_steps[q]) for q in (KEEP, SEND)}
     threshold = (gains[KEEP] + gains[SEND]) / 2
-    config = {
-        "models": {
-            "gemma-3-270m": {"engine": "llama-cpp", "package": "gemma-3-270m", "n_ctx": 2048, "n_threads": 1,
-                             "default_max_tokens": 24, "letter_probe": str(tmp / "gemma.letter-state.npz")},
-            "gpt-4o-mini": {"engine": "litellm", "model": "openai/gpt-4o-mini", "api_base": stand_in_cloud,
-                            "api_key_env": CLOUD_KEY_ENV},
-        },
-        "routes": {"local": "gemma-3-270m", "cloud": "gpt-4o-mini"},
-        "ledger": {"path": str(tmp / "ledger.sqlite")},
-    }  # fmt: skip
+    letter_probe = {"letter_probe": str(tmp / "gemma.letter-state.npz")}
+    config = gemma_config(stand_in_cloud, tmp / "ledger.sqlite", letter_probe)
     policy = (
         f"version: 1\ndefault:\n  route: local\n  cascade: {{metric: letter_gain, threshold: {threshold:.6f}, "
         "decide_after_tokens: 3}\n"

@@ -25,7 +25,7 @@ from router.classify.prompt_state import (
 )
 from router.errors import ConfigError
 from router.policy import parse_policy
-from tests.conftest import CLOUD_KEY_ENV, Gateway, config_gateway
+from tests.conftest import Gateway, config_gateway, gemma_config
 
 SURE = "What is 2 + 2? Reply with the number only."
 UNSURE = "Qwv plk: 88 zeta (krr"
@@ -164,16 +164,7 @@ def probe_gateway(
     tmp = tmp_path_factory.mktemp("prompt-gain")
     first = {text: reader.read(served_messages(text, None))[1] for text in (SURE, UNSURE)}
     _one_token_probe(first).save(tmp / "gemma.state.npz")
-    config = {
-        "models": {
-            "gemma-3-270m": {"engine": "llama-cpp", "package": "gemma-3-270m", "n_ctx": 2048, "n_threads": 1,
-                             "default_max_tokens": 24, "state_probe": str(tmp / "gemma.state.npz")},
-            "gpt-4o-mini": {"engine": "litellm", "model": "openai/gpt-4o-mini", "api_base": stand_in_cloud,
-                            "api_key_env": CLOUD_KEY_ENV},
-        },
-        "routes": {"local": "gemma-3-270m", "cloud": "gpt-4o-mini"},
-        "ledger": {"path": str(tmp / "ledger.sqlite")},
-    }  # fmt: skip
+    config = gemma_config(stand_in_cloud, tmp / "ledger.sqlite", {"state_probe": str(tmp / "gemma.state.npz")})
     cascade = "{metric: prompt_gain, threshold: 0.4, decide_after_tokens: 0}"
     policy = f"version: 1\ndefault:\n  route: local\n  cascade: {cascade}\n"
     with config_gateway(tmp / "gw", config, policy) as gateway:

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from router import tracing
 from router.app import create_app
 from router.config import Settings
-from tests.conftest import CLOUD_KEY_ENV, FaultyCloud
+from tests.conftest import CLOUD_KEY_ENV, FaultyCloud, gemma_config
 
 POLICY = """\
 default:
@@ -34,17 +34,12 @@ rules:
 def traced(
     faulty_cloud: FaultyCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[TestClient, InMemorySpanExporter]]:
-    config = {
-        "models": {
-            "gemma-3-270m": {"engine": "llama-cpp", "package": "gemma-3-270m", "n_ctx": 1024, "n_threads": 1,
-                             "default_max_tokens": 8},
-            "gpt-4o-mini": {"engine": "litellm", "model": "openai/gpt-4o-mini", "api_base": faulty_cloud.v1,
-                            "api_key_env": CLOUD_KEY_ENV},
-        },
-        "routes": {"local": "gemma-3-270m", "cloud": "gpt-4o-mini"},
-        "cache": {"enabled": True, "semantic": False},
-        "ledger": {"path": str(tmp_path / "ledger.sqlite")},
-    }  # fmt: skip
+    config = gemma_config(
+        faulty_cloud.v1,
+        tmp_path / "ledger.sqlite",
+        {"n_ctx": 1024, "default_max_tokens": 8},
+        cache={"enabled": True, "semantic": False},
+    )
     (tmp_path / "router.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "policy.yaml").write_text(POLICY)
     monkeypatch.setenv(CLOUD_KEY_ENV, "sk-stand-in")
