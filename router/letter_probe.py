@@ -34,14 +34,8 @@ _OPTION = re.compile(r"^[ \t]*\(?([A-D])[.):][ \t]+\S", re.MULTILINE)
 
 def is_multiple_choice(text: str) -> bool:
     """Whether `text` lists options A, B, C and D, each on a line of its own, in that order."""
-    wanted = iter("ABCD")
-    expected = next(wanted)
-    for found in _OPTION.finditer(text):
-        if found.group(1) == expected:
-            expected = next(wanted, "")
-            if not expected:
-                return True
-    return False
+    listed = (found.group(1) for found in _OPTION.finditer(text))
+    return all(letter in listed for letter in "ABCD")  # each `in` goes on from where the last stopped
 
 
 def asks_letter(ctx: RequestContext, cascade: CascadeSettings | None) -> bool:

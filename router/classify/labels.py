@@ -59,8 +59,6 @@ LETTER_SYSTEM = (
 SETTLED = re.compile(r"(?:(?i:answer|option|choice)\s*(?i:is)?\s*:?[\s(*]*([A-D])\b)|\\boxed\{\s*([A-D])\s*\}")
 """Where a reasoned answer settles: "the answer is B", "Answer: **C**", "the correct answer is:\\n\\nD. ..." or
 LaTeX's `\\boxed{B}`."""
-
-
 LONE_LETTER = re.compile(r"\b([A-D])\b(?!\s+[a-z])")
 """A letter standing alone, not the article "A" starting a phrase ("A strong political union")."""
 OPTION = re.compile(r"^([A-D])\.\s*(.+?)\s*$", re.MULTILINE)
