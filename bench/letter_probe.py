@@ -1,17 +1,21 @@
-"""What the cascade's `letter_gain` routes: multiple-choice questions asked aside for the letter only.
+"""What the cascade's `letter_gain` routes: multiple-choice questions asked aside for their letter.
 
-    python -m bench.letter_probe --labels REASON-LABELS --letter-labels LETTER-LABELS \
-        --tasks ../shared/data/routing/mmlu-answers --states LETTER-STATES
+    python -m bench.letter_probe --labels REASON-LABELS --tasks ../shared/data/routing/mmlu-answers \
+        --states ASIDE-STATES [--letter-labels LETTER-LABELS]
 
 REASON-LABELS are the served outcomes (`router label --protocol reason`: the question asked as a client
-asks it); LETTER-LABELS the same prompts asked for the letter only (their one token is the letter the
-gateway asks aside for); LETTER-STATES the model's state one token before that letter (`router states
---letter`). Every router is scored on the served outcomes of the labels that have a state, with whole
-domains held out (the folds of `router eval`): P(strong right) from the letter-read state (a probe fitted
-without the domain) or from the prompt's embedding (the expected-gain head, fitted out of fold on every
-served label), against the letter's probability or the served answer's first 3 tokens (the shipped
-rule). Prints AUROCs, APGR with 95% bootstrap intervals, the letter rule's paired difference from the
-shipped rule, and what each escalates and keeps at a few thresholds.
+asks it); ASIDE-STATES the model's state one token before the letter, read as the gateway asks it aside
+(`router states --aside`: the served prompt, its answer started "The correct answer is"), with that
+letter's probability (`--letter` states: read behind the letter protocol's system prompt). States
+collected before `router states` kept the next token's probability carry no letter: then LETTER-LABELS,
+the same prompts labelled with `--protocol letter`, give it (their one token).
+
+Every router is scored on the served outcomes of the labels that have a state, with whole domains held
+out (the folds of `router eval`): P(strong right) from the letter-read state (a probe fitted without the
+domain) or from the prompt's embedding (the expected-gain head, fitted out of fold on every served
+label), against the letter's probability or the served answer's first 3 tokens (the shipped rule).
+Prints AUROCs, APGR with 95% bootstrap intervals, the letter rule's paired difference from the shipped
+rule, and what each escalates and keeps at a few thresholds.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 
 from bench.cascade import auroc, auroc_interval
 from bench.conversation_routing import paired_difference
-from router.backends.prompt_states import read_states
+from router.backends.prompt_states import read_next_token_logprobs, read_states
 from router.classify.evaluation import bootstrap, curve
 from router.classify.label_eval import expected_gain_out_of_fold, first_tokens_probability, state_probe_chances
 from router.classify.labels import asked_letter_probabilities
@@ -36,9 +40,9 @@ THRESHOLDS = (0.255, 0.35, 0.4, 0.47, 0.55)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--labels", type=Path, required=True, help="`--protocol reason` labels (served outcomes).")
-    parser.add_argument("--letter-labels", type=Path, required=True, help="`--protocol letter` labels, same prompts.")
+    parser.add_argument("--letter-labels", type=Path, help="`--protocol letter` labels: the letter.")
     parser.add_argument("--tasks", type=Path, required=True, help="The MMLU-style CSVs with `answer`.")
-    parser.add_argument("--states", type=Path, required=True, help="`router states --letter` of the labels.")
+    parser.add_argument("--states", type=Path, required=True, help="`router states --aside` of the labels.")
     parser.add_argument("--reps", type=int, default=1000, help="Bootstrap draws.")
     args = parser.parse_args()
 
@@ -55,7 +59,13 @@ def main() -> None:
     fold = np.array([fold_of[g] for g in data.groups])
     state_strong, state_local = state_probe_chances(np.stack([states[i] for i in labelled.ids]), labelled, fold)
     head_strong = np.array([head_strong_of[i] for i in labelled.ids])
-    letter = asked_letter_probabilities([args.letter_labels], labelled.ids)
+    read_letter = read_next_token_logprobs(args.states)
+    if args.letter_labels is not None:
+        letter = asked_letter_probabilities([args.letter_labels], labelled.ids)
+    elif all(i in read_letter for i in labelled.ids):
+        letter = np.exp([read_letter[i] for i in labelled.ids])
+    else:
+        parser.error("these states carry no letter's probability (collected before it was kept): give --letter-labels")
     first = first_tokens_probability(labelled)
     weak, strong, groups = data.weak, data.strong, list(data.groups)
     print(f"{len(data)} served labels with a letter-read state, {len(set(groups))} domains: served answer right "

@@ -23,10 +23,12 @@ import re
 from dataclasses import replace
 
 from router.cascade_rule import CascadeSettings
-from router.classify.labels import LETTER_SYSTEM
 from router.types import RequestContext
 
 LETTER_GAIN = "letter_gain"
+ANSWER_START = "The correct answer is"
+"""What the aside's answer starts with: the letter comes next (" C" is one token), after the served
+prompt's own tokens, which the served answer then finds cached."""
 
 _OPTION = re.compile(r"^[ \t]*\(?([A-D])[.):][ \t]+\S", re.MULTILINE)
 """An option line: "A. Paris", "(B) Lyon", "C) Nice", "D: Lille"."""
@@ -49,12 +51,12 @@ def asks_letter(ctx: RequestContext, cascade: CascadeSettings | None) -> bool:
 
 
 def letter_request(ctx: RequestContext) -> RequestContext:
-    """The question as the letter protocol asks it (what the probe was fitted on): the letter-only system
-    prompt and the last user message alone, one token at temperature 0, nothing of the client's extras."""
-    messages = ({"role": "system", "content": LETTER_SYSTEM}, {"role": "user", "content": ctx.last_user_text()})
+    """The question as served, its answer started with `ANSWER_START` (what the letter probe was fitted on):
+    one token at temperature 0, nothing of the client's extras (tools and formats would change the prompt
+    the probe reads and constrain the letter)."""
     return replace(
-        ctx, messages=messages, prompt=None, params={"max_tokens": 1, "temperature": 0.0}, passthrough={},
-        stream=False, include_usage=False, native=None, omitted=(),
+        ctx, prompt=None, params={"max_tokens": 1, "temperature": 0.0}, passthrough={}, stream=False,
+        include_usage=False, native=None, omitted=(), answer_start=ANSWER_START,
     )  # fmt: skip
 
 

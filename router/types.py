@@ -60,6 +60,9 @@ class RequestContext:
     omitted: tuple[str, ...] = ()
     """What the translation into a chat request could not carry (thinking, server tools...): honoured
     when the request is forwarded natively, named in `x-router-omitted` when it is not."""
+    answer_start: str = ""
+    """Text an in-process model's answer begins with, rendered after the chat prompt (its tokens follow the
+    prompt's, which a later request of the same prompt finds cached): the cascade's letter aside."""
 
     def last_user_text(self) -> str:
         for message in reversed(self.messages):

@@ -122,7 +122,7 @@ def test_explain_says_whether_letter_gain_asks_the_question_aside_for_its_letter
     question = "Which planet is the largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Mercury\nAnswer:"
     asked = router("route", "--explain", "--policy", str(policy), question)
     assert asked.returncode == 0, asked.stderr
-    assert "asked aside for its letter only, above 0.47, before the served answer starts" in asked.stdout
+    assert 'its answer started "The correct answer is", above 0.47, before the served answer starts' in asked.stdout
     plain = router("route", "--explain", "--policy", str(policy), "Which planet is the largest?")
     assert "this is none, so:" in plain.stdout and "minus the answer's probability above 0.47" in plain.stdout
     as_json = json.loads(router("route", "--json", "--policy", str(policy), question).stdout)

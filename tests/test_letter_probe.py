@@ -1,10 +1,11 @@
-"""The cascade's `letter_gain`: a multiple-choice question is first asked aside for its letter, and the
-letter probe's P(strong right) minus that letter's probability decides before the served answer starts.
+"""The cascade's `letter_gain`: a multiple-choice question is first asked aside for its letter (the served
+prompt, its answer started "The correct answer is"), and the letter probe's P(strong right) minus that
+letter's probability decides before the served answer starts.
 
 The parts with numbers are unit tests; the end-to-end test runs `router serve` on the real test model
 with the stand-in cloud, and checks that the gateway's aside call reads the question exactly as the probe
-was fitted on it (`router states --letter`): the gain it reports is the one computed here from the same
-model's first step."""
+was fitted on it (`router states --aside`): the gain it reports is the one computed here from the same
+model's first step, and the served answer finds the question's tokens cached by the aside."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ import numpy as np
 import openai
 import pytest
 
-from router.backends.prompt_states import StateReader
+from router.backends.model_files import packaged_model
+from router.backends.prompt_states import StateReader, served_messages
 from router.cascade_rule import CascadeSettings, Confidence, PromptChances
-from router.classify.labels import LETTER_SYSTEM
-from router.classify.prompt_state import StateProbe
-from router.letter_probe import is_multiple_choice, judged_as_expected_gain, letter_request
+from router.classify.prompt_state import StateProbe, load_probe
+from router.errors import ConfigError
+from router.letter_probe import ANSWER_START, is_multiple_choice, judged_as_expected_gain, letter_request
 from router.policy import parse_policy
 from router.types import RequestContext
 from tests.conftest import Gateway, config_gateway, gemma_config
@@ -27,6 +29,8 @@ from tests.conftest import Gateway, config_gateway, gemma_config
 KEEP = "Which planet is the largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Mercury\nAnswer:"
 SEND = "Which gas do plants take in?\n(A) oxygen\n(B) helium\n(C) carbon dioxide\n(D) neon\nAnswer:"
 PLAIN = "Name the largest planet."
+_ASKED: set[str] = set()
+"""Questions the module's gateway has been asked (a question asked again finds itself cached)."""
 
 
 @pytest.mark.parametrize(
@@ -46,14 +50,16 @@ def test_a_multiple_choice_question_lists_options_a_to_d_on_lines_of_their_own(t
 
 
 def test_the_letter_is_asked_as_the_probe_was_fitted_one_token_and_nothing_of_the_clients_extras() -> None:
+    conversation = (
+        {"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Hello"}, {"role": "user", "content": KEEP},
+    )  # fmt: skip
     ctx = RequestContext(
-        "r1", "chat", "auto",
-        ({"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"},
-         {"role": "assistant", "content": "Hello"}, {"role": "user", "content": KEEP}),
+        "r1", "chat", "auto", conversation,
         params={"max_tokens": 300, "temperature": 0.7}, passthrough={"logprobs": True, "tools": []}, stream=True,
     )  # fmt: skip
     asked = letter_request(ctx)
-    assert asked.messages == ({"role": "system", "content": LETTER_SYSTEM}, {"role": "user", "content": KEEP})
+    assert asked.messages == conversation and asked.answer_start == ANSWER_START == "The correct answer is"
     assert asked.params == {"max_tokens": 1, "temperature": 0.0} and asked.passthrough == {} and not asked.stream
 
 
@@ -69,12 +75,27 @@ def test_letter_gain_weighs_the_probes_strong_chance_against_the_letters_probabi
     assert policy.policy.uses_classifier  # it stands in as `expected_gain` on other requests
 
 
+def test_a_letter_probe_fitted_on_another_reading_is_refused(tmp_path: Path) -> None:
+    """A probe reads the numbers of the rendering it was fitted on: the aside's letter probe must have been
+    fitted on `router states --aside`; one that says another reading is refused at load, one that says
+    none (older files) is taken."""
+    weights = np.zeros(8, dtype=np.float32)
+    for reading, refused in (("letter", True), ("aside", False), (None, False)):
+        meta = {} if reading is None else {"reading": reading}
+        StateProbe(weights, weights, 0.0, 0.0, meta).save(tmp_path / "p.npz")
+        if refused:
+            with pytest.raises(ConfigError, match=r"read as `letter`.*router states --aside"):
+                load_probe("letter_probe", tmp_path / "p.npz", None, "aside")
+        else:
+            assert load_probe("letter_probe", tmp_path / "p.npz", None, "aside")[1] is not None
+
+
 @pytest.fixture(scope="module")
 def first_steps(gguf_path: Path) -> dict[str, np.ndarray]:
-    """The test model's first-step logits with each question rendered as the letter protocol asks it."""
+    """The test model's logits after each question as served and the aside's answer start."""
     reader = StateReader(gguf_path, chat_format="gemma", n_ctx=512, threads=1)
-    system = {"role": "system", "content": LETTER_SYSTEM}
-    return {text: reader.read((system, {"role": "user", "content": text}))[1] for text in (KEEP, SEND)}
+    system = packaged_model("gemma-3-270m").system_prompt
+    return {text: reader.read(served_messages(text, system), ANSWER_START)[1] for text in (KEEP, SEND)}
 
 
 def _top_probability(logits: np.ndarray) -> float:
@@ -111,19 +132,20 @@ def letter_gateway(
         yield gateway, gains
 
 
-def _ask(gateway: Gateway, prompt: str, stream: bool) -> tuple[dict[str, str], str]:
+def _ask(gateway: Gateway, prompt: str, stream: bool) -> tuple[dict[str, str], str, int]:
+    """(headers, answer, prompt tokens the usage counts)."""
     client = openai.OpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=120)
     raw = client.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": prompt}], max_tokens=8, temperature=0, stream=stream,
+        stream_options={"include_usage": True} if stream else openai.NOT_GIVEN,
         extra_headers={"cache-control": "no-cache, no-store"},
     )  # fmt: skip
     body = raw.parse()
-    text = (
-        "".join(c.choices[0].delta.content or "" for c in body if c.choices)
-        if stream
-        else body.choices[0].message.content
-    )
-    return dict(raw.headers), text or ""
+    if not stream:
+        return dict(raw.headers), body.choices[0].message.content or "", body.usage.prompt_tokens
+    chunks = list(body)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    return dict(raw.headers), text, next(c.usage.prompt_tokens for c in chunks if c.usage)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -132,19 +154,26 @@ def test_the_gateway_asks_the_letter_aside_and_decides_on_it(
     letter_gateway: tuple[Gateway, dict[str, float]], prompt: str, verdict: str, route: str, stream: bool
 ) -> None:
     """Through `router serve`: the letter asked aside (one more local generation) gives the gain computed
-    here from the same rendering, and it alone decides, streamed or not."""
+    here from the same rendering, and it alone decides, streamed or not; a kept answer's prompt is the
+    aside's but for the answer start, so all of it but the last token comes from the cache."""
     gateway, gains = letter_gateway
-    served_before = gateway.stats()["served"]
-    headers, text = _ask(gateway, prompt, stream)
+    before = gateway.stats()
+    headers, text, prompt_tokens = _ask(gateway, prompt, stream)
     assert headers["x-router-cascade"] == verdict and headers["x-router-route"] == route
     # The serving context and the embedding-mode reader quantise activations differently: their first-step
     # logits agree to a few hundredths, so the gains to about 0.03 (the two questions' are 0.9 apart).
     assert float(headers["x-router-confidence"]) == pytest.approx(gains[prompt], abs=0.05)
     assert abs(gains[KEEP] - gains[SEND]) > 0.5
     assert text.strip()
-    local_calls = gateway.stats()["served"] - served_before
-    assert local_calls == (2 if route == "local" else 1)  # the letter aside, then the local answer if kept
-    assert gateway.stats()["letter_probe"]["file"] == "gemma.letter-state.npz"
+    after = gateway.stats()
+    assert after["served"] - before["served"] == (2 if route == "local" else 1)  # the aside, then a kept answer
+    assert after["letter_probe"]["file"] == "gemma.letter-state.npz"
+    reused = after["prefix_tokens_reused"] - before["prefix_tokens_reused"]
+    if route == "local" and prompt not in _ASKED:
+        # Asked for the first time, the aside finds at most the chat template's opening cached (from other
+        # questions); the served answer then finds all its prompt but the last token, which it re-reads.
+        assert reused >= prompt_tokens - 1
+    _ASKED.add(prompt)
 
 
 def test_a_question_without_options_is_judged_as_expected_gain_without_an_aside_call(
@@ -152,6 +181,6 @@ def test_a_question_without_options_is_judged_as_expected_gain_without_an_aside_
 ) -> None:
     gateway, _ = letter_gateway
     served_before = gateway.stats()["served"]
-    headers, text = _ask(gateway, PLAIN, stream=False)
+    headers, text, _ = _ask(gateway, PLAIN, stream=False)
     assert headers["x-router-cascade"] in {"kept", "escalated"} and text.strip()
     assert gateway.stats()["served"] - served_before == 1  # the answer's first tokens judged, no aside call

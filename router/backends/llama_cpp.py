@@ -154,9 +154,11 @@ class LlamaCppBackend:
 
     def _load_probes(self, package: str | None) -> None:
         shipped = packaged_state_probe_for(package)
-        self.state_probe_path, self.state_probe = load_probe("state_probe", self._spec.state_probe, shipped)
+        self.state_probe_path, self.state_probe = load_probe("state_probe", self._spec.state_probe, shipped, "served")
         shipped = packaged_letter_probe_for(package)
-        self.letter_probe_path, self.letter_probe = load_probe("letter_probe", self._spec.letter_probe, shipped)
+        self.letter_probe_path, self.letter_probe = load_probe(
+            "letter_probe", self._spec.letter_probe, shipped, "aside"
+        )
 
     def _probe_for(self, confidence: bool | EarlyCheck) -> StateProbe | None:
         """The probe that reads this generation's first step: the letter probe for a question asked aside."""

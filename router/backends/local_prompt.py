@@ -27,10 +27,10 @@ def _rendered(
     offered = offered_tools(ctx.passthrough)
     if not offered:
         rendered = render(messages)
-        return rendered.text, list(rendered.stop), []
+        return rendered.text + ctx.answer_start, list(rendered.stop), []
     shown, tools = for_prompt(messages, offered)
     rendered = render(shown, tools or None)
-    return rendered.text, list(rendered.stop), tools
+    return rendered.text + ctx.answer_start, list(rendered.stop), tools
 
 
 def prepared(

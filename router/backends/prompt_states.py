@@ -4,10 +4,14 @@ serves it: what a prompt-state probe is fitted on (`router states`, `classify/pr
 A batch job like labelling: states are appended in chunks of `CHUNK` to a folder, so an interrupted run
 loses at most one chunk and a rerun does only what is missing. The model runs in embedding mode (a
 context of its own beside the gateway's), one prompt at a time: prefill only, no answer is generated.
+Beside each state the chunk keeps the log-probability of the token the model would write next (its most
+likely one): with an answer start such as the cascade's letter aside ("The correct answer is"), that is
+the letter's probability the gateway measures from the same step.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterable
@@ -17,18 +21,38 @@ from typing import Any, TextIO
 import numpy as np
 
 from router.backends.chat_templates import Messages, renderer_for
+from router.errors import ConfigError
 
 CHUNK = 50
 """States per file written."""
+READING_FILE = "reading.json"
+"""How a folder's prompts were rendered (see `collect_states`)."""
 
 
 def read_states(folder: Path) -> dict[str, np.ndarray]:
     """Every state collected in `folder`, by prompt id."""
-    states: dict[str, np.ndarray] = {}
+    return _read_column(folder, "states")
+
+
+def read_next_token_logprobs(folder: Path) -> dict[str, float]:
+    """The next token's log-probability (the most likely token's) after each prompt in `folder`, by prompt id
+    (chunks written before it was kept have none)."""
+    return {pid: float(value) for pid, value in _read_column(folder, "next_logprobs").items()}
+
+
+def _read_column(folder: Path, column: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
     for path in sorted(folder.glob("states-*.npz")):
         with np.load(path, allow_pickle=False) as chunk:
-            states.update(zip(chunk["ids"].tolist(), chunk["states"], strict=True))
-    return states
+            if column in chunk:
+                found.update(zip(chunk["ids"].tolist(), chunk[column], strict=True))
+    return found
+
+
+def top_logprob(logits: np.ndarray) -> float:
+    """log P(the most likely next token) under `logits` (a log-softmax's maximum)."""
+    wide = logits.astype(np.float64)
+    return float(-np.log(np.exp(wide - wide.max()).sum()))
 
 
 def served_messages(prompt: str, system: str | None) -> Messages:
@@ -79,22 +103,49 @@ class StateReader:
         return state.astype(np.float32), logits.astype(np.float32)
 
 
+def read_reading(folder: Path) -> dict[str, str] | None:
+    """How the states in `folder` were read (`reading`: served, letter or aside; `answer_start`), if recorded."""
+    path = folder / READING_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def collect_states(
-    reader: Any, prompts: Iterable[tuple[str, Messages]], folder: Path, progress: TextIO = sys.stderr
+    reader: Any,
+    prompts: Iterable[tuple[str, Messages]],
+    folder: Path,
+    answer_start: str = "",
+    reading: str = "served",
+    progress: TextIO = sys.stderr,
 ) -> int:
-    """The state of every (id, messages) not yet in `folder`, appended in chunks; returns how many were new."""
+    """The state (after the prompt and `answer_start`) of every (id, messages) not yet in `folder`, with the
+    next token's log-probability, appended in chunks; returns how many were new. `reading` names how the
+    prompts were rendered: a folder holds states of one reading only."""
     folder.mkdir(parents=True, exist_ok=True)
+    wanted = {"reading": reading, "answer_start": answer_start}
+    recorded = read_reading(folder)
+    if recorded is not None and recorded != wanted:
+        raise ConfigError(f"{folder} holds states read as {recorded}, not {wanted}: use another folder")
+    if recorded is None:
+        if any(folder.glob("states-*.npz")):
+            raise ConfigError(f"{folder} holds states of an unrecorded reading: use another folder")
+        (folder / READING_FILE).write_text(json.dumps(wanted))
     done = set(read_states(folder))
     todo = [(pid, messages) for pid, messages in prompts if pid not in done]
     ids: list[str] = []
     rows: list[np.ndarray] = []
+    nexts: list[float] = []
     started = time.monotonic()
     for n, (pid, messages) in enumerate(todo, 1):
+        state, logits = reader.read(messages, answer_start)
         ids.append(pid)
-        rows.append(reader.state(messages))
+        rows.append(state)
+        nexts.append(top_logprob(logits))
         if len(ids) == CHUNK or n == len(todo):
-            np.savez(folder / f"states-{time.time_ns()}.npz", ids=np.array(ids), states=np.stack(rows))
-            ids, rows = [], []
+            np.savez(
+                folder / f"states-{time.time_ns()}.npz",
+                ids=np.array(ids), states=np.stack(rows), next_logprobs=np.array(nexts, dtype=np.float32),
+            )  # fmt: skip
+            ids, rows, nexts = [], [], []
             rate = n / max(1e-9, time.monotonic() - started)
             progress.write(f"{n}/{len(todo)} states, {rate:.2f}/s, ETA {(len(todo) - n) / rate / 60:.0f} min\n")
             progress.flush()

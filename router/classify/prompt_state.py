@@ -81,9 +81,11 @@ class StateProbe:
 
 
 def load_probe(
-    field: str, configured: Path | str | None, shipped: Path | None
+    field: str, configured: Path | str | None, shipped: Path | None, reading: str
 ) -> tuple[Path | None, StateProbe | None]:
-    """(file, probe) a local model's config names (`none`: no probe), else the one shipped for its package."""
+    """(file, probe) a local model's config names (`none`: no probe), else the one shipped for its package.
+    `reading`: how the gateway renders the prompts this probe reads (`router states`' reading); a probe
+    fitted on states read another way would read numbers it never saw, so it is refused."""
     if configured == "none":
         return None, None
     path = configured if isinstance(configured, Path) else shipped
@@ -91,14 +93,22 @@ def load_probe(
         return None, None
     if not path.is_file():
         raise ConfigError(f"{field}: {path} is not a file (make one with `router train --prompt-state`)")
-    return path, StateProbe.load(path)
+    probe = StateProbe.load(path)
+    fitted = probe.meta.get("reading")
+    if fitted is not None and fitted != reading:
+        flag = "" if reading == "served" else f" --{reading}"
+        raise ConfigError(
+            f"{field}: {path} was fitted on states read as `{fitted}`; the gateway reads this probe's prompts "
+            f"as `{reading}` (collect them with `router states{flag}`)"
+        )
+    return path, probe
 
 
 def probe_summary(path: Path | None, probe: StateProbe | None) -> dict[str, Any] | None:
     """What /readyz says of a probe: its file and what it was fitted on."""
     if path is None or probe is None:
         return None
-    fitted_on = ("labels", "domains", "heldout_auroc")
+    fitted_on = ("labels", "domains", "heldout_auroc", "reading")
     return {"file": path.name, **{key: probe.meta[key] for key in fitted_on if key in probe.meta}}
 
 

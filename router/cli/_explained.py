@@ -51,9 +51,10 @@ def decision_lines(result: dict[str, Any]) -> list[str]:
         if what == "letter_gain" and cascade.get("asks_letter"):
             what = (
                 "P(strong right) from the letter probe (the classifier's without one) minus the letter's "
-                "probability, the question asked aside for its letter only,"
+                'probability, the question asked aside as served with its answer started "The correct answer '
+                'is",'
             )
-            when = "before the served answer starts (one local token aside)"
+            when = "before the served answer starts (one local token aside, its prompt then cached)"
         elif what == "letter_gain":
             lines.append("cascade: letter_gain asks a multiple-choice question aside; this is none, so:")
             what = "expected_gain"

@@ -60,15 +60,17 @@ def calibrate(
         typer.Option(
             help="With --cascade-metric prompt_gain: the folder of the labelled prompts' states (`router "
             "states`); each label is scored by a state probe fitted without its domain. With letter_gain: their "
-            "states read as the letter protocol asks (`router states --letter`)."
+            "states read as the gateway asks the letter aside (`router states --aside`), which carry the letter's "
+            "probability."
         ),
     ] = None,
     letter_labels: Annotated[
         list[Path] | None,
         typer.Option(
             "--letter-labels",
-            help="With --cascade-metric letter_gain: `router label --protocol letter` labels of the same prompts "
-            "(their one token is the letter the gateway asks aside for).",
+            help="With --cascade-metric letter_gain and states that carry no letter's probability (collected "
+            "before `router states` kept the next token's): `router label --protocol letter` labels of the same "
+            "prompts, whose one token is the letter.",
         ),
     ] = None,
     at: Annotated[
@@ -257,7 +259,7 @@ def _calibrate_with_states(
     `letter_gain` with the letter-read state's P(strong right) less the letter's probability."""
     import numpy as np
 
-    from router.backends.prompt_states import read_states
+    from router.backends.prompt_states import read_next_token_logprobs, read_states
     from router.classify.label_eval import state_probe_chances
     from router.classify.labels import asked_letter_probabilities
     from router.classify.train import selection_folds
@@ -266,8 +268,6 @@ def _calibrate_with_states(
         _fail(ConfigError(f"--states calibrates prompt_gain, expected_gain or letter_gain, not `{metric}`"))
     if states is None:
         _fail(ConfigError(f"--cascade-metric {metric} needs --states (the labelled prompts' states)"))
-    if metric == "letter_gain" and not letter_labels:
-        _fail(ConfigError("--cascade-metric letter_gain needs --letter-labels (the same prompts asked for the letter)"))
     found_states = read_states(states)
     try:
         labelled = _labelled(labels, tasks, early_tokens=tokens, states=found_states)
@@ -276,8 +276,17 @@ def _calibrate_with_states(
     rows = np.stack([found_states[i] for i in labelled.ids])
     strong, local = state_probe_chances(rows, labelled, selection_folds(labelled.data.groups, 8))
     if metric == "letter_gain":
+        letters = read_next_token_logprobs(states)
         try:
-            local = asked_letter_probabilities(letter_labels or [], labelled.ids)
+            if letter_labels:
+                local = asked_letter_probabilities(letter_labels, labelled.ids)
+            elif all(i in letters for i in labelled.ids):
+                local = np.exp([letters[i] for i in labelled.ids])
+            else:
+                raise ConfigError(
+                    f"{states}: these states carry no letter's probability (collected before `router states` kept "
+                    "the next token's): give --letter-labels"
+                )
         except ConfigError as error:
             _fail(error)
     gain = strong - (np.exp(labelled.early["mean_top_logprob"]) if metric == "expected_gain" else local)

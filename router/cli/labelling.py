@@ -166,6 +166,15 @@ def states(
             "letter only) instead of as a client sends it: the state one token before the letter.",
         ),
     ] = False,
+    aside: Annotated[
+        bool,
+        typer.Option(
+            "--aside",
+            help="Read each prompt as the cascade's `letter_gain` asks it aside: as served, followed by the "
+            'answer start "The correct answer is" (the state one token before the letter, and the letter\'s '
+            "probability): what the letter probe is fitted on.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """The local model's last hidden state after reading each labelled prompt, rendered as the gateway
@@ -175,6 +184,7 @@ def states(
     from router.backends.prompt_states import StateReader, collect_states, served_messages
     from router.classify.labels import LETTER_SYSTEM, attach_prompts, read_labels
     from router.config import LlamaCppModel
+    from router.letter_probe import ANSWER_START
 
     settings = _settings(config, None)
     try:
@@ -187,6 +197,8 @@ def states(
     if not isinstance(spec, LlamaCppModel):
         _fail(ConfigError(f"`{name}` is not an in-process (llama-cpp) model: only those have states to read"))
     chat_format, system = prompt_settings(spec)
+    if letter and aside:
+        _fail(ConfigError("--letter and --aside are two readings of a prompt: choose one"))
     system = LETTER_SYSTEM if letter else system
     reader = StateReader(model_gguf_path(spec.model_path, spec.package, settings.model_dir), chat_format, spec.n_ctx)
     from router.classify.train import EXCLUDED_DOMAINS
@@ -198,5 +210,10 @@ def states(
     # Group by group in turn, so that an interrupted run has states of every domain alike.
     rounds = max((len(group) for group in by_group.values()), default=0)
     order = [group[i] for i in range(rounds) for group in by_group.values() if i < len(group)]
-    added = collect_states(reader, ((r["id"], served_messages(r["prompt"], system)) for r in order), out)
+    prompts = ((r["id"], served_messages(r["prompt"], system)) for r in order)
+    reading = "aside" if aside else "letter" if letter else "served"
+    try:
+        added = collect_states(reader, prompts, out, ANSWER_START if aside else "", reading)
+    except ConfigError as error:
+        _fail(error)
     typer.echo(f"{added} new states in {out} (of {len(order)} labelled prompts)")

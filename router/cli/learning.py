@@ -204,7 +204,7 @@ def _train_state_probe(
     folder: Path, labels: list[Path] | None, tasks: list[Path] | None, out: Path, config: Path | None
 ) -> None:
     from router.backends.model_files import model_gguf_path
-    from router.backends.prompt_states import read_states
+    from router.backends.prompt_states import read_reading, read_states
     from router.classify.labels import attach_prompts, read_labels
     from router.classify.prompt_state import output_matrix, train_state_probe
     from router.config import LlamaCppModel
@@ -222,6 +222,7 @@ def _train_state_probe(
         probe, aurocs = train_state_probe(records, read_states(folder), output_matrix(gguf))
     except ConfigError as error:
         _fail(error)
+    probe.meta["reading"] = (read_reading(folder) or {}).get("reading", "unrecorded")
     probe.save(out)
     typer.echo(
         f"state probe on {probe.meta['labels']} labels of {probe.meta['domains']} domains; AUROC on whole domains "

@@ -194,15 +194,25 @@ def test_each_held_out_fold_is_scored_on_its_own_domains() -> None:
     assert by_fold({knows: strong - weak}, Dataset("d", data.prompts, weak, strong, ["a"] * 600), fold, 50) == {}
 
 
-def test_states_read_as_served_or_as_the_letter_protocol_asks(labels: Path, tmp_path: Path) -> None:
-    """`router states --letter` reads each prompt behind the letter protocol's system prompt: the same
-    prompts, the same width, a different reading (the state one token before a letter)."""
-    from router.backends.prompt_states import read_states
+def test_states_read_as_served_as_the_letter_protocol_asks_or_as_the_aside_asks(labels: Path, tmp_path: Path) -> None:
+    """`router states --letter` reads each prompt behind the letter protocol's system prompt, `--aside` as
+    served with the aside's answer start: the same prompts, the same width, three readings; each folder
+    says which, keeps the next token's probability beside each state, and takes no other reading."""
+    from router.backends.prompt_states import read_next_token_logprobs, read_reading, read_states
 
-    for out, extra in ((tmp_path / "served", ()), (tmp_path / "letter", ("--letter",))):
-        done = router("states", "--labels", str(labels), "--tasks", str(FIXTURE), "--out", str(out), *extra)
+    readings = {"served": (), "letter": ("--letter",), "aside": ("--aside",)}
+    common = ("states", "--labels", str(labels), "--tasks", str(FIXTURE), "--out")
+    for name, extra in readings.items():
+        done = router(*common, str(tmp_path / name), *extra)
         assert done.returncode == 0, done.stderr
-    served, letter = read_states(tmp_path / "served"), read_states(tmp_path / "letter")
-    assert sorted(served) == sorted(letter) == sorted(r["id"] for r in _records(labels))
-    for pid, state in served.items():
-        assert state.shape == letter[pid].shape and not np.allclose(state, letter[pid])
+        assert read_reading(tmp_path / name)["reading"] == name
+    read = {name: read_states(tmp_path / name) for name in readings}
+    ids = sorted(r["id"] for r in _records(labels))
+    assert sorted(read["served"]) == sorted(read["letter"]) == sorted(read["aside"]) == ids
+    for pid, state in read["served"].items():
+        for other in ("letter", "aside"):
+            assert state.shape == read[other][pid].shape and not np.allclose(state, read[other][pid])
+    aside = read_next_token_logprobs(tmp_path / "aside")
+    assert sorted(aside) == sorted(read["aside"]) and all(-30 < value <= 0 for value in aside.values())
+    mixed = router(*common, str(tmp_path / "served"), "--aside")
+    assert mixed.returncode != 0 and "read as" in mixed.stderr and "use another folder" in mixed.stderr
