@@ -4,7 +4,7 @@ for JSON output or a required tool call). Both engines (one sequence at a time, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from router.backends.chat_templates import ChatPrompt
@@ -12,7 +12,7 @@ from router.backends.json_grammar import grammar_for
 from router.backends.local_tools import call_grammar, for_prompt, offered_tools
 from router.config import LlamaCppModel
 from router.errors import InvalidRequest
-from router.types import RequestContext
+from router.types import RequestContext, content_text
 
 
 def _rendered(
@@ -21,16 +21,30 @@ def _rendered(
     """(prompt text, stop strings, the tools shown to the model)."""
     if ctx.kind != "chat":
         return ctx.prompt or "", [], []
-    messages = ctx.messages
+    messages, prefill = _without_prefill(ctx)
+    answer_start = prefill + ctx.answer_start
     if system_prompt and not any(m.get("role") in ("system", "developer") for m in messages):
         messages = ({"role": "system", "content": system_prompt}, *messages)
     offered = offered_tools(ctx.passthrough)
     if not offered:
         rendered = render(messages)
-        return rendered.text + ctx.answer_start, list(rendered.stop), []
+        return rendered.text + answer_start, list(rendered.stop), []
     shown, tools = for_prompt(messages, offered)
     rendered = render(shown, tools or None)
-    return rendered.text + ctx.answer_start, list(rendered.stop), tools
+    return rendered.text + answer_start, list(rendered.stop), tools
+
+
+def _without_prefill(ctx: RequestContext) -> tuple[tuple[Mapping[str, Any], ...], str]:
+    """(the messages to render, the text the answer continues): an Anthropic Messages request whose last
+    message is the assistant's own text is a prefill, the start of the answer to continue (the answer then
+    holds only what follows it), not a finished turn."""
+    messages = tuple(ctx.messages)
+    if ctx.native is None or ctx.native.api != "messages" or not messages:
+        return messages, ""
+    last = messages[-1]
+    if last.get("role") != "assistant" or last.get("tool_calls"):
+        return messages, ""
+    return messages[:-1], content_text(last.get("content")).rstrip()
 
 
 def prepared(

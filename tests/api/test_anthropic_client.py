@@ -40,6 +40,22 @@ def test_a_message_is_answered_by_the_local_model(gateway: Gateway) -> None:
     assert message.usage.input_tokens > 0 and 0 < message.usage.output_tokens <= 16
 
 
+def test_a_prefilled_answer_is_continued_not_answered_anew(gateway: Gateway) -> None:
+    """A last assistant message is Anthropic's prefill: the local model continues it, and the answer holds
+    only what follows (as Claude's does)."""
+    question = {"role": "user", "content": "Count from one to ten in words, separated by commas."}
+    prefill = "one, two, three, four,"
+    continued = sdk(gateway).messages.create(
+        model="claude-3-5-haiku-latest", max_tokens=12, extra_body={"temperature": 0},
+        messages=[question, {"role": "assistant", "content": prefill}],
+    )  # fmt: skip
+    text = continued.content[0].text
+    assert "five" in text.lower() and not text.lower().lstrip().startswith("one")
+    anew = sdk(gateway).messages.create(model="claude-3-5-haiku-latest", max_tokens=12, extra_body={"temperature": 0},
+                                        messages=[question])  # fmt: skip
+    assert continued.usage.input_tokens > anew.usage.input_tokens  # the prefill is read as part of the prompt
+
+
 def test_a_stream_has_anthropics_event_sequence(gateway: Gateway) -> None:
     with sdk(gateway).messages.stream(
         model="claude-3-5-haiku-latest", max_tokens=12, messages=[{"role": "user", "content": "Name a colour."}]
