@@ -15,7 +15,7 @@ Every prompt is streamed through the three in turn (interleaved) with the offici
 a chat client would (no temperature sent: the gateway's default, 0.7; `--temperature` to set one).
 Prints, per gateway: time to first token p50 / p90 overall and per kind of prompt (short answer,
 paragraph or list, maths, code, exam), the ratio to the baseline, how many prompts the cloud answered and
-why, and the first-token time of the escalated ones.
+why, and the first-token time of the escalated ones and of those the cascade kept.
 """
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ def report(rows: list[dict[str, Any]], gateways: list[str]) -> None:
               f"{statistics.median(mine) / statistics.median(ref):.2f} | {_p(mine, 0.9) / _p(ref, 0.9):.2f} | "
               + " | ".join(f"{statistics.median(v):.2f} / {_p(v, 0.9):.2f} s" for v in by_kind) + " |")  # fmt: skip
     header = " | ".join(f"{k}: to the cloud" for k in kinds)
-    print(f"\n| gateway | {header} | cascade escalated | escalated TTFT p50 |")
-    print("| --- |" + " ---: |" * (len(kinds) + 2))
+    print(f"\n| gateway | {header} | cascade escalated | escalated TTFT p50 | kept by the cascade: TTFT p50 |")
+    print("| --- |" + " ---: |" * (len(kinds) + 3))
     for name in gateways:
         mine = [r for r in rows if r["gateway"] == name]
         shares = []
@@ -136,8 +136,10 @@ def report(rows: list[dict[str, Any]], gateways: list[str]) -> None:
             of_kind = [r for r in mine if r["kind"] == kind]
             shares.append(f"{sum(r['route'] == 'cloud' for r in of_kind)}/{len(of_kind)}")
         escalated = [r["ttft_s"] for r in mine if r["cascade"] == "escalated"]
+        kept = [r["ttft_s"] for r in mine if r["cascade"] == "kept"]
         ttft = f"{statistics.median(escalated):.2f} s" if escalated else "-"
-        print(f"| {name} | " + " | ".join(shares) + f" | {len(escalated)} | {ttft} |")
+        kept_ttft = f"{statistics.median(kept):.2f} s ({len(kept)})" if kept else "-"
+        print(f"| {name} | " + " | ".join(shares) + f" | {len(escalated)} | {ttft} | {kept_ttft} |")
 
 
 def main() -> None:
