@@ -122,7 +122,7 @@ class LlamaCppModel(_ModelSpec):
         None,
         description="A letter probe for this model (`router train --prompt-state` on `router states --aside`): "
         "what the cascade's `letter_gain` reads when a multiple-choice question is asked aside for its letter "
-        "(as served, its answer started \"The correct answer is\"); one fitted on another reading is refused. "
+        '(as served, its answer started "The correct answer is"); one fitted on another reading is refused. '
         "Unset: the one shipped for the `package` model, if any; `none`: no probe (the classifier's P(strong "
         "model right) stands in).",
     )
