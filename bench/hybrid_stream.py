@@ -1,17 +1,18 @@
 """Time to first token in the hybrid mode: the default policy with a cloud configured, against none.
 
-    python -m bench.hybrid_stream [--prompts bench/data/hybrid-mix.jsonl] [--max-tokens 200] [--letter]
+    python -m bench.hybrid_stream [--prompts bench/data/hybrid-mix.jsonl] [--max-tokens 200] [--expected-gain]
 
 Starts `router serve` on the shipped defaults (the default local model, memory cache, default policy)
-three times:
+three or four times:
   no-cloud  no cloud model configured: the cascade stands aside (the baseline)
   early     a cloud model configured (an instant stand-in, `tests/agent_cloud.py`), the default policy
-            as shipped (its cascade decides after the answer's first tokens)
+            as shipped (its cascade decides after the answer's first tokens; `letter_gain`: a
+            multiple-choice question is first asked aside for its letter, one token)
   whole     the same, with the cascade judging whole answers (`decide_after_tokens` removed): what
             the gateway did before the early rule
-  letter    (with `--letter`) the default policy with its cascade's metric set to `letter_gain`: a
-            multiple-choice question is first asked aside for its letter (one more local prefill)
-Every prompt is streamed through the three in turn (interleaved) with the official `openai` client, as
+  first-tokens  (with `--expected-gain`) the default policy with its cascade's metric set to
+            `expected_gain`: every request judged on its answer's first tokens, none asked aside
+Every prompt is streamed through each in turn (interleaved) with the official `openai` client, as
 a chat client would (no temperature sent: the gateway's default, 0.7; `--temperature` to set one).
 Prints, per gateway: time to first token p50 / p90 overall and per kind of prompt (short answer,
 paragraph or list, maths, code, exam), the ratio to the baseline, how many prompts the cloud answered and
@@ -41,7 +42,7 @@ KEY_ENV = "HYBRID_BENCH_CLOUD_KEY"
 NO_CACHE = {"cache-control": "no-cache, no-store"}
 
 
-def _configs(tmp: Path, cloud: str, letter: bool = False) -> dict[str, tuple[Path | None, Path]]:
+def _configs(tmp: Path, cloud: str, first_tokens: bool = False) -> dict[str, tuple[Path | None, Path]]:
     """Gateway name -> (config file or None for the embedded defaults, policy file)."""
     with_cloud = {
         "models": {
@@ -62,14 +63,14 @@ def _configs(tmp: Path, cloud: str, letter: bool = False) -> dict[str, tuple[Pat
     configs = {
         "no-cloud": (None, DEFAULT_POLICY_FILE), "early": (config, DEFAULT_POLICY_FILE), "whole": (config, whole)
     }  # fmt: skip
-    if letter:
+    if first_tokens:
         policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
         for action in [policy["default"], *policy.get("rules", [])]:
-            if isinstance(action.get("cascade"), dict):
-                action["cascade"]["metric"] = "letter_gain"
-        asked = tmp / "letter-policy.yaml"
-        asked.write_text(yaml.safe_dump(policy, sort_keys=False))
-        configs["letter"] = (config, asked)
+            if isinstance(action.get("cascade"), dict) and action["cascade"].get("metric") == "letter_gain":
+                action["cascade"]["metric"] = "expected_gain"
+        judged = tmp / "expected-gain-policy.yaml"
+        judged.write_text(yaml.safe_dump(policy, sort_keys=False))
+        configs["first-tokens"] = (config, judged)
     return configs
 
 
@@ -148,7 +149,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=None, help="Default: unset, as a chat client sends.")
     parser.add_argument("--out", type=Path, default=HERE / ".work" / "hybrid_stream.jsonl")
-    parser.add_argument("--letter", action="store_true", help="Also a gateway whose cascade is `letter_gain`.")
+    parser.add_argument(
+        "--expected-gain", action="store_true", help="Also a gateway whose cascade is `expected_gain` throughout."
+    )
     args = parser.parse_args()
     prompts = [json.loads(line) for line in args.prompts.read_text().splitlines() if line.strip()]
     rows: list[dict[str, Any]] = []
@@ -158,7 +161,8 @@ def main() -> None:
         cloud = f"http://127.0.0.1:{port}/v1"
         stand_in = [sys.executable, "-m", "tests.agent_cloud", "--port", str(port)]
         stack.enter_context(running(stand_in, f"{cloud}/models", tmp / "cloud.log"))
-        bases = {name: _serve(stack, tmp, name, *spec) for name, spec in _configs(tmp, cloud, args.letter).items()}
+        configs = _configs(tmp, cloud, args.expected_gain)
+        bases = {name: _serve(stack, tmp, name, *spec) for name, spec in configs.items()}
         for base in bases.values():  # warm-up: the model's first call pays for its lazy set-up
             stream_one(base, "Say hello.", 8)
         for n, item in enumerate(prompts, 1):

@@ -1,20 +1,21 @@
-"""The cascade's `letter_gain`: a multiple-choice question asked aside for the letter only.
+"""The cascade's `letter_gain`: a multiple-choice question asked aside for its letter.
 
 Asked a multiple-choice question as a client asks it, the default model reasons first ("To determine
-…"), and its first tokens are as sure when it ends wrong as when it ends right (AUROC 0.49 on the MMLU
+…"), and its first tokens are as sure when it ends wrong as when it ends right (AUROC 0.50 on the MMLU
 labels), so a cascade that judges them ranks by the head's guess of the cloud's chance alone. Asked the
-same question behind a system prompt that wants the letter only, its one token is the answer, and that
+same question with its answer started "The correct answer is", its next token is the letter, and that
 letter's probability says whether the answer it *serves* is right (AUROC 0.66), while the model's state
-one token before the letter says whether the strong model will be (0.73, against 0.68 from the prompt's
+one token before the letter says whether the strong model will be (0.75, against 0.68 from the prompt's
 embedding). So for a multiple-choice question the cascade first runs the local model aside on that
-rendering for one token; its letter probe (`router train --prompt-state` on `router states --letter`,
+rendering for one token; its letter probe (`router train --prompt-state` on `router states --aside`,
 shipped as `heads/<package>.letter-state.npz`) reads P(strong right) in that step's logits, and the
 gain P(strong right) - the letter's probability decides before the served answer starts. Measured on
-2,050 served-style labels of held-out domains: APGR 0.611 against the shipped rule's 0.568 (bench/RESULTS.md).
+1,000 served-style labels of held-out domains: APGR 0.620 against 0.570 for the first-token rule
+(bench/RESULTS.md).
 
-The aside call costs one prefill of the question (it shares no prefix with the served prompt, whose
-system prompt differs) and one token. Any other request, or an aside call that fails or measures
-nothing, is judged as `expected_gain` would judge it.
+The aside's prompt is the served prompt and four tokens more, so the served answer that follows finds
+all of it cached (0.1 s more to a kept question's first token, measured). Any other request, or an aside
+call that fails or measures nothing, is judged as `expected_gain` would judge it.
 """
 
 from __future__ import annotations

@@ -65,7 +65,8 @@ def test_hard_prompts_outrank_trivial_ones(scores: tuple[list[float], list[float
 def test_the_default_policy_lets_the_local_model_start_and_weighs_the_strong_models_chance() -> None:
     """No prompt goes up before generation on the default policy (the classifier alone ranks barely better
     than chance on domains it never saw); every one starts locally under the cascade, which carries the
-    prompt's P(strong model right) for its `expected_gain`."""
+    prompt's P(strong model right) for its `expected_gain` (`letter_gain` judges all but multiple-choice
+    questions as `expected_gain`)."""
     from router.config import DEFAULT_POLICY_FILE, GatewayConfig
     from router.policy import load_policy
     from router.policy.facts import Facts
@@ -77,8 +78,8 @@ def test_the_default_policy_lets_the_local_model_start_and_weighs_the_strong_mod
         ctx = RequestContext("t", "chat", "auto", ({"role": "user", "content": text},))
         decision = router.decide(Facts(ctx, Findings(scores={"escalation": 0.9, "strong_chance": 0.83})))
         assert decision.route == "local", text
-        assert decision.cascade is not None and decision.cascade.metric in ("expected_gain", "mean_top_logprob")
-        if decision.cascade.metric == "expected_gain":
+        assert decision.cascade is not None and decision.cascade.metric in ("letter_gain", "mean_top_logprob")
+        if decision.cascade.metric == "letter_gain":
             assert decision.cascade.strong_chance == 0.83
 
 
