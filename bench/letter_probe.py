@@ -27,12 +27,13 @@ import numpy as np
 
 from bench.cascade import auroc, auroc_interval
 from bench.conversation_routing import paired_difference
-from router.backends.prompt_states import read_next_token_logprobs, read_states
+from router.backends.prompt_states import read_states
 from router.classify.evaluation import bootstrap, curve
 from router.classify.label_eval import expected_gain_out_of_fold, first_tokens_probability, state_probe_chances
-from router.classify.labels import asked_letter_probabilities
+from router.classify.labels import letter_probabilities
 from router.classify.train import EXPECTED_GAIN_C, cached_embeddings, selection_folds
 from router.cli.learning import _embedder, _embedding_cache, _labelled
+from router.errors import ConfigError
 
 THRESHOLDS = (0.255, 0.35, 0.4, 0.47, 0.55)
 
@@ -59,13 +60,10 @@ def main() -> None:
     fold = np.array([fold_of[g] for g in data.groups])
     state_strong, state_local = state_probe_chances(np.stack([states[i] for i in labelled.ids]), labelled, fold)
     head_strong = np.array([head_strong_of[i] for i in labelled.ids])
-    read_letter = read_next_token_logprobs(args.states)
-    if args.letter_labels is not None:
-        letter = asked_letter_probabilities([args.letter_labels], labelled.ids)
-    elif all(i in read_letter for i in labelled.ids):
-        letter = np.exp([read_letter[i] for i in labelled.ids])
-    else:
-        parser.error("these states carry no letter's probability (collected before it was kept): give --letter-labels")
+    try:
+        letter = letter_probabilities(args.states, [args.letter_labels] if args.letter_labels else None, labelled.ids)
+    except ConfigError as error:
+        parser.error(str(error))
     first = first_tokens_probability(labelled)
     weak, strong, groups = data.weak, data.strong, list(data.groups)
     print(f"{len(data)} served labels with a letter-read state, {len(set(groups))} domains: served answer right "

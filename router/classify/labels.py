@@ -385,3 +385,16 @@ def asked_letter_probabilities(paths: list[Path], ids: list[str]) -> np.ndarray:
     if missing:
         raise ConfigError(f"{len(missing)} prompts have no letter label with its confidence (e.g. {missing[0]})")
     return np.exp([by_id[i]["first"][0][0] if by_id[i].get("first") else by_id[i]["min_logprob"] for i in ids])
+
+
+def letter_probabilities(states: Path, letter_labels: list[Path] | None, ids: list[str]) -> np.ndarray:
+    """Each id's letter probability for `letter_gain`: the letter labels', else what `router states` kept."""
+    from router.backends.prompt_states import read_next_token_logprobs
+
+    if letter_labels:
+        return asked_letter_probabilities(letter_labels, ids)
+    read = read_next_token_logprobs(states)
+    if not all(i in read for i in ids):
+        raise ConfigError(f"{states}: these states carry no letter's probability (collected before `router "
+                          "states` kept the next token's): give --letter-labels")  # fmt: skip
+    return np.exp([read[i] for i in ids])

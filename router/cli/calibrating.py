@@ -259,9 +259,9 @@ def _calibrate_with_states(
     `letter_gain` with the letter-read state's P(strong right) less the letter's probability."""
     import numpy as np
 
-    from router.backends.prompt_states import read_next_token_logprobs, read_states
+    from router.backends.prompt_states import read_states
     from router.classify.label_eval import state_probe_chances
-    from router.classify.labels import asked_letter_probabilities
+    from router.classify.labels import letter_probabilities
     from router.classify.train import selection_folds
 
     if metric not in ("prompt_gain", "expected_gain", "letter_gain"):
@@ -276,17 +276,8 @@ def _calibrate_with_states(
     rows = np.stack([found_states[i] for i in labelled.ids])
     strong, local = state_probe_chances(rows, labelled, selection_folds(labelled.data.groups, 8))
     if metric == "letter_gain":
-        letters = read_next_token_logprobs(states)
         try:
-            if letter_labels:
-                local = asked_letter_probabilities(letter_labels, labelled.ids)
-            elif all(i in letters for i in labelled.ids):
-                local = np.exp([letters[i] for i in labelled.ids])
-            else:
-                raise ConfigError(
-                    f"{states}: these states carry no letter's probability (collected before `router states` kept "
-                    "the next token's): give --letter-labels"
-                )
+            local = letter_probabilities(states, letter_labels, labelled.ids)
         except ConfigError as error:
             _fail(error)
     gain = strong - (np.exp(labelled.early["mean_top_logprob"]) if metric == "expected_gain" else local)
