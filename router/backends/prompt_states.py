@@ -82,9 +82,6 @@ class StateReader:
         """`text`'s token ids in this model's vocabulary, as they follow other text (no BOS)."""
         return self._llama.tokenize(text.encode("utf-8"), add_bos=False)
 
-    def state(self, messages: Messages) -> np.ndarray:
-        return self.read(messages)[0]
-
     def read(self, messages: Messages, answer_start: str = "") -> tuple[np.ndarray, np.ndarray]:
         """(the last hidden state, the logits the next answer token would be sampled from), after the prompt
         and `answer_start`, the start of the model's answer (none: before its first token)."""
