@@ -126,12 +126,12 @@ class CascadingExecutor:
         self, ctx: RequestContext, decision: Decision, deadline: float
     ) -> tuple[Decision, EarlyCheck | None]:
         """For `letter_gain`: (the decision, its verdict) once the local model has been asked aside for the
-        letter; for a request that is not a multiple-choice question, or when the aside call fails or
-        measures nothing, (the decision judged as `expected_gain`, None)."""
+        letter; for a request that is not a multiple-choice question, for a local model that measures nothing
+        (a server pool), or when the aside call fails, (the decision judged as `expected_gain`, None)."""
         cascade = decision.cascade
         if cascade is None or cascade.metric != LETTER_GAIN:
             return decision, None
-        if asks_letter(ctx, cascade):
+        if asks_letter(ctx, cascade) and self._executor.measures_confidence(decision.model):
             check = EarlyCheck(0, cascade.escalate, reads="letter")
             aside = replace(decision, cascade=None, fallbacks=())  # one local token, never a cloud call
             try:

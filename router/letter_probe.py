@@ -7,7 +7,7 @@ same question with its answer started "The correct answer is", its next token is
 letter's probability says whether the answer it *serves* is right (AUROC 0.66), while the model's state
 one token before the letter says whether the strong model will be (0.75, against 0.68 from the prompt's
 embedding). So for a multiple-choice question the cascade first runs the local model aside on that
-rendering for one token; its letter probe (`router train --prompt-state` on `router states --aside`,
+rendering for one token; its letter probe (`router train --prompt-state` on `router states --reading aside`,
 shipped as `heads/<package>.letter-state.npz`) reads P(strong right) in that step's logits, and the
 gain P(strong right) - the letter's probability decides before the served answer starts. Measured on
 1,000 served-style labels of held-out domains: APGR 0.620 against 0.570 for the first-token rule

@@ -4,7 +4,7 @@ letter's probability decides before the served answer starts.
 
 The parts with numbers are unit tests; the end-to-end test runs `router serve` on the real test model
 with the stand-in cloud, and checks that the gateway's aside call reads the question exactly as the probe
-was fitted on it (`router states --aside`): the gain it reports is the one computed here from the same
+was fitted on it (`router states --reading aside`): the gain it reports is the one computed here from the same
 model's first step, and the served answer finds the question's tokens cached by the aside."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from router.errors import ConfigError
 from router.letter_probe import ANSWER_START, is_multiple_choice, judged_as_expected_gain, letter_request
 from router.policy import parse_policy
 from router.types import RequestContext
-from tests.conftest import Gateway, config_gateway, gemma_config
+from tests.conftest import FaultyCloud, Gateway, config_gateway, gemma_config
 
 KEEP = "Which planet is the largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Mercury\nAnswer:"
 SEND = "Which gas do plants take in?\n(A) oxygen\n(B) helium\n(C) carbon dioxide\n(D) neon\nAnswer:"
@@ -77,14 +77,14 @@ def test_letter_gain_weighs_the_probes_strong_chance_against_the_letters_probabi
 
 def test_a_letter_probe_fitted_on_another_reading_is_refused(tmp_path: Path) -> None:
     """A probe reads the numbers of the rendering it was fitted on: the aside's letter probe must have been
-    fitted on `router states --aside`; one that says another reading is refused at load, one that says
+    fitted on `router states --reading aside`; one that says another reading is refused at load, one that says
     none (older files) is taken."""
     weights = np.zeros(8, dtype=np.float32)
     for reading, refused in (("letter", True), ("aside", False), (None, False)):
         meta = {} if reading is None else {"reading": reading}
         StateProbe(weights, weights, 0.0, 0.0, meta).save(tmp_path / "p.npz")
         if refused:
-            with pytest.raises(ConfigError, match=r"read as `letter`.*router states --aside"):
+            with pytest.raises(ConfigError, match=r"read as `letter`.*router states --reading aside"):
                 load_probe("letter_probe", tmp_path / "p.npz", None, "aside")
         else:
             assert load_probe("letter_probe", tmp_path / "p.npz", None, "aside")[1] is not None
@@ -184,3 +184,18 @@ def test_a_question_without_options_is_judged_as_expected_gain_without_an_aside_
     headers, text, _ = _ask(gateway, PLAIN, stream=False)
     assert headers["x-router-cascade"] in {"kept", "escalated"} and text.strip()
     assert gateway.stats()["served"] - served_before == 1  # the answer's first tokens judged, no aside call
+
+
+def test_a_server_pool_local_model_is_not_asked_aside(instant_gateway: Gateway, faulty_cloud: FaultyCloud) -> None:
+    """A local server pool measures nothing of its answers (no logits reach the gateway), so under the
+    default policy's `letter_gain` a multiple-choice question goes to it once, as served: no one-token call
+    before it that could only be wasted."""
+    client = openai.OpenAI(base_url=instant_gateway.v1, api_key="unused", max_retries=0, timeout=60)
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": KEEP}], max_tokens=8,
+        extra_headers={"cache-control": "no-cache, no-store"},
+    )  # fmt: skip
+    assert raw.parse().choices[0].message.content
+    sent = faulty_cloud.requests()
+    assert len(sent) == 1, sent  # the served call alone (a pool model and the cloud are both the stand-in here)
+    assert sent[0]["messages"][-1]["content"] == KEEP

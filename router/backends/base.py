@@ -14,6 +14,9 @@ class Backend(Protocol):
     name: str
     """The configured model name (what `x-router-model` says)."""
     tier: Route
+    measures_confidence: bool
+    """Whether `confidence` is measured (the in-process model reads its own logits); elsewhere it is
+    ignored, and the cascade does not ask such a model anything aside."""
 
     async def start(self) -> None:
         """Load or connect; called once from the app's lifespan, may run in the background."""

@@ -133,6 +133,7 @@ class LiteLLMBackend:
     def __init__(self, name: str, spec: LiteLLMModel) -> None:
         self.name = name
         self.tier = spec.tier
+        self.measures_confidence = False
         self._spec = spec
         self._model = spec.model
         self._api_base = spec.api_base

@@ -71,6 +71,7 @@ class LlamaCppBackend:
     def __init__(self, name: str, spec: LlamaCppModel, model_dir: Path) -> None:
         self.name = name
         self.tier = spec.tier
+        self.measures_confidence = True
         self._spec = spec
         self._model_dir = model_dir
         self._executor = ThreadPoolExecutor(max_workers=spec.instances, thread_name_prefix=f"llama-{name}")

@@ -18,6 +18,7 @@ DIMENSIONS = 384
 
 class LocalEmbedder:
     tier = "local"
+    measures_confidence = False
 
     def __init__(self, name: str, service: EmbeddingService, count_tokens: Callable[[str], int]) -> None:
         self.name = name

@@ -84,6 +84,7 @@ class OpenAIHttpBackend:
     def __init__(self, name: str, spec: OpenAICompatibleModel) -> None:
         self.name = name
         self.tier = spec.tier
+        self.measures_confidence = False
         self._spec = spec
         self._bases = itertools.cycle([base.rstrip("/") for base in spec.api_base])
         key = read_secret_env(spec.api_key_env)

@@ -6,7 +6,8 @@ loses at most one chunk and a rerun does only what is missing. The model runs in
 context of its own beside the gateway's), one prompt at a time: prefill only, no answer is generated.
 Beside each state the chunk keeps the log-probability of the token the model would write next (its most
 likely one): with an answer start such as the cascade's letter aside ("The correct answer is"), that is
-the letter's probability the gateway measures from the same step.
+the letter's probability the gateway measures from the same step; and the log-probabilities of the four
+option letters (" A" to " D") as that next token, so the whole of the letter's distribution can be studied.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from router.errors import ConfigError
 
 CHUNK = 50
 """States per file written."""
+OPTION_LETTERS = (" A", " B", " C", " D")
+"""The next tokens whose log-probabilities are kept beside each state (each its first token in the model's
+vocabulary: the whole letter in the default model's, as it follows "The correct answer is")."""
 READING_FILE = "reading.json"
 """How a folder's prompts were rendered (see `collect_states`)."""
 
@@ -40,6 +44,12 @@ def read_next_token_logprobs(folder: Path) -> dict[str, float]:
     return {pid: float(value) for pid, value in _read_column(folder, "next_logprobs").items()}
 
 
+def read_option_logprobs(folder: Path) -> dict[str, np.ndarray]:
+    """The log-probabilities of `OPTION_LETTERS` as the next token after each prompt in `folder`, by prompt id
+    (chunks written before they were kept have none)."""
+    return _read_column(folder, "option_logprobs")
+
+
 def _read_column(folder: Path, column: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for path in sorted(folder.glob("states-*.npz")):
@@ -53,6 +63,13 @@ def top_logprob(logits: np.ndarray) -> float:
     """log P(the most likely next token) under `logits` (a log-softmax's maximum)."""
     wide = logits.astype(np.float64)
     return float(-np.log(np.exp(wide - wide.max()).sum()))
+
+
+def token_logprobs(logits: np.ndarray, tokens: list[int]) -> np.ndarray:
+    """log P(each of `tokens` is the next one) under `logits`."""
+    wide = logits.astype(np.float64)
+    log_z = wide.max() + np.log(np.exp(wide - wide.max()).sum())
+    return (wide[tokens] - log_z).astype(np.float32)
 
 
 def served_messages(prompt: str, system: str | None) -> Messages:
@@ -115,8 +132,8 @@ def collect_states(
     progress: TextIO = sys.stderr,
 ) -> int:
     """The state (after the prompt and `answer_start`) of every (id, messages) not yet in `folder`, with the
-    next token's log-probability, appended in chunks; returns how many were new. `reading` names how the
-    prompts were rendered: a folder holds states of one reading only."""
+    next token's log-probability and the option letters', appended in chunks; returns how many were new.
+    `reading` names how the prompts were rendered: a folder holds states of one reading only."""
     folder.mkdir(parents=True, exist_ok=True)
     wanted = {"reading": reading, "answer_start": answer_start}
     recorded = read_reading(folder)
@@ -128,21 +145,24 @@ def collect_states(
         (folder / READING_FILE).write_text(json.dumps(wanted))
     done = set(read_states(folder))
     todo = [(pid, messages) for pid, messages in prompts if pid not in done]
+    options = [reader.tokens(letter)[0] for letter in OPTION_LETTERS]
     ids: list[str] = []
     rows: list[np.ndarray] = []
     nexts: list[float] = []
+    lettered: list[np.ndarray] = []
     started = time.monotonic()
     for n, (pid, messages) in enumerate(todo, 1):
         state, logits = reader.read(messages, answer_start)
         ids.append(pid)
         rows.append(state)
         nexts.append(top_logprob(logits))
+        lettered.append(token_logprobs(logits, options))
         if len(ids) == CHUNK or n == len(todo):
             np.savez(
-                folder / f"states-{time.time_ns()}.npz",
-                ids=np.array(ids), states=np.stack(rows), next_logprobs=np.array(nexts, dtype=np.float32),
+                folder / f"states-{time.time_ns()}.npz", ids=np.array(ids), states=np.stack(rows),
+                next_logprobs=np.array(nexts, dtype=np.float32), option_logprobs=np.stack(lettered),
             )  # fmt: skip
-            ids, rows, nexts = [], [], []
+            ids, rows, nexts, lettered = [], [], [], []
             rate = n / max(1e-9, time.monotonic() - started)
             progress.write(f"{n}/{len(todo)} states, {rate:.2f}/s, ETA {(len(todo) - n) / rate / 60:.0f} min\n")
             progress.flush()

@@ -39,7 +39,7 @@ def packaged_state_probe_for(package: str | None) -> Path | None:
 def packaged_letter_probe_for(package: str | None) -> Path | None:
     """The letter probe shipped for a packaged local model, if it has one (`<package>.letter-state.npz`): a
     state probe fitted on its states one token before the letter, as the cascade asks it aside (`router
-    states --aside`)."""
+    states --reading aside`)."""
     return _shipped_for(package, ".letter-state.npz")
 
 

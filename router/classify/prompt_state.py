@@ -96,10 +96,9 @@ def load_probe(
     probe = StateProbe.load(path)
     fitted = probe.meta.get("reading")
     if fitted is not None and fitted != reading:
-        flag = "" if reading == "served" else f" --{reading}"
         raise ConfigError(
             f"{field}: {path} was fitted on states read as `{fitted}`; the gateway reads this probe's prompts "
-            f"as `{reading}` (collect them with `router states{flag}`)"
+            f"as `{reading}` (collect them with `router states --reading {reading}`)"
         )
     return path, probe
 

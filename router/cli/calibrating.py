@@ -60,8 +60,8 @@ def calibrate(
         typer.Option(
             help="With --cascade-metric prompt_gain: the folder of the labelled prompts' states (`router "
             "states`); each label is scored by a state probe fitted without its domain. With letter_gain: their "
-            "states read as the gateway asks the letter aside (`router states --aside`), which carry the letter's "
-            "probability."
+            "states read as the gateway asks the letter aside (`router states --reading aside`), which carry the "
+            "letter's probability."
         ),
     ] = None,
     letter_labels: Annotated[

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +11,14 @@ import typer
 from router.cli._common import ConfigOpt, _fail, _settings, app
 from router.config import load_gateway_config
 from router.errors import ConfigError
+
+
+class Reading(StrEnum):
+    """How `router states` renders a prompt (recorded in the states folder, which takes no other)."""
+
+    served = "served"
+    aside = "aside"
+    letter = "letter"
 
 
 @app.command()
@@ -158,23 +167,18 @@ def states(
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder of states; appended to, resumable.")],
     model: Annotated[str | None, typer.Option(help="A configured llama-cpp model (default: routes.local).")] = None,
-    letter: Annotated[
-        bool,
+    reading: Annotated[
+        Reading,
         typer.Option(
-            "--letter",
-            help="Render each prompt as `router label --protocol letter` asks it (a system prompt asking for the "
-            "letter only) instead of as a client sends it: the state one token before the letter.",
+            "--reading",
+            help="How each prompt is rendered before its state is read. `served`: as a client sends it (the "
+            "state before the answer's first token: what a state probe is fitted on). `aside`: as served, "
+            'followed by the answer start "The correct answer is", as the cascade\'s `letter_gain` asks a '
+            "multiple-choice question aside (the state one token before the letter, and the letter's "
+            "probability: what the letter probe is fitted on). `letter`: behind `router label --protocol "
+            "letter`'s system prompt asking for the letter only.",
         ),
-    ] = False,
-    aside: Annotated[
-        bool,
-        typer.Option(
-            "--aside",
-            help="Read each prompt as the cascade's `letter_gain` asks it aside: as served, followed by the "
-            'answer start "The correct answer is" (the state one token before the letter, and the letter\'s '
-            "probability): what the letter probe is fitted on.",
-        ),
-    ] = False,
+    ] = Reading.served,
     config: ConfigOpt = None,
 ) -> None:
     """The local model's last hidden state after reading each labelled prompt, rendered as the gateway
@@ -197,9 +201,7 @@ def states(
     if not isinstance(spec, LlamaCppModel):
         _fail(ConfigError(f"`{name}` is not an in-process (llama-cpp) model: only those have states to read"))
     chat_format, system = prompt_settings(spec)
-    if letter and aside:
-        _fail(ConfigError("--letter and --aside are two readings of a prompt: choose one"))
-    system = LETTER_SYSTEM if letter else system
+    system = LETTER_SYSTEM if reading is Reading.letter else system
     reader = StateReader(model_gguf_path(spec.model_path, spec.package, settings.model_dir), chat_format, spec.n_ctx)
     from router.classify.train import EXCLUDED_DOMAINS
 
@@ -211,9 +213,9 @@ def states(
     rounds = max((len(group) for group in by_group.values()), default=0)
     order = [group[i] for i in range(rounds) for group in by_group.values() if i < len(group)]
     prompts = ((r["id"], served_messages(r["prompt"], system)) for r in order)
-    reading = "aside" if aside else "letter" if letter else "served"
+    answer_start = ANSWER_START if reading is Reading.aside else ""
     try:
-        added = collect_states(reader, prompts, out, ANSWER_START if aside else "", reading)
+        added = collect_states(reader, prompts, out, answer_start, reading.value)
     except ConfigError as error:
         _fail(error)
     typer.echo(f"{added} new states in {out} (of {len(order)} labelled prompts)")

@@ -120,7 +120,7 @@ class LlamaCppModel(_ModelSpec):
     )
     letter_probe: Path | Literal["none"] | None = Field(
         None,
-        description="A letter probe for this model (`router train --prompt-state` on `router states --aside`): "
+        description="A letter probe for this model (`router train --prompt-state` on `router states --reading aside`): "
         "what the cascade's `letter_gain` reads when a multiple-choice question is asked aside for its letter "
         '(as served, its answer started "The correct answer is"); one fitted on another reading is refused. '
         "Unset: the one shipped for the `package` model, if any; `none`: no probe (the classifier's P(strong "

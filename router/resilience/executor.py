@@ -152,6 +152,10 @@ class Executor:
             self._skip_reason(decision, self._backends[name]) is None for name in (decision.model, *decision.fallbacks)
         )
 
+    def measures_confidence(self, name: str) -> bool:
+        """Whether model `name` measures how sure it is as it answers (`Backend.measures_confidence`)."""
+        return self._backends[name].measures_confidence
+
     def _skip_reason(self, decision: Decision, backend: Backend) -> RouterError | None:
         if backend.tier == "cloud" and not decision.allow_cloud:
             return UpstreamUnavailable("the policy pins this request to local", code="pinned_local")

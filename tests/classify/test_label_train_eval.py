@@ -195,12 +195,13 @@ def test_each_held_out_fold_is_scored_on_its_own_domains() -> None:
 
 
 def test_states_read_as_served_as_the_letter_protocol_asks_or_as_the_aside_asks(labels: Path, tmp_path: Path) -> None:
-    """`router states --letter` reads each prompt behind the letter protocol's system prompt, `--aside` as
-    served with the aside's answer start: the same prompts, the same width, three readings; each folder
-    says which, keeps the next token's probability beside each state, and takes no other reading."""
-    from router.backends.prompt_states import read_next_token_logprobs, read_reading, read_states
+    """`router states --reading letter` reads each prompt behind the letter protocol's system prompt, `aside`
+    as served with the aside's answer start: the same prompts, the same width, three readings; each folder
+    says which, keeps the next token's and the option letters' probabilities beside each state, and takes
+    no other reading."""
+    from router.backends.prompt_states import read_next_token_logprobs, read_option_logprobs, read_reading, read_states
 
-    readings = {"served": (), "letter": ("--letter",), "aside": ("--aside",)}
+    readings = {"served": (), "letter": ("--reading", "letter"), "aside": ("--reading", "aside")}
     common = ("states", "--labels", str(labels), "--tasks", str(FIXTURE), "--out")
     for name, extra in readings.items():
         done = router(*common, str(tmp_path / name), *extra)
@@ -214,5 +215,9 @@ def test_states_read_as_served_as_the_letter_protocol_asks_or_as_the_aside_asks(
             assert state.shape == read[other][pid].shape and not np.allclose(state, read[other][pid])
     aside = read_next_token_logprobs(tmp_path / "aside")
     assert sorted(aside) == sorted(read["aside"]) and all(-30 < value <= 0 for value in aside.values())
-    mixed = router(*common, str(tmp_path / "served"), "--aside")
+    options = read_option_logprobs(tmp_path / "aside")
+    assert sorted(options) == sorted(aside)
+    for pid, letters in options.items():  # the letters' log-probabilities: none above the likeliest token's
+        assert letters.shape == (4,) and np.all(letters <= aside[pid] + 1e-4) and len(set(letters.tolist())) > 1
+    mixed = router(*common, str(tmp_path / "served"), "--reading", "aside")
     assert mixed.returncode != 0 and "read as" in mixed.stderr and "use another folder" in mixed.stderr
