@@ -2,13 +2,15 @@
 
 A request is never answered with part of what it asked for silently dropped: one with `tools` gets a
 model that calls tools, `response_format` JSON a model that keeps to it, an image part a model that
-sees, `logprobs` a model that returns them. The router moves such a request along its chain to the first
-capable model; if the chain has none, the request is refused with a 400 that names the capability.
+sees, `logprobs` a model that returns them, an Anthropic prefill a model that continues it. The router
+moves such a request along its chain to the first capable model; if the chain has none, the request is
+refused with a 400 that names the capability; a cascade escalates only to a cloud model that has them.
 
 A model's capabilities are its config's `capabilities:` or its engine's default: in-process llama.cpp
 constrains output with a grammar (json); an OpenAI-compatible server (llama.cpp's, vLLM) does json and
-logprobs; a provider through litellm is assumed to do all four, which its own errors correct. The
-in-process model returns the log-probabilities its confidence meter measures (json and logprobs).
+logprobs; a provider through litellm is assumed to do all four, which its own errors correct, but not to
+continue a prefill. The in-process model returns the log-probabilities its confidence meter measures
+(json and logprobs) and continues a prefill.
 """
 
 from __future__ import annotations
@@ -23,16 +25,19 @@ from router.policy import facts
 from router.types import RequestContext
 
 CAPABILITIES: tuple[Capability, ...] = (
-    "tools", "json", "vision", "audio", "files", "logprobs", "messages", "responses"
+    "tools", "json", "vision", "audio", "files", "logprobs", "prefill", "messages", "responses"
 )  # fmt: skip
 NATIVE_APIS = frozenset({"messages", "responses"})
 """Taking a request whole in a client's API: Anthropic's Messages, OpenAI's Responses (a request holding
 what only that API carries, such as a document block, needs it)."""
 ENGINE_DEFAULTS: dict[type, frozenset[str]] = {
-    LlamaCppModel: frozenset({"json", "logprobs"}),
+    LlamaCppModel: frozenset({"json", "logprobs", "prefill"}),
     OpenAICompatibleModel: frozenset({"json", "logprobs"}),
-    LiteLLMModel: frozenset(CAPABILITIES) - NATIVE_APIS,
+    LiteLLMModel: frozenset(CAPABILITIES) - NATIVE_APIS - {"prefill"},
 }
+"""Prefill is not assumed of a provider: OpenAI's models answer a last assistant message anew (which would
+hand an Anthropic client an answer that does not follow its prefill). Anthropic's take it as part of
+Messages requests taken whole; DeepSeek and Mistral take it when configured (`capabilities:`)."""
 
 
 def model_capabilities(spec: LlamaCppModel | OpenAICompatibleModel | LiteLLMModel) -> frozenset[str]:
@@ -42,7 +47,7 @@ def model_capabilities(spec: LlamaCppModel | OpenAICompatibleModel | LiteLLMMode
     if isinstance(spec, LlamaCppModel) and _renders_tools(spec):
         return defaults | {"tools"}
     if isinstance(spec, LiteLLMModel) and (api := native_api_of(spec.model, spec.api_base)) is not None:
-        return defaults | {api}
+        return defaults | {api} | ({"prefill"} if api == "messages" else set())
     return defaults
 
 
@@ -76,6 +81,7 @@ def required_capabilities(f: facts.Facts) -> tuple[str, ...]:
             "audio": "input_audio" in parts,
             "files": "file" in parts,
             "logprobs": bool(ctx.passthrough.get("logprobs")) or bool(ctx.passthrough.get("top_logprobs")),
+            "prefill": ctx.prefill() is not None,
             "messages": ctx.native is not None and ctx.native.api == "messages" and bool(ctx.native.requires),
             "responses": ctx.native is not None and ctx.native.api == "responses" and bool(ctx.native.requires),
         }

@@ -147,9 +147,17 @@ class Router:
 
     def escalated(self, decision: Decision) -> Decision:
         """The cloud decision a cascade turns a low-confidence local one into. Its fallbacks are the other
-        cloud models only: if none answers, the local answer already in hand is the fallback."""
+        cloud models only: if none answers, the local answer already in hand is the fallback. Only cloud
+        models with what the request needs are on it (`_capable` keeps no cascade where there is none)."""
         route, model, fallbacks = self._chain("cloud", pinned=True)
+        chain = [name for name in (model, *fallbacks) if set(decision.needs) <= self._capabilities[name]]
+        model, fallbacks = (chain[0], tuple(chain[1:])) if chain else (model, fallbacks)
         return replace(decision, route=route, model=model, fallbacks=fallbacks, reason="cascade", cascade=None)
+
+    def _can_escalate(self, needs: tuple[str, ...]) -> bool:
+        """Whether a cloud model a cascade may escalate to has every capability in `needs`."""
+        _, model, fallbacks = self._chain("cloud", pinned=True)
+        return any(set(needs) <= self._capabilities[name] for name in (model, *fallbacks))
 
     def embedding_decision(self, model: str) -> Decision:
         """Embeddings go to the model the client named: the gateway's own embedder (`all-minilm-l6-v2`,
@@ -278,15 +286,18 @@ class Router:
             message += "Send it without that, or configure a model that has it (`capabilities:` in the gateway config)."
             return replace(decision, needs=needs, deny=Denial(message, 400, "capability_unavailable"),
                            reason=f"needs-{'+'.join(needs)}")  # fmt: skip
-        if capable[0] == decision.model:
-            return replace(decision, needs=needs, fallbacks=tuple(capable[1:]))
-        missing = sorted(set(needs) - self._capabilities[decision.model])
         route = self._config.models[capable[0]].tier
+        # A local answer is handed to the cloud only where a cloud model can honour what the request needs.
+        keeps_cascade = decision.cascade is not None and route == "local" and self._can_escalate(needs)
+        cascade = decision.cascade if keeps_cascade else None
+        if capable[0] == decision.model:
+            return replace(decision, needs=needs, fallbacks=tuple(capable[1:]), cascade=cascade)
+        missing = sorted(set(needs) - self._capabilities[decision.model])
         # Not missing a capability: the chosen model has them all but cannot answer (no key, say).
         reason = f"needs-{'+'.join(missing)}" if missing else f"{decision.model}-unavailable"
         return replace(
             decision, route=route, model=capable[0], fallbacks=tuple(capable[1:]), needs=needs,
-            reason=reason, cascade=decision.cascade if route == "local" else None,
+            reason=reason, cascade=cascade,
         )  # fmt: skip
 
     def _within_budget(self, found: Findings, decision: Decision) -> Decision:

@@ -64,6 +64,17 @@ class RequestContext:
     """Text an in-process model's answer begins with, rendered after the chat prompt (its tokens follow the
     prompt's, which a later request of the same prompt finds cached): the cascade's letter aside."""
 
+    def prefill(self) -> str | None:
+        """The start of the answer the client wrote for the model to continue: an Anthropic Messages request
+        whose last message is the assistant's own text (Anthropic's prefill; the answer then holds only what
+        follows it). An OpenAI chat request's last assistant message is a finished turn, not a prefill."""
+        if self.native is None or self.native.api != "messages" or not self.messages:
+            return None
+        last = self.messages[-1]
+        if last.get("role") != "assistant" or last.get("tool_calls"):
+            return None
+        return content_text(last.get("content")).rstrip()
+
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
             if message.get("role") == "user":

@@ -234,6 +234,8 @@ class LiteLLMBackend:
             kwargs["stream_options"] = {"include_usage": True}
         if ctx.kind == "chat":
             kwargs["messages"] = [dict(m) for m in ctx.messages]
+            if ctx.prefill() is not None:  # routed here only when configured to continue it (`prefill`)
+                kwargs["messages"][-1]["prefix"] = True  # litellm's mark for DeepSeek's and Mistral's prefill
         else:
             kwargs["prompt"] = ctx.prompt
         return kwargs

@@ -12,7 +12,7 @@ from router.backends.json_grammar import grammar_for
 from router.backends.local_tools import call_grammar, for_prompt, offered_tools
 from router.config import LlamaCppModel
 from router.errors import InvalidRequest
-from router.types import RequestContext, content_text
+from router.types import RequestContext
 
 
 def _rendered(
@@ -35,16 +35,9 @@ def _rendered(
 
 
 def _without_prefill(ctx: RequestContext) -> tuple[tuple[Mapping[str, Any], ...], str]:
-    """(the messages to render, the text the answer continues): an Anthropic Messages request whose last
-    message is the assistant's own text is a prefill, the start of the answer to continue (the answer then
-    holds only what follows it), not a finished turn."""
-    messages = tuple(ctx.messages)
-    if ctx.native is None or ctx.native.api != "messages" or not messages:
-        return messages, ""
-    last = messages[-1]
-    if last.get("role") != "assistant" or last.get("tool_calls"):
-        return messages, ""
-    return messages[:-1], content_text(last.get("content")).rstrip()
+    """(the messages to render, the text the answer continues: the request's prefill, if any)."""
+    prefill = ctx.prefill()
+    return (tuple(ctx.messages), "") if prefill is None else (tuple(ctx.messages[:-1]), prefill)
 
 
 def prepared(

@@ -65,7 +65,7 @@ class Price(_Strict):
     )
 
 
-Capability = Literal["tools", "json", "vision", "audio", "files", "logprobs", "messages", "responses"]
+Capability = Literal["tools", "json", "vision", "audio", "files", "logprobs", "prefill", "messages", "responses"]
 
 
 class _ModelSpec(_Strict):
@@ -75,12 +75,15 @@ class _ModelSpec(_Strict):
     capabilities: list[Capability] | None = Field(
         None,
         description="What this model can honour: tools (function calling), json (response_format json_object / "
-        "json_schema), vision (image parts), audio (input_audio parts), files (file parts), logprobs, messages / "
+        "json_schema), vision (image parts), audio (input_audio parts), files (file parts), logprobs, prefill "
+        "(continues an Anthropic Messages request's last assistant message instead of answering anew; through "
+        "litellm the message is sent with `prefix: true`, as DeepSeek and Mistral take it), messages / "
         "responses (takes Anthropic's Messages / OpenAI's Responses requests whole; litellm's anthropic/ and "
         "openai/ models by default). "
         "A request that needs one goes to a model that has it, or "
-        "gets a 400. Unset: the engine's default (in-process llama.cpp: json by grammar, logprobs; "
-        "openai-compatible: json, logprobs; litellm: all of them).",
+        "gets a 400. Unset: the engine's default (in-process llama.cpp: json by grammar, logprobs, prefill; "
+        "openai-compatible: json, logprobs; litellm: all but prefill, which Anthropic's models have by taking "
+        "Messages whole).",
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: RetryPolicy = Field(default_factory=RetryPolicy)

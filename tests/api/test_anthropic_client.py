@@ -1,6 +1,7 @@
 """Anthropic's own Python SDK, pointed at `router serve`, works unchanged: messages, system prompts and
-multi-turn, streaming with Anthropic's event sequence, tool use routed to a model that calls tools (and
-its results sent back), token counting, and errors in Anthropic's shape."""
+multi-turn, prefill (continued, by a model that can), streaming with Anthropic's event sequence, tool use
+routed to a model that calls tools (and its results sent back), token counting, and errors in Anthropic's
+shape."""
 
 from __future__ import annotations
 
@@ -54,6 +55,44 @@ def test_a_prefilled_answer_is_continued_not_answered_anew(gateway: Gateway) -> 
     anew = sdk(gateway).messages.create(model="claude-3-5-haiku-latest", max_tokens=12, extra_body={"temperature": 0},
                                         messages=[question])  # fmt: skip
     assert continued.usage.input_tokens > anew.usage.input_tokens  # the prefill is read as part of the prompt
+
+
+@pytest.mark.parametrize(
+    ("asked", "headers"),
+    [("escalate-me: count", {}), ("Count", {"x-test": "cascade"})],  # the policy's cloud rule; its cascade rule
+)
+def test_a_prefill_goes_only_to_a_model_that_continues_it(gateway: Gateway, asked: str, headers: dict) -> None:
+    """The cloud model here is OpenAI's (through litellm), which would answer a last assistant message anew:
+    a prefilled request the policy sends to it is moved to the local model, which continues it, and a
+    cascade that could hand it to that cloud model is dropped."""
+    question = {"role": "user", "content": f"{asked} from one to ten in words, separated by commas."}
+    headers = {**headers, "cache-control": "no-cache, no-store"}
+    raw = sdk(gateway).messages.with_raw_response.create(
+        model="claude-3-5-haiku-latest", max_tokens=12, extra_body={"temperature": 0}, extra_headers=headers,
+        messages=[question, {"role": "assistant", "content": "one, two, three, four,"}],
+    )  # fmt: skip
+    assert raw.headers["x-router-route"] == "local" and raw.headers["x-router-needs"] == "prefill"
+    assert "x-router-cascade" not in raw.headers
+    assert "five" in raw.parse().content[0].text.lower()
+    # Without the prefill the same request goes where the policy says: to the cloud, or local with a cascade.
+    anew = sdk(gateway).messages.with_raw_response.create(
+        model="claude-3-5-haiku-latest", max_tokens=4, extra_headers=headers, messages=[question]
+    )
+    assert "x-router-needs" not in anew.headers
+    if "x-test" in headers:
+        assert "x-router-cascade" in anew.headers
+    else:
+        assert anew.headers["x-router-route"] == "cloud"
+
+
+def test_a_prefill_no_model_can_continue_is_refused_naming_it(instant_gateway: Gateway) -> None:
+    """A local server pool and an OpenAI cloud model would both answer anew: a 400 that says so."""
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        sdk(instant_gateway).messages.create(
+            model="claude-3-5-haiku-latest", max_tokens=12,
+            messages=[{"role": "user", "content": "Say a colour."}, {"role": "assistant", "content": "The colour is"}],
+        )  # fmt: skip
+    assert "needs prefill" in str(refused.value) and "capabilities:" in str(refused.value)
 
 
 def test_a_stream_has_anthropics_event_sequence(gateway: Gateway) -> None:
