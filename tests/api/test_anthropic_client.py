@@ -5,11 +5,13 @@ shape."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anthropic
 import httpx
 import pytest
 
-from tests.conftest import API_KEY, CLOUD_MODEL, Gateway
+from tests.conftest import API_KEY, CLOUD_MODEL, FaultyCloud, Gateway, config_gateway, stand_in_config
 
 WEATHER = {
     "name": "get_weather",
@@ -162,3 +164,18 @@ def test_errors_come_in_anthropics_shape(gateway: Gateway, strict_gateway: Gatew
         model=CLOUD_MODEL, max_tokens=4, messages=[{"role": "user", "content": "hi"}]
     )
     assert ok.content
+
+
+def test_a_cloud_model_declared_to_continue_a_prefill_gets_it_marked(faulty_cloud: FaultyCloud, tmp_path: Path) -> None:
+    """A litellm model declared with `prefill` (DeepSeek, Mistral) gets the prefill as litellm marks it for
+    those providers: the last assistant message with `prefix: true`."""
+    config = stand_in_config(faulty_cloud.v1, tmp_path / "ledger.sqlite")
+    config["models"]["gpt-4o-mini"]["capabilities"] = ["json", "prefill"]
+    with config_gateway(tmp_path / "gw", config, "version: 1\ndefault:\n  route: cloud\n") as gateway:
+        raw = sdk(gateway).messages.with_raw_response.create(
+            model="claude-3-5-haiku-latest", max_tokens=12,
+            messages=[{"role": "user", "content": "Say a colour."}, {"role": "assistant", "content": "The colour is"}],
+        )  # fmt: skip
+    assert raw.headers["x-router-route"] == "cloud" and raw.headers["x-router-needs"] == "prefill"
+    (sent,) = faulty_cloud.requests()
+    assert sent["messages"][-1] == {"role": "assistant", "content": "The colour is", "prefix": True}
