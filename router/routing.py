@@ -149,15 +149,17 @@ class Router:
         """The cloud decision a cascade turns a low-confidence local one into. Its fallbacks are the other
         cloud models only: if none answers, the local answer already in hand is the fallback. Only cloud
         models with what the request needs are on it (`_capable` keeps no cascade where there is none)."""
-        route, model, fallbacks = self._chain("cloud", pinned=True)
-        chain = [name for name in (model, *fallbacks) if set(decision.needs) <= self._capabilities[name]]
-        model, fallbacks = (chain[0], tuple(chain[1:])) if chain else (model, fallbacks)
-        return replace(decision, route=route, model=model, fallbacks=fallbacks, reason="cascade", cascade=None)
+        route, chain = self._escalation_chain(decision.needs)
+        if not chain:  # `_capable` keeps no cascade then; a decision built elsewhere gets the whole cloud chain
+            route, model, fallbacks = self._chain("cloud", pinned=True)
+            chain = [model, *fallbacks]
+        return replace(decision, route=route, model=chain[0], fallbacks=tuple(chain[1:]), reason="cascade",
+                       cascade=None)  # fmt: skip
 
-    def _can_escalate(self, needs: tuple[str, ...]) -> bool:
-        """Whether a cloud model a cascade may escalate to has every capability in `needs`."""
-        _, model, fallbacks = self._chain("cloud", pinned=True)
-        return any(set(needs) <= self._capabilities[name] for name in (model, *fallbacks))
+    def _escalation_chain(self, needs: tuple[str, ...]) -> tuple[Route, list[str]]:
+        """The cloud models a cascade may escalate to that have every capability in `needs`, in order."""
+        route, model, fallbacks = self._chain("cloud", pinned=True)
+        return route, [name for name in (model, *fallbacks) if set(needs) <= self._capabilities[name]]
 
     def embedding_decision(self, model: str) -> Decision:
         """Embeddings go to the model the client named: the gateway's own embedder (`all-minilm-l6-v2`,
@@ -288,7 +290,7 @@ class Router:
                            reason=f"needs-{'+'.join(needs)}")  # fmt: skip
         route = self._config.models[capable[0]].tier
         # A local answer is handed to the cloud only where a cloud model can honour what the request needs.
-        keeps_cascade = decision.cascade is not None and route == "local" and self._can_escalate(needs)
+        keeps_cascade = decision.cascade is not None and route == "local" and bool(self._escalation_chain(needs)[1])
         cascade = decision.cascade if keeps_cascade else None
         if capable[0] == decision.model:
             return replace(decision, needs=needs, fallbacks=tuple(capable[1:]), cascade=cascade)
