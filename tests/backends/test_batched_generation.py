@@ -45,7 +45,9 @@ async def _backend(**spec: object) -> LlamaCppBackend:
 
 @pytest.fixture
 async def batched() -> AsyncIterator[LlamaCppBackend]:
-    backend = await _backend(parallel=4, step_tokens=64, max_queue=2, max_queue_wait_s=60, exact_batching=True)
+    # A queued request waits up to 10 min: on a loaded box the queue must not empty itself by timing out
+    # before a test has seen it full.
+    backend = await _backend(parallel=4, step_tokens=64, max_queue=2, max_queue_wait_s=600, exact_batching=True)
     yield backend
     await backend.close()
 
@@ -81,10 +83,11 @@ async def test_a_stream_that_goes_away_frees_its_sequence(batched: LlamaCppBacke
 
 async def test_past_its_queue_the_model_answers_503_with_retry_after(batched: LlamaCppBackend) -> None:
     long = [asyncio.create_task(batched.complete(_text(f"Story {i}:", logit_bias=NEVER_STOP), 400)) for i in range(6)]
-    for _ in range(3000):  # 4 generating, 2 queued (the bound only keeps a broken engine from hanging CI)
+    for _ in range(30000):  # 4 generating, 2 queued (the bound only keeps a broken engine from hanging CI)
         if batched.stats()["busy"] == 4 and batched.stats()["waiting"] == 2:
             break
         await asyncio.sleep(0.02)
+    assert (batched.stats()["busy"], batched.stats()["waiting"]) == (4, 2)
     with pytest.raises(Overloaded) as refused:
         await batched.complete(_text("one more"), 4)
     assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
