@@ -56,7 +56,7 @@ def _bare(fit: Any) -> Candidate:
     return Candidate("baseline", fit, shippable=False)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
 
@@ -66,7 +66,7 @@ def _filled(values: np.ndarray) -> np.ndarray:
     return np.nan_to_num(values, nan=float(np.nanmean(values)) if np.isfinite(values).any() else 0.0)
 
 
-def _logistic_out_of_fold(columns: list[np.ndarray], y: np.ndarray, fold: np.ndarray) -> np.ndarray:
+def logistic_out_of_fold(columns: list[np.ndarray], y: np.ndarray, fold: np.ndarray) -> np.ndarray:
     """P(y) per row from a logistic regression over the standardised columns, fitted without the row's
     fold; a fold whose other folds hold one class only gets the overall rate."""
     from sklearn.linear_model import LogisticRegression
@@ -85,8 +85,8 @@ def _combined(
     head_scores: np.ndarray, confidence: dict[str, np.ndarray], data: Dataset, fold: np.ndarray
 ) -> np.ndarray:
     """The head's score and the confidence metrics combined: P(local wrong and strong right), out of fold."""
-    columns = [_logit(head_scores), *(_filled(v) for v in confidence.values())]
-    return _logistic_out_of_fold(columns, data.needs_strong, fold)
+    columns = [logit(head_scores), *(_filled(v) for v in confidence.values())]
+    return logistic_out_of_fold(columns, data.needs_strong, fold)
 
 
 def _early_rules(labelled: LabelledSet, fitted: np.ndarray, data: Dataset, fold: np.ndarray) -> dict[str, np.ndarray]:
@@ -129,7 +129,7 @@ def local_chance_from_confidence(confidence: dict[str, np.ndarray], data: Datase
     """P(local right) given the local answer's confidence metrics alone, fitted out of fold (what the
     cascade knows once the local model has answered). The prompt-only local half is left out on purpose:
     what it knows (the domain is hard) also says the strong model may fail."""
-    return _logistic_out_of_fold([_filled(v) for v in confidence.values()], (data.weak >= 0.5).astype(int), fold)
+    return logistic_out_of_fold([_filled(v) for v in confidence.values()], (data.weak >= 0.5).astype(int), fold)
 
 
 def out_of_fold_with_prior(
