@@ -5,12 +5,12 @@ Asked a multiple-choice question as a client asks it, the default model reasons 
 labels), so a cascade that judges them ranks by the head's guess of the cloud's chance alone. Asked the
 same question with its answer started "The correct answer is", its next token is the letter, and that
 letter's probability says whether the answer it *serves* is right (AUROC 0.66), while the model's state
-one token before the letter says whether the strong model will be (0.75, against 0.68 from the prompt's
+one token before the letter says whether the strong model will be (0.74, against 0.69 from the prompt's
 embedding). So for a multiple-choice question the cascade first runs the local model aside on that
 rendering for one token; its letter probe (`router train --prompt-state` on `router states --reading aside`,
 shipped as `heads/<package>.letter-state.npz`) reads P(strong right) in that step's logits, and the
 gain P(strong right) - the letter's probability decides before the served answer starts. Measured on
-1,000 served-style labels of held-out domains: APGR 0.620 against 0.570 for the first-token rule
+1,400 served-style labels of held-out domains: APGR 0.615 against 0.581 for the first-token rule
 (bench/RESULTS.md).
 
 The aside's prompt is the served prompt and four tokens more, so the served answer that follows finds
