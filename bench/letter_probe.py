@@ -72,7 +72,8 @@ def main() -> None:
     labelled = _labelled([args.labels], [args.tasks], 3, states=states)
     data = labelled.data
     fold = np.array([fold_of[g] for g in data.groups])
-    state_strong, state_local = state_probe_chances(np.stack([states[i] for i in labelled.ids]), labelled, fold)
+    rows = np.stack([states[i] for i in labelled.ids])
+    state_strong, state_local = state_probe_chances(rows, labelled, fold)
     head_strong = np.array([head_strong_of[i] for i in labelled.ids])
     try:
         letter = letter_probabilities(args.states, [args.letter_labels] if args.letter_labels else None, labelled.ids)
@@ -80,7 +81,6 @@ def main() -> None:
         parser.error(str(error))
     first = first_tokens_probability(labelled)
     weak, strong, groups = data.weak, data.strong, list(data.groups)
-    rows = np.stack([states[i] for i in labelled.ids])
     spread = _letters_spread(read_option_logprobs(args.states), labelled.ids)
     print(f"{len(data)} served labels with a letter-read state, {len(set(groups))} domains: served answer right "
           f"{weak.mean():.1%}, GPT-4 {strong.mean():.1%}")  # fmt: skip

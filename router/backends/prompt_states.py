@@ -59,17 +59,11 @@ def _read_column(folder: Path, column: str) -> dict[str, Any]:
     return found
 
 
-def top_logprob(logits: np.ndarray) -> float:
-    """log P(the most likely next token) under `logits` (a log-softmax's maximum)."""
-    wide = logits.astype(np.float64)
-    return float(-np.log(np.exp(wide - wide.max()).sum()))
-
-
-def token_logprobs(logits: np.ndarray, tokens: list[int]) -> np.ndarray:
-    """log P(each of `tokens` is the next one) under `logits`."""
+def next_token_logprobs(logits: np.ndarray, tokens: list[int]) -> tuple[float, np.ndarray]:
+    """(log P(the most likely next token), log P(each of `tokens` is the next one)) under `logits`."""
     wide = logits.astype(np.float64)
     log_z = wide.max() + np.log(np.exp(wide - wide.max()).sum())
-    return (wide[tokens] - log_z).astype(np.float32)
+    return float(wide.max() - log_z), (wide[tokens] - log_z).astype(np.float32)
 
 
 def served_messages(prompt: str, system: str | None) -> Messages:
@@ -155,8 +149,9 @@ def collect_states(
         state, logits = reader.read(messages, answer_start)
         ids.append(pid)
         rows.append(state)
-        nexts.append(top_logprob(logits))
-        lettered.append(token_logprobs(logits, options))
+        top, letters = next_token_logprobs(logits, options)
+        nexts.append(top)
+        lettered.append(letters)
         if len(ids) == CHUNK or n == len(todo):
             np.savez(
                 folder / f"states-{time.time_ns()}.npz", ids=np.array(ids), states=np.stack(rows),
